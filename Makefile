@@ -1,0 +1,96 @@
+# tcpdwell — the front door: make, make test, make run, make bench, make clean.
+# V=1 shows full commands.
+
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := all
+
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)"
+endif
+
+OUTPUT     := bpf/.output
+BPF_OBJ    := $(OUTPUT)/tcpdwell.bpf.o
+VMLINUX_H  := $(OUTPUT)/vmlinux.h
+ADDON      := bpf-ts-loader/build/Release/bpf_ts_loader.node
+TS_STAMP   := dist/.stamp
+ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+CLANG      ?= clang
+BPFTOOL    ?= $(firstword $(wildcard /usr/sbin/bpftool /usr/bin/bpftool) bpftool)
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(OUTPUT) -Ibpf
+
+# What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
+DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config
+DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config
+TS_SRC     := $(shell find src -name '*.ts' 2>/dev/null) tsconfig.json
+
+.PHONY: all deps test test-unit run bench clean abi check-abi
+
+all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
+
+# ---- set-up ----------------------------------------------------------------------------
+deps: .deps.stamp node_modules/.package-lock.json
+
+.deps.stamp:
+	$(call msg,DEPS,debian packages)
+	$(Q)missing=""; for c in $(DEB_CHECK); do command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing=1; done; \
+	[ -f /usr/include/bpf/libbpf.h ] && [ -f /usr/include/gelf.h ] && [ -f /usr/include/zlib.h ] || missing=1; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "tcpdwell: missing Debian packages; run as root or: sudo apt-get install $(DEB_PKGS)" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) >/dev/null; \
+	fi
+	$(Q)touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json bpf-ts-loader/package.json .deps.stamp
+	$(call msg,NPM,install)
+	$(Q)npm ci --no-audit --no-fund --loglevel=error
+	$(Q)touch $@
+
+# ---- kernel program --------------------------------------------------------------------
+$(VMLINUX_H): | .deps.stamp
+	$(call msg,BTF,$@)
+	$(Q)mkdir -p $(OUTPUT)
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
+
+$(BPF_OBJ): bpf/tcpdwell.bpf.c bpf/tcpdwell.h $(VMLINUX_H)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c bpf/tcpdwell.bpf.c -o $@
+
+# ---- native addon ----------------------------------------------------------------------
+$(ADDON): bpf-ts-loader/src/binding.c bpf-ts-loader/binding.gyp | node_modules/.package-lock.json
+	$(call msg,ADDON,$@)
+	$(Q)cd bpf-ts-loader && npm run --silent install >/dev/null
+
+# ---- TypeScript ------------------------------------------------------------------------
+$(TS_STAMP): $(TS_SRC) | node_modules/.package-lock.json
+	$(call msg,TSC,dist/)
+	$(Q)npx tsc -p tsconfig.json
+	$(Q)touch $@
+
+# The TypeScript view of bpf/tcpdwell.h, generated from the object's BTF (committed).
+abi: $(BPF_OBJ)
+	$(call msg,GEN,src/generated/abi.ts)
+	$(Q)node scripts/gen-abi.mjs $(BPF_OBJ) $(VMLINUX_H) > src/generated/abi.ts.tmp && mv src/generated/abi.ts.tmp src/generated/abi.ts
+
+check-abi: $(BPF_OBJ)
+	$(Q)node scripts/gen-abi.mjs $(BPF_OBJ) $(VMLINUX_H) | diff -u src/generated/abi.ts - \
+	  || { echo "src/generated/abi.ts is stale: run 'make abi' and commit it" >&2; exit 1; }
+
+# ---- front door ------------------------------------------------------------------------
+test: deps all
+	npx vitest run $(VITEST_ARGS)
+
+test-unit: deps all
+	npx vitest run test/unit
+
+run: deps all
+	./bin/tcpdwell trace $(ARGS)
+
+bench: deps all
+	@echo "make bench: not yet (issue 6)"; exit 1
+
+clean:
+	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp

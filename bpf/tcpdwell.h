@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * tcpdwell.h — the ABI shared by the kernel program (bpf/tcpdwell.bpf.c) and the
+ * TypeScript agent. This file is the single source of truth: src/generated/abi.ts is
+ * generated from the BTF that clang emits for these types (scripts/gen-abi.mjs), it is
+ * committed, and test/unit/abi-drift.test.ts fails when the two disagree.
+ *
+ * Rules: fixed-width types only, largest first, explicit padding, unit and byte order
+ * in every comment, and a static assert on every size.
+ */
+#ifndef TCPDWELL_H
+#define TCPDWELL_H
+
+/* What a record in the ring (or in the iter/tcp output) describes. */
+enum tcpdwell_event_type {
+	TCPDWELL_EV_TRANSITION = 1,     /* sock:inet_sock_set_state of a TCP socket */
+	TCPDWELL_EV_TIMEWAIT_START = 2, /* a timewait sock was scheduled (timer:timer_start, tw_timer_handler) */
+	TCPDWELL_EV_TIMEWAIT_END = 3,   /* the timewait sock ended: timer expired, or it was killed early */
+	TCPDWELL_EV_SNAPSHOT = 4,       /* a socket that existed when tracing started (iter/tcp) */
+};
+
+/* How a timewait sock ended (TIMEWAIT_END only). */
+enum tcpdwell_tw_reason {
+	TCPDWELL_TW_EXPIRED = 1, /* its timer fired (timer:timer_expire_entry) */
+	TCPDWELL_TW_KILLED = 2,  /* its timer was cancelled for good: netns deleted, port reuse, RST or SYN */
+};
+
+/* Bits of tcpdwell_event.flags. */
+enum tcpdwell_event_flags {
+	TCPDWELL_F_ENTERED_KNOWN = 1,   /* entered_ns is exact (the program saw the socket enter old_state) */
+	TCPDWELL_F_OWNER_KNOWN = 2,     /* owner_pid/owner_comm were seen at a process-context transition */
+	TCPDWELL_F_PROCESS_CTX = 4,     /* the current task holds the socket lock: pid/comm is the actor, not a bystander */
+	TCPDWELL_F_CHILD = 8,           /* the socket was cloned from a listener (owner inherited from it) */
+};
+
+struct tcpdwell_event {
+	__u64 ts_ns;       /* bpf_ktime_get_boot_ns() at the event, ns since boot (counts suspend) */
+	__u64 cookie;      /* socket cookie (bpf_get_socket_cookie); the timewait sock carries its socket's */
+	__u64 entered_ns;  /* boot-time ns at which the socket entered old_state (TRANSITION), the timewait
+			    * started (TIMEWAIT_END) or the current state began (SNAPSHOT); 0 = unknown */
+	__u64 expires_ns;  /* TIMEWAIT_START/END, SNAPSHOT of a timewait sock: boot-time ns its timer is due; else 0 */
+	__u64 cgroup_id;   /* cgroup v2 id of the socket (sk->sk_cgrp_data), right in any context; 0 = unknown */
+	__u32 netns;       /* inode of the socket's network namespace (as in /proc/PID/ns/net) */
+	__u32 pid;         /* tgid of the current task; 0 in softirq on an idle CPU */
+	__u32 owner_pid;   /* tgid seen at the socket's last process-context transition (or its listener's); 0 = unknown */
+	__s32 error;       /* positive errno from sk_err (sock:inet_sk_error_report) that preceded this transition; 0 = none */
+	__u8 saddr[16];    /* local address, network byte order; IPv4 in the first 4 bytes */
+	__u8 daddr[16];    /* remote address, network byte order; IPv4 in the first 4 bytes */
+	char comm[16];     /* comm of the current task, NUL-padded */
+	char owner_comm[16]; /* comm of owner_pid, NUL-padded */
+	__u16 sport;       /* local port, host byte order (0 before bind, e.g. at CLOSE->SYN_SENT) */
+	__u16 dport;       /* remote port, host byte order */
+	__u16 family;      /* AF_INET (2) or AF_INET6 (10) */
+	__u8 type;         /* enum tcpdwell_event_type */
+	__u8 old_state;    /* TRANSITION: kernel TCP_* state left; else 0 */
+	__u8 new_state;    /* TRANSITION: state entered; SNAPSHOT: current state; TIMEWAIT_*: TCP_TIME_WAIT */
+	__u8 substate;     /* TIMEWAIT_*: tw_substate (TCP_TIME_WAIT or TCP_FIN_WAIT2); SNAPSHOT of a timewait sock too */
+	__u8 reason;       /* TIMEWAIT_END: enum tcpdwell_tw_reason; else 0 */
+	__u8 flags;        /* enum tcpdwell_event_flags */
+	__u8 _pad[4];      /* zero */
+};
+
+/* Per-CPU counters (map "counters", one slot per CPU); the agent sums the CPUs. */
+struct tcpdwell_counters {
+	__u64 events;           /* records submitted to the ring */
+	__u64 lost_ring_full;   /* records dropped because bpf_ringbuf_reserve failed (ring full) */
+	__u64 lost_no_storage;  /* transitions whose sk_storage could not be created (dwell unknown) */
+	__u64 tw_unmatched;     /* timewait starts emitted without their socket's close transition */
+	__u64 filtered;         /* events not emitted because of the agent's filters */
+};
+
+/* The filter configuration (map "dwell_config", one entry), written by the agent at start or run time. */
+struct tcpdwell_config {
+	__u32 wakeup_bytes;  /* wake the reader once this many bytes wait in the ring (else it polls) */
+	__u16 family;        /* 0 = any; AF_INET or AF_INET6 = only that family */
+	__u8 filter_netns;   /* 1 = emit only sockets whose netns inode is a key of map "netns_filter" */
+	__u8 filter_ports;   /* 1 = emit only sockets whose sport or dport is a key of map "port_filter" */
+};
+
+/* Anchors the enums in the object's BTF so the generator can read them (never used at run time). */
+struct tcpdwell_abi {
+	enum tcpdwell_event_type type;
+	enum tcpdwell_tw_reason reason;
+	enum tcpdwell_event_flags flags;
+};
+
+_Static_assert(sizeof(struct tcpdwell_event) == 136, "tcpdwell_event layout changed: regenerate src/generated/abi.ts");
+_Static_assert(sizeof(struct tcpdwell_counters) == 40, "tcpdwell_counters layout changed");
+_Static_assert(sizeof(struct tcpdwell_config) == 8, "tcpdwell_config layout changed");
+
+#endif /* TCPDWELL_H */

@@ -1,0 +1,256 @@
+/**
+ * Decoder: ring-buffer batches (and iterator output) → typed events. Pure: no I/O.
+ *
+ * Every offset and enum value comes from src/generated/abi.ts, which is generated from
+ * bpf/tcpdwell.h; nothing about the record layout is written here by hand.
+ */
+import { constants as osConstants } from 'node:os';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, TcpState, TwReason } from './generated/abi.js';
+
+export type EventKind = 'transition' | 'timewait_start' | 'timewait_end' | 'snapshot';
+export type Family = 'inet' | 'inet6';
+
+/** One decoded kernel record. Times are boot-time nanoseconds (CLOCK_BOOTTIME) as BigInt. */
+export interface TcpEvent {
+  type: EventKind;
+  tsNs: bigint;
+  cookie: bigint;
+  /** when the socket entered the state it is leaving (transition), the timewait began (timewait_end), or its current state began (snapshot); null when unknown */
+  enteredNs: bigint | null;
+  /** ts − entered, when entered is known */
+  dwellNs: bigint | null;
+  /** timewait events and timewait snapshots: when the timewait timer is due */
+  expiresNs: bigint | null;
+  netns: number;
+  cgroupId: bigint;
+  family: Family;
+  saddr: string;
+  sport: number;
+  daddr: string;
+  dport: number;
+  pid: number;
+  comm: string;
+  ownerPid: number | null;
+  ownerComm: string | null;
+  /** transition: state left; other kinds: null */
+  oldState: string | null;
+  /** transition: state entered; snapshot: current state; timewait: TIME_WAIT */
+  newState: string;
+  /** timewait events, timewait snapshots: TIME_WAIT or FIN_WAIT2 */
+  substate: string | null;
+  /** timewait_end: how it ended */
+  reason: 'expired' | 'killed' | null;
+  /** errno name from sk_err that preceded this transition, e.g. ECONNREFUSED */
+  error: string | null;
+  /** the current task held the socket lock: pid/comm acted on the socket */
+  actorIsOwner: boolean;
+  /** socket cloned from a listener (an accepted connection) */
+  child: boolean;
+}
+
+/** What a decode pass skipped, so nothing is dropped silently. */
+export interface DecodeStats {
+  records: number;
+  malformed: number;
+}
+
+const STATE_NAMES = new Map<number, string>(Object.entries(TcpState).map(([name, value]) => [value, name]));
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name]));
+const KIND: Record<number, EventKind | undefined> = {
+  [EventType.TRANSITION]: 'transition',
+  [EventType.TIMEWAIT_START]: 'timewait_start',
+  [EventType.TIMEWAIT_END]: 'timewait_end',
+  [EventType.SNAPSHOT]: 'snapshot',
+};
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+/** Kernel TCP state name without the TCP_ prefix; values the kernel may add later decode as UNKNOWN(n). */
+export function stateName(value: number): string {
+  return STATE_NAMES.get(value) ?? `UNKNOWN(${value})`;
+}
+
+/** errno name for a positive errno value (E.g. 111 → ECONNREFUSED); unknown values as ERRNO(n). */
+export function errnoName(value: number): string {
+  return ERRNO_NAMES.get(value) ?? `ERRNO(${value})`;
+}
+
+function cString(buf: Buffer, offset: number, size: number): string {
+  const end = buf.indexOf(0, offset);
+  return buf.toString('latin1', offset, end < 0 || end > offset + size ? offset + size : end);
+}
+
+/** RFC 5952 text form of an address held in network byte order at buf[offset..]. */
+export function formatAddress(buf: Buffer, offset: number, family: number): string {
+  if (family === AF_INET) return `${buf[offset]}.${buf[offset + 1]}.${buf[offset + 2]}.${buf[offset + 3]}`;
+  const words: number[] = [];
+  for (let i = 0; i < 8; i++) words.push(buf.readUInt16BE(offset + 2 * i));
+  // IPv4-mapped (::ffff:a.b.c.d), as the dual-stack sockets of an AF_INET6 listener show them.
+  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
+    return `::ffff:${buf[offset + 12]}.${buf[offset + 13]}.${buf[offset + 14]}.${buf[offset + 15]}`;
+  }
+  // The longest run of two or more zero words becomes "::" (the first, on a tie).
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(':');
+  if (bestStart < 0) return hex(words);
+  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
+}
+
+/**
+ * Decodes one record of EVENT_SIZE bytes at buf[offset..]. Returns null for a record that
+ * cannot be an event (unknown type or family); the caller counts it.
+ */
+export function decodeEvent(buf: Buffer, offset: number): TcpEvent | null {
+  const kind = KIND[buf.readUInt8(offset + F.type.offset)];
+  const familyValue = buf.readUInt16LE(offset + F.family.offset);
+  if (!kind || (familyValue !== AF_INET && familyValue !== AF_INET6)) return null;
+  const flags = buf.readUInt8(offset + F.flags.offset);
+  const tsNs = buf.readBigUInt64LE(offset + F.ts_ns.offset);
+  const entered = buf.readBigUInt64LE(offset + F.entered_ns.offset);
+  const enteredNs = flags & EventFlags.ENTERED_KNOWN && entered !== 0n ? entered : null;
+  const expires = buf.readBigUInt64LE(offset + F.expires_ns.offset);
+  const ownerKnown = (flags & EventFlags.OWNER_KNOWN) !== 0;
+  const errno = buf.readInt32LE(offset + F.error.offset);
+  const isTimewait = kind === 'timewait_start' || kind === 'timewait_end';
+  const substate = buf.readUInt8(offset + F.substate.offset);
+  const reason = buf.readUInt8(offset + F.reason.offset);
+  return {
+    type: kind,
+    tsNs,
+    cookie: buf.readBigUInt64LE(offset + F.cookie.offset),
+    enteredNs,
+    // A timewait start has no dwell of its own: it opens the timewait phase.
+    dwellNs: enteredNs !== null && kind !== 'timewait_start' && kind !== 'snapshot' ? tsNs - enteredNs : null,
+    expiresNs: expires !== 0n ? expires : null,
+    netns: buf.readUInt32LE(offset + F.netns.offset),
+    cgroupId: buf.readBigUInt64LE(offset + F.cgroup_id.offset),
+    family: familyValue === AF_INET ? 'inet' : 'inet6',
+    saddr: formatAddress(buf, offset + F.saddr.offset, familyValue),
+    sport: buf.readUInt16LE(offset + F.sport.offset),
+    daddr: formatAddress(buf, offset + F.daddr.offset, familyValue),
+    dport: buf.readUInt16LE(offset + F.dport.offset),
+    pid: buf.readUInt32LE(offset + F.pid.offset),
+    comm: cString(buf, offset + F.comm.offset, F.comm.size),
+    ownerPid: ownerKnown ? buf.readUInt32LE(offset + F.owner_pid.offset) : null,
+    ownerComm: ownerKnown ? cString(buf, offset + F.owner_comm.offset, F.owner_comm.size) : null,
+    oldState: kind === 'transition' ? stateName(buf.readUInt8(offset + F.old_state.offset)) : null,
+    newState: stateName(buf.readUInt8(offset + F.new_state.offset)),
+    substate: isTimewait || substate !== 0 ? stateName(substate) : null,
+    reason: kind === 'timewait_end' ? (reason === TwReason.EXPIRED ? 'expired' : reason === TwReason.KILLED ? 'killed' : null) : null,
+    error: errno > 0 ? errnoName(errno) : null,
+    actorIsOwner: (flags & EventFlags.PROCESS_CTX) !== 0,
+    child: (flags & EventFlags.CHILD) !== 0,
+  };
+}
+
+/** Bytes before each record in a ring batch: u32 length (LE), u32 zero (bpf-ts-loader's batch format). */
+export const RING_HEADER_BYTES = 8;
+
+/**
+ * Decodes a ring-buffer batch from bpf-ts-loader: entries of [u32 length][u32 0][record][pad to 8].
+ * A record of the wrong length, or that does not decode, is counted in stats.malformed and
+ * skipped; a truncated batch stops there (the rest is counted as one malformed record).
+ */
+export function decodeRingBatch(batch: Buffer, onEvent: (e: TcpEvent) => void, stats: DecodeStats): void {
+  let off = 0;
+  while (off < batch.length) {
+    if (batch.length - off < RING_HEADER_BYTES) {
+      stats.malformed++;
+      return;
+    }
+    const len = batch.readUInt32LE(off);
+    const body = off + RING_HEADER_BYTES;
+    if (len === 0 || body + len > batch.length) {
+      stats.malformed++;
+      return;
+    }
+    stats.records++;
+    const ev = len === EVENT_SIZE ? decodeEvent(batch, body) : null;
+    if (ev) onEvent(ev);
+    else stats.malformed++;
+    off = body + ((len + 7) & ~7);
+  }
+}
+
+/** Decodes back-to-back records with no headers (what the iter/tcp program writes). */
+export function decodeRecords(buf: Buffer, onEvent: (e: TcpEvent) => void, stats: DecodeStats): void {
+  let off = 0;
+  for (; off + EVENT_SIZE <= buf.length; off += EVENT_SIZE) {
+    stats.records++;
+    const ev = decodeEvent(buf, off);
+    if (ev) onEvent(ev);
+    else stats.malformed++;
+  }
+  if (off !== buf.length) stats.malformed++;
+}
+
+/** JSON-lines form of an event: 64-bit values as decimal strings (they pass 2^53). */
+export function toJson(e: TcpEvent): Record<string, unknown> {
+  const base: Record<string, unknown> = {
+    type: e.type,
+    tsNs: e.tsNs.toString(),
+    cookie: e.cookie.toString(),
+    netns: e.netns,
+    family: e.family,
+    saddr: e.saddr,
+    sport: e.sport,
+    daddr: e.daddr,
+    dport: e.dport,
+  };
+  const common = {
+    pid: e.pid,
+    comm: e.comm,
+    ownerPid: e.ownerPid,
+    ownerComm: e.ownerComm,
+    cgroupId: e.cgroupId.toString(),
+  };
+  switch (e.type) {
+    case 'transition':
+      return {
+        ...base,
+        oldState: e.oldState,
+        newState: e.newState,
+        dwellNs: e.dwellNs?.toString() ?? null,
+        enteredNs: e.enteredNs?.toString() ?? null,
+        ...common,
+        error: e.error,
+        child: e.child,
+      };
+    case 'timewait_start':
+      return { ...base, substate: e.substate, expiresNs: e.expiresNs?.toString() ?? null, ...common };
+    case 'timewait_end':
+      return {
+        ...base,
+        substate: e.substate,
+        reason: e.reason,
+        dwellNs: e.dwellNs?.toString() ?? null,
+        enteredNs: e.enteredNs?.toString() ?? null,
+        ...common,
+      };
+    case 'snapshot':
+      return {
+        ...base,
+        state: e.newState,
+        substate: e.substate,
+        enteredNs: e.enteredNs?.toString() ?? null,
+        expiresNs: e.expiresNs?.toString() ?? null,
+        ownerPid: e.ownerPid,
+        ownerComm: e.ownerComm,
+        cgroupId: e.cgroupId.toString(),
+      };
+  }
+}

@@ -1,0 +1,127 @@
+/** `tcpdwell trace`: every TCP transition, timewait phase and existing socket, as text or JSON lines. */
+import type { Writable } from 'node:stream';
+import { decodeRecords, decodeRingBatch, toJson, type DecodeStats, type TcpEvent } from './decode.js';
+import { formatText, TEXT_HEADER } from './format.js';
+import { bootToEpochOffsetNs, isoTime, wallClock } from './clock.js';
+import { listNetns, type Netns } from './netns.js';
+import { Tracer, type TracerOptions } from './tracer.js';
+
+export interface TraceOptions {
+  format: 'json' | 'text';
+  netns: Netns[];
+  ports: number[];
+  family: 'inet' | 'inet6' | null;
+  /** stop after this many seconds; null = until SIGINT/SIGTERM */
+  durationS: number | null;
+  snapshot: boolean;
+  ringBytes?: number;
+  wakeupBytes?: number;
+  objectPath?: string;
+  out: Writable;
+  err: Writable;
+  /** resolves when the trace should stop (besides --duration and signals); for tests */
+  stop?: Promise<void>;
+  /** called once tracing is live (programs attached, ring open, snapshot written) */
+  onReady?: () => void;
+}
+
+/** What a finished trace saw; also printed to stderr as its last line. */
+export interface TraceSummary {
+  events: number;
+  lostRingFull: number;
+  malformed: number;
+  snapshotSkipped: number;
+}
+
+export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
+  const tracerOpts: TracerOptions = {
+    netns: opts.netns.map((n) => n.inode),
+    ports: opts.ports,
+    family: opts.family,
+    ringBytes: opts.ringBytes,
+    wakeupBytes: opts.wakeupBytes,
+    objectPath: opts.objectPath,
+  };
+  const tracer = Tracer.open(tracerOpts);
+  const offset = bootToEpochOffsetNs();
+  const clock = wallClock(offset);
+  const stats: DecodeStats = { records: 0, malformed: 0 };
+  let events = 0;
+  let snapshotSkipped = 0;
+  let outputClosed = false;
+  const render =
+    opts.format === 'json'
+      ? (e: TcpEvent) => `${JSON.stringify({ ...toJson(e), time: isoTime(e.tsNs, offset) })}\n`
+      : (e: TcpEvent) => `${formatText(e, clock)}\n`;
+
+  let lines: string[] = [];
+  const collect = (e: TcpEvent) => {
+    events++;
+    lines.push(render(e));
+  };
+  const flush = () => {
+    if (lines.length && !outputClosed) opts.out.write(lines.join(''));
+    lines = [];
+  };
+
+  let stopNow: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => (stopNow = resolve));
+  // A closed pipe (`| head`) ends the trace like a signal: nothing more can be shown.
+  opts.out.on('error', () => {
+    outputClosed = true;
+    stopNow();
+  });
+
+  try {
+    if (opts.format === 'text') opts.out.write(`${TEXT_HEADER}\n`);
+    const reader = tracer.readRing((batch) => {
+      decodeRingBatch(batch, collect, stats);
+      flush();
+    });
+
+    if (opts.snapshot) {
+      const all = listNetns();
+      const wanted = opts.netns.length
+        ? opts.netns.map((n) => (n.path ? n : (all.find((a) => a.inode === n.inode) ?? n)))
+        : all;
+      for (const ns of wanted) {
+        if (!ns.path) {
+          snapshotSkipped++;
+          opts.err.write(`tcpdwell trace: no path opens network namespace ${ns.inode}; its existing sockets are not listed\n`);
+          continue;
+        }
+        decodeRecords(tracer.snapshot(ns), collect, stats);
+        flush();
+      }
+    }
+    opts.err.write('tcpdwell trace: tracing TCP state transitions (Ctrl-C to stop)\n');
+    opts.onReady?.();
+
+    const onSignal = () => stopNow();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    const timer = opts.durationS !== null ? setTimeout(stopNow, opts.durationS * 1000) : undefined;
+    await Promise.race([stopped, opts.stop ?? new Promise(() => {})]);
+    clearTimeout(timer);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+
+    // Drain what the kernel already wrote before reading the counters.
+    reader.consume();
+    flush();
+    const k = tracer.counters();
+    const summary: TraceSummary = {
+      events,
+      lostRingFull: k.lost_ring_full,
+      malformed: stats.malformed,
+      snapshotSkipped,
+    };
+    opts.err.write(
+      `tcpdwell trace: ${summary.events} events seen, ${summary.lostRingFull + summary.malformed} lost ` +
+        `(${summary.lostRingFull} ring full, ${summary.malformed} malformed)\n`,
+    );
+    return summary;
+  } finally {
+    tracer.close();
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Helpers for tests that load the real kernel program. Each test makes its own network
+ * namespace and deletes it. Without root or BTF they skip — loudly — on a developer laptop,
+ * and fail under CI (CI=true), where they must run.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../../src/decode.js';
+import { resolveNetns, type Netns } from '../../src/netns.js';
+import { Tracer, DEFAULT_OBJECT_PATH, type TracerOptions } from '../../src/tracer.js';
+
+export const WORKLOAD = fileURLToPath(new URL('./workload.mjs', import.meta.url));
+
+function whyNoKernel(): string | null {
+  if (process.getuid?.() !== 0) return 'not running as root';
+  if (!existsSync('/sys/kernel/btf/vmlinux')) return 'the kernel has no BTF';
+  if (!existsSync(DEFAULT_OBJECT_PATH)) return `${DEFAULT_OBJECT_PATH} is not built (run make)`;
+  return null;
+}
+
+const reason = whyNoKernel();
+if (reason && process.env.CI) {
+  throw new Error(`kernel tests must run in CI but cannot: ${reason}`);
+}
+if (reason) {
+  console.warn(`\n!!! SKIPPING KERNEL TESTS: ${reason}. They run for real in CI; run 'sudo make test' to run them here. !!!\n`);
+}
+/** True when the kernel tests can run here. */
+export const kernelAvailable = reason === null;
+
+let counter = 0;
+
+/** A fresh network namespace with loopback up, deleted when the test is done. */
+export class TestNetns {
+  readonly name = `tcpdwell-t${process.pid}-${++counter}`;
+  readonly ns: Netns;
+  private deleted = false;
+
+  constructor() {
+    execFileSync('ip', ['netns', 'add', this.name]);
+    execFileSync('ip', ['-n', this.name, 'link', 'set', 'lo', 'up']);
+    this.ns = resolveNetns(this.name);
+  }
+
+  /** Runs a workload scenario inside the namespace; resolves with its JSON summary line. */
+  run(scenario: string, host: string, port: number, arg?: string | number): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const args = ['netns', 'exec', this.name, process.execPath, WORKLOAD, scenario, host, String(port)];
+      if (arg !== undefined) args.push(String(arg));
+      const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (err += d));
+      child.on('close', (code) => {
+        if (code !== 0) reject(new Error(`workload ${scenario} exited ${code}: ${err}`));
+        else resolve(JSON.parse(out.trim().split('\n').pop() ?? '{}'));
+      });
+    });
+  }
+
+  /** Starts a long-running scenario; returns its summary and a function that ends it. */
+  start(scenario: string, host: string, port: number, arg?: string | number) {
+    const args = ['netns', 'exec', this.name, process.execPath, WORKLOAD, scenario, host, String(port)];
+    if (arg !== undefined) args.push(String(arg));
+    const child = spawn('ip', args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    const ready = new Promise<Record<string, unknown>>((resolve) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0] ?? '{}'));
+      });
+    });
+    const stop = () =>
+      new Promise<void>((resolve) => {
+        child.on('close', () => resolve());
+        child.stdin.end();
+      });
+    return { ready, stop };
+  }
+
+  delete(): void {
+    if (this.deleted) return;
+    this.deleted = true;
+    execFileSync('ip', ['netns', 'del', this.name]);
+  }
+}
+
+/** A tracer filtered to one namespace, collecting decoded events. */
+export class Collector {
+  readonly events: TcpEvent[] = [];
+  readonly stats: DecodeStats = { records: 0, malformed: 0 };
+  readonly tracer: Tracer;
+  private reader;
+
+  constructor(opts: TracerOptions) {
+    this.tracer = Tracer.open(opts);
+    this.reader = this.tracer.readRing((batch) => decodeRingBatch(batch, (e) => this.events.push(e), this.stats));
+  }
+
+  snapshot(ns: Netns): TcpEvent[] {
+    const out: TcpEvent[] = [];
+    decodeRecords(this.tracer.snapshot(ns), (e) => out.push(e), this.stats);
+    return out;
+  }
+
+  /** Reads everything the kernel wrote so far. */
+  drain(): TcpEvent[] {
+    this.reader.consume();
+    return this.events;
+  }
+
+  /** Waits until pred holds over the events seen (polling the ring), or fails after timeoutMs. */
+  async waitFor(pred: (events: TcpEvent[]) => boolean, timeoutMs = 5000): Promise<TcpEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.drain();
+      if (pred(this.events)) return this.events;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms; saw ${this.events.length} events`);
+      await sleep(20);
+    }
+  }
+
+  close(): void {
+    this.tracer.close();
+  }
+}
+
+/** The events of each socket, by cookie, in order. */
+export function bySocket(events: TcpEvent[]): Map<bigint, TcpEvent[]> {
+  const m = new Map<bigint, TcpEvent[]>();
+  for (const e of events) {
+    const list = m.get(e.cookie) ?? [];
+    list.push(e);
+    m.set(e.cookie, list);
+  }
+  return m;
+}
+
+/** "CLOSE->SYN_SENT, SYN_SENT->ESTABLISHED, ..." for a socket's transitions. */
+export function sequence(events: TcpEvent[]): string[] {
+  return events.filter((e) => e.type === 'transition').map((e) => `${e.oldState}->${e.newState}`);
+}

@@ -1,0 +1,136 @@
+// Connection scenarios for the kernel tests, run inside a test's network namespace:
+//   ip netns exec NS node test/kernel/workload.mjs SCENARIO HOST PORT [ARG]
+// Prints one JSON line when done: {"pid":..., "clientPort":..., ...}. Exits non-zero on surprise.
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const [scenario, host = '127.0.0.1', portArg = '0', arg] = process.argv.slice(2);
+const port = Number(portArg);
+
+function listen(opts = {}) {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer(opts);
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}
+
+function connect() {
+  return new Promise((resolve, reject) => {
+    const c = net.connect({ host, port });
+    c.once('connect', () => resolve(c));
+    c.once('error', reject);
+  });
+}
+
+const accepted = (server) => new Promise((resolve) => server.once('connection', resolve));
+const closed = (sock) => new Promise((resolve) => (sock.destroyed ? resolve() : sock.once('close', resolve)));
+const done = (extra = {}) => process.stdout.write(`${JSON.stringify({ pid: process.pid, ...extra })}\n`);
+
+async function pair(serverOpts) {
+  const server = await listen(serverOpts);
+  const [client, child] = await Promise.all([connect(), accepted(server)]);
+  return { server, client, child };
+}
+
+switch (scenario) {
+  // The client closes first: client FIN_WAIT1 -> FIN_WAIT2 -> (timewait), server child CLOSE_WAIT -> LAST_ACK.
+  case 'client-first': {
+    const { server, client, child } = await pair();
+    const clientPort = client.localPort;
+    client.end();
+    await Promise.all([closed(client), closed(child)]);
+    server.close();
+    done({ clientPort });
+    break;
+  }
+  // The server closes first: the child goes through FIN_WAIT and into timewait.
+  case 'server-first': {
+    const { server, client, child } = await pair();
+    const clientPort = client.localPort;
+    child.end();
+    await Promise.all([closed(client), closed(child)]);
+    server.close();
+    done({ clientPort });
+    break;
+  }
+  // The client aborts with RST (SO_LINGER 0): no FIN exchange, no timewait.
+  case 'rst': {
+    const { server, client, child } = await pair();
+    const clientPort = client.localPort;
+    child.on('error', () => {});
+    client.resetAndDestroy();
+    await Promise.all([closed(client), closed(child)]);
+    server.close();
+    done({ clientPort });
+    break;
+  }
+  // Nobody listens on the port: SYN_SENT -> CLOSE with ECONNREFUSED.
+  case 'refused': {
+    const err = await connect().then(
+      (c) => {
+        c.destroy();
+        return null;
+      },
+      (e) => e,
+    );
+    if (!err || err.code !== 'ECONNREFUSED') throw new Error(`expected ECONNREFUSED, got ${err?.code ?? 'a connection'}`);
+    done({ code: err.code });
+    break;
+  }
+  // The server holds the connection in CLOSE_WAIT for ARG ms after the client's FIN, then closes.
+  case 'close-wait': {
+    const holdMs = Number(arg ?? 300);
+    const { server, client, child } = await pair({ allowHalfOpen: true });
+    const clientPort = client.localPort;
+    child.on('end', async () => {
+      await sleep(holdMs);
+      child.end();
+    });
+    child.resume();
+    client.end();
+    await Promise.all([closed(client), closed(child)]);
+    server.close();
+    done({ clientPort, holdMs });
+    break;
+  }
+  // Leaves N connections closed client-first, so N timewait socks remain; then holds a listener
+  // and one established pair open until stdin closes (for snapshots of existing sockets).
+  case 'hold': {
+    const n = Number(arg ?? 1);
+    const server = await listen();
+    for (let i = 0; i < n; i++) {
+      const c = await connect();
+      c.end();
+      await closed(c);
+    }
+    const c = await connect();
+    done({ clientPort: c.localPort });
+    process.stdin.resume();
+    await new Promise((resolve) => process.stdin.once('end', resolve));
+    c.destroy();
+    server.close();
+    break;
+  }
+  // ARG connections as fast as possible, client-first close (bursts for the drop test).
+  case 'burst': {
+    const n = Number(arg ?? 1000);
+    const server = await listen();
+    server.on('connection', (s) => s.on('error', () => {}).resume());
+    for (let i = 0; i < n; i += 50) {
+      await Promise.all(
+        Array.from({ length: Math.min(50, n - i) }, async () => {
+          const c = await connect();
+          c.end();
+          await closed(c);
+        }),
+      );
+    }
+    server.close();
+    done({ connections: n });
+    break;
+  }
+  default:
+    console.error(`unknown scenario ${scenario}`);
+    process.exit(2);
+}

@@ -1,0 +1,38 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
+const built = existsSync(fileURLToPath(new URL('../../dist/main.js', import.meta.url)));
+
+function run(...args: string[]) {
+  const r = spawnSync(bin, args, { encoding: 'utf8', timeout: 20_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe.skipIf(!built && !process.env.CI)('bad input to tcpdwell trace: one clear line, exit code 2, no stack trace', () => {
+  it.each([
+    [['trace', '--port', '70000'], /not a port/],
+    [['trace', '--port', 'http'], /not a port/],
+    [['trace', '--family', '5'], /--family/],
+    [['trace', '--format', 'xml'], /--format/],
+    [['trace', '--duration', '-1'], /duration|argument/],
+    [['trace', '--netns', 'no-such-netns-x'], /no such network namespace.*ip netns list/],
+    [['trace', '--ring-bytes', '1000'], /power of two/],
+    [['trace', '--bogus'], /unknown option/],
+    [['nonsense'], /unknown command/],
+  ])('tcpdwell %s', (args, message) => {
+    const r = run(...(args as string[]));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message as RegExp);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(r.stdout).toBe('');
+  });
+
+  it('prints help and exits 0', () => {
+    const r = run('trace', '--help');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('--netns');
+  });
+});
