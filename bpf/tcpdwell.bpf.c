@@ -193,12 +193,13 @@ out:;
 	return false;
 }
 
-/* Family, ports, addresses and netns of any socket-like object (full, request or timewait
- * sock all start with struct sock_common). */
+/* Family, remote port, addresses and netns of any socket-like object (full, request or
+ * timewait sock all start with struct sock_common). The local port is the caller's: skc_num
+ * is already 0 when a closing socket's port has been released (seen on X->CLOSE), so full
+ * sockets use inet_sport and timewait socks tw_sport, as the tracepoint itself does. */
 static __always_inline void fill_common(struct tcpdwell_event *e, const struct sock_common *skc)
 {
 	e->family = BPF_CORE_READ(skc, skc_family);
-	e->sport = BPF_CORE_READ(skc, skc_num); /* skc_num is the local port in host order */
 	e->dport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
 	e->netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
 	if (e->family == AF_INET6) {
@@ -271,6 +272,7 @@ int BPF_PROG(handle_set_state, const struct sock *csk, const int oldstate, const
 	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
 	ev.cgroup_id = sk_cgroup_id(sk);
 	fill_common(&ev, &sk->__sk_common);
+	ev.sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	if (proc)
 		ev.flags |= TCPDWELL_F_PROCESS_CTX;
 
@@ -330,6 +332,11 @@ int BPF_PROG(handle_set_state, const struct sock *csk, const int oldstate, const
 		flush_tw_start(h);
 	}
 
+	/* A socket that dies of an error (tcp_done_with_error: RST, timeout) has sk_err set
+	 * before its X->CLOSE, while sk_error_report() runs only after it (6.x): take it here. */
+	if (!ev.error && newstate == TCP_CLOSE)
+		ev.error = sk->sk_err;
+
 	if (wanted(&ev))
 		emit(&ev);
 	return 0;
@@ -340,6 +347,10 @@ int BPF_PROG(handle_error_report, const struct sock *csk)
 {
 	struct sock *sk = (struct sock *)csk;
 	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	/* Errors reported on a live socket (e.g. ICMP unreachable) wait for its next transition.
+	 * A closed socket's error was already taken from sk_err by its X->CLOSE. */
+	if (sk->__sk_common.skc_state == TCP_CLOSE)
 		return 0;
 	struct sk_info *si = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (si)
@@ -366,6 +377,7 @@ static __always_inline void fill_tw(struct tcpdwell_event *e, __u64 tw_addr, __u
 {
 	const struct inet_timewait_sock *tw = (const void *)tw_addr;
 	fill_common(e, &tw->__tw_common);
+	e->sport = bpf_ntohs(BPF_CORE_READ(tw, tw_sport));
 	e->cookie = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
 	e->substate = BPF_CORE_READ(tw, tw_substate);
 	e->new_state = TCP_TIME_WAIT;
@@ -487,6 +499,7 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 	e.new_state = skc->skc_state;
 	e.cookie = bpf_get_socket_cookie(skc);
 	fill_common(&e, skc);
+	e.sport = skc->skc_num; /* bound, since the socket is in the tables this walks */
 
 	if (e.new_state == TCP_TIME_WAIT) {
 		struct tcp_timewait_sock *ttw = bpf_skc_to_tcp_timewait_sock(skc);

@@ -83,6 +83,9 @@ describe.skipIf(!kernelAvailable)('transitions seen in a fresh network namespace
     expect(sequence(client[0]!)).toEqual([...CLIENT, 'ESTABLISHED->CLOSE']);
     expect(sequence(child[0]!)).toEqual([...CHILD, 'ESTABLISHED->CLOSE']);
     expect(events.filter((e) => e.type === 'timewait_start')).toHaveLength(0);
+    // The end that received the RST dies of ECONNRESET; the end that sent it has no error.
+    expect(child[0]!.at(-1)!.error).toBe('ECONNRESET');
+    expect(client[0]!.at(-1)!.error).toBeNull();
   });
 
   it('connect refused: SYN_SENT->CLOSE carries ECONNREFUSED', async () => {

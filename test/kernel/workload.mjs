@@ -94,6 +94,24 @@ switch (scenario) {
     done({ clientPort, holdMs });
     break;
   }
+  // The client closes its socket outright while the server holds CLOSE_WAIT for ARG ms: the
+  // orphaned client becomes a timewait sock in substate FIN_WAIT2 at once, and the server's
+  // FIN later flips it to TIME_WAIT (re-arming its timer; no new timewait).
+  case 'orphan': {
+    const holdMs = Number(arg ?? 2500);
+    const { server, client, child } = await pair({ allowHalfOpen: true });
+    const clientPort = client.localPort;
+    child.on('end', async () => {
+      await sleep(holdMs);
+      child.end();
+    });
+    child.resume();
+    client.destroy();
+    await closed(child);
+    server.close();
+    done({ clientPort, holdMs });
+    break;
+  }
   // Leaves N connections closed client-first, so N timewait socks remain; then holds a listener
   // and one established pair open until stdin closes (for snapshots of existing sockets).
   case 'hold': {

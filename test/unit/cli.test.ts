@@ -36,3 +36,16 @@ describe.skipIf(!built && !process.env.CI)('bad input to tcpdwell trace: one cle
     expect(r.stdout).toContain('--netns');
   });
 });
+
+describe.skipIf(!built && !process.env.CI)('tcpdwell trace without privileges', () => {
+  it('says which capabilities it needs in one line and exits 1', () => {
+    // As root, drop to nobody with no capabilities; unprivileged, just run it.
+    const asRoot = process.getuid?.() === 0;
+    const r = asRoot
+      ? spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', bin, 'trace', '--duration', '1'], { encoding: 'utf8', timeout: 20_000 })
+      : spawnSync(bin, ['trace', '--duration', '1'], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
