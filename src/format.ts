@@ -21,7 +21,7 @@ export function formatDuration(ns: bigint | null): string {
 const endpoint = (addr: string, port: number, family: string) => (family === 'inet6' ? `[${addr}]:${port}` : `${addr}:${port}`);
 
 export const TEXT_HEADER =
-  'TIME             EVENT       NETNS       LOCAL                    REMOTE                   STATE                    DWELL     OWNER              ERROR';
+  'TIME             EVENT       NETNS       LOCAL                    REMOTE                   STATE                    DWELL       OWNER              ERROR';
 
 /** One line of the text table. `clock` turns boot-time ns into the TIME column. */
 export function formatText(e: TcpEvent, clock: (bootNs: bigint) => string): string {
@@ -54,7 +54,7 @@ export function formatText(e: TcpEvent, clock: (bootNs: bigint) => string): stri
     endpoint(e.saddr, e.sport, e.family).padEnd(24),
     endpoint(e.daddr, e.dport, e.family).padEnd(24),
     state.padEnd(24),
-    dwell.padEnd(9),
+    dwell.padEnd(11),
     owner.padEnd(18),
     e.error ?? '',
   ]

@@ -105,6 +105,43 @@ describeBpf('BpfMap', () => {
   });
 });
 
+describeBpf('runIterator() in another network namespace', () => {
+  it('walks the namespace named by netnsPath, and leaves this thread in its own', async () => {
+    const { createServer } = await import('node:net');
+    const { execFileSync } = await import('node:child_process');
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const ns = `bpf-ts-loader-t${process.pid}`;
+    execFileSync('ip', ['netns', 'add', ns]);
+    try {
+      const obj = loaded();
+      const ports = (b: Buffer) => b.toString().trim().split('\n').filter(Boolean).map(Number);
+      expect(ports(obj.runIterator('dump_tcp_ports'))).toContain(port);
+      expect(ports(obj.runIterator('dump_tcp_ports', { netnsPath: `/run/netns/${ns}` }))).toEqual([]);
+      // back home: the listener is visible again
+      expect(ports(obj.runIterator('dump_tcp_ports', { netnsPath: '/proc/self/ns/net' }))).toContain(port);
+      expect(ports(obj.runIterator('dump_tcp_ports'))).toContain(port);
+      expect(() => obj.runIterator('dump_tcp_ports', { netnsPath: '/no/such/netns' })).toThrow(BpfError);
+      expect(() => obj.runIterator('dump_tcp_ports', { netnsPath: '' })).toThrow(/Usage/);
+    } finally {
+      execFileSync('ip', ['netns', 'del', ns]);
+      server.close();
+    }
+  });
+});
+
+describeBpf('clockBoottimeNs()', () => {
+  it('is CLOCK_BOOTTIME: close to /proc/uptime, and never goes back', async () => {
+    const { clockBoottimeNs } = await import('bpf-ts-loader');
+    const a = clockBoottimeNs();
+    const uptimeS = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+    const b = clockBoottimeNs();
+    expect(b >= a).toBe(true);
+    expect(Math.abs(Number(a) / 1e9 - uptimeS)).toBeLessThan(0.05);
+  });
+});
+
 function readComm(): string {
   // task->comm of this thread group leader, as the kernel reports it
   return readFileSync('/proc/self/comm', 'utf8').trim();

@@ -54,6 +54,7 @@ describeBpf('BpfObject: open / inspect / close', () => {
         { name: 'on_sys_enter', section: 'tp_btf/sys_enter', autoload: true },
         { name: 'on_exit_disabled', section: 'tp_btf/sched_process_exit', autoload: false },
         { name: 'dump_task', section: 'iter/task', autoload: true },
+        { name: 'dump_tcp_ports', section: 'iter/tcp', autoload: true },
       ]);
       const maps = Object.fromEntries(obj.maps().map((m) => [m.name, m]));
       expect(maps.events).toMatchObject({ typeName: 'ringbuf', type: 27, maxEntries: 1 << 20 });
