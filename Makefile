@@ -67,7 +67,7 @@ $(ADDON): bpf-ts-loader/src/binding.c bpf-ts-loader/binding.gyp | node_modules/.
 # ---- TypeScript ------------------------------------------------------------------------
 $(TS_STAMP): $(TS_SRC) | node_modules/.package-lock.json
 	$(call msg,TSC,dist/)
-	$(Q)npx tsc -p tsconfig.json
+	$(Q)node_modules/.bin/tsc -p tsconfig.json
 	$(Q)touch $@
 
 # The TypeScript view of bpf/tcpdwell.h, generated from the object's BTF (committed).
@@ -81,10 +81,10 @@ check-abi: $(BPF_OBJ)
 
 # ---- front door ------------------------------------------------------------------------
 test: deps all
-	npx vitest run $(VITEST_ARGS)
+	node_modules/.bin/vitest run $(VITEST_ARGS)
 
 test-unit: deps all
-	npx vitest run test/unit
+	node_modules/.bin/vitest run test/unit
 
 run: deps all
 	./bin/tcpdwell trace $(ARGS)
