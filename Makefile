@@ -25,7 +25,10 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(OUTPU
 # What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
 DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config
 DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config
-TS_SRC     := $(shell find src -name '*.ts' 2>/dev/null) tsconfig.json
+TS_SRC     := $(shell find src -name '*.ts' -not -path 'src/generated/pb/*' 2>/dev/null) tsconfig.json
+PROTO      := proto/tcpdwell/v1/tcpdwell.proto
+PB_JS      := src/generated/pb/tcpdwell.js
+PB_DTS     := src/generated/pb/tcpdwell.d.ts
 
 .PHONY: all deps test test-unit run bench clean abi check-abi
 
@@ -64,10 +67,21 @@ $(ADDON): bpf-ts-loader/src/binding.c bpf-ts-loader/binding.gyp | node_modules/.
 	$(call msg,ADDON,$@)
 	$(Q)cd bpf-ts-loader && npm run --silent install >/dev/null
 
+# ---- protobuf: static code generated from the .proto at build time (never edited) ------
+$(PB_JS): $(PROTO) | node_modules/.package-lock.json
+	$(call msg,PBJS,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)node_modules/.bin/pbjs -t static-module -w es6 -o $@.tmp $(PROTO) && mv $@.tmp $@
+
+$(PB_DTS): $(PB_JS)
+	$(call msg,PBTS,$@)
+	$(Q)node_modules/.bin/pbts -o $@.tmp $(PB_JS) && mv $@.tmp $@
+
 # ---- TypeScript ------------------------------------------------------------------------
-$(TS_STAMP): $(TS_SRC) | node_modules/.package-lock.json
+$(TS_STAMP): $(TS_SRC) $(PB_JS) $(PB_DTS) | node_modules/.package-lock.json
 	$(call msg,TSC,dist/)
 	$(Q)node_modules/.bin/tsc -p tsconfig.json
+	$(Q)mkdir -p dist/generated/pb && cp $(PB_JS) dist/generated/pb/
 	$(Q)touch $@
 
 # The TypeScript view of bpf/tcpdwell.h, generated from the object's BTF (committed).
@@ -93,4 +107,4 @@ bench: deps all
 	@echo "make bench: not yet (issue 6)"; exit 1
 
 clean:
-	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp
+	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp src/generated/pb

@@ -3,6 +3,10 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { EnvironmentError, UsageError } from './errors.js';
 import { resolveNetns } from './netns.js';
 import { runTrace } from './trace.js';
+import { runAgent } from './run.js';
+import { runTail } from './tail.js';
+import { connectionSettings, loadConfigFile } from './config.js';
+import type { ConnectionSettings } from './publish/nats-options.js';
 
 const collect = <T>(parse: (v: string) => T) => (value: string, previous: T[] = []) => [...previous, parse(value)];
 
@@ -25,6 +29,49 @@ function parseRingBytes(v: string): number {
     throw new InvalidArgumentError(`'${v}' is not a ring size: give a power of two of at least 4096 (bytes).`);
   }
   return n;
+}
+
+function parseBytes(v: string): number {
+  const m = /^(\d+)([KMG]i?B?)?$/i.exec(v);
+  if (!m) throw new InvalidArgumentError(`'${v}' is not a size: give bytes, or e.g. 256MiB.`);
+  const unit = (m[2] ?? '').toUpperCase()[0];
+  return Number(m[1]) * (unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1);
+}
+
+/** NATS connection flags, shared by run and tail. */
+function addConnectionOptions(cmd: Command): Command {
+  return cmd
+    .option('--nats <urls>', 'NATS server URL(s), comma-separated (env TCPDWELL_NATS_URL)')
+    .option('--user <user>', 'NATS user (env TCPDWELL_NATS_USER)')
+    .option('--password <password>', 'NATS password (env TCPDWELL_NATS_PASSWORD; prefer the env or a config file)')
+    .option('--token <token>', 'NATS token (env TCPDWELL_NATS_TOKEN)')
+    .option('--nkey-seed <file>', 'file with an NKey seed (env TCPDWELL_NATS_NKEY_SEED_FILE)')
+    .option('--creds <file>', 'NATS credentials file (env TCPDWELL_NATS_CREDS)')
+    .option('--tls-ca <file>', 'CA certificate to verify the server (env TCPDWELL_NATS_TLS_CA)')
+    .option('--config <file>', 'JSON config file (see README: Configuration)');
+}
+
+interface ConnectionFlags {
+  nats?: string;
+  user?: string;
+  password?: string;
+  token?: string;
+  nkeySeed?: string;
+  creds?: string;
+  tlsCa?: string;
+  config?: string;
+}
+
+function connectionFlags(o: ConnectionFlags): Partial<ConnectionSettings> {
+  return {
+    servers: o.nats?.split(',').map((s) => s.trim()).filter(Boolean),
+    user: o.user,
+    password: o.password,
+    token: o.token,
+    nkeySeedFile: o.nkeySeed,
+    credsFile: o.creds,
+    tlsCaFile: o.tlsCa,
+  };
 }
 
 export function buildProgram(): Command {
@@ -53,6 +100,56 @@ export function buildProgram(): Command {
         durationS: o.duration ?? null,
         snapshot: o.snapshot,
         ringBytes: o.ringBytes,
+        out: process.stdout,
+        err: process.stderr,
+      });
+    });
+  addConnectionOptions(
+    program
+      .command('run')
+      .description('the fleet agent: trace, batch, spool and publish to NATS (a local embedded nats-server unless --nats is given)'),
+  )
+    .option('--host <name>', 'host id in subjects and messages (default: the hostname; env TCPDWELL_HOST)')
+    .option('--spool-dir <dir>', 'store-and-forward spool directory (env TCPDWELL_SPOOL_DIR)')
+    .option('--spool-max-bytes <n>', 'spool bound; the oldest messages are dropped (and counted) past it (e.g. 256MiB)', parseBytes)
+    .option('--netns <name|path|inode>', 'only this network namespace (repeatable)', collect(String), [])
+    .option('--port <n>', 'only sockets with this port at either end (repeatable)', collect(parsePort), [])
+    .addOption(new Option('--family <4|6>', 'only IPv4 or only IPv6').choices(['4', '6']))
+    .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
+    .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 5)
+    .option('--summary-interval <seconds>', 'publish a summary this often', parseSeconds, 10)
+    .option('--no-control-config', "refuse the control service's config endpoint")
+    .action(async (o: ConnectionFlags & { host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; controlConfig: boolean }) => {
+      await runAgent({
+        connection: connectionFlags(o),
+        configPath: o.config,
+        host: o.host,
+        spoolDir: o.spoolDir,
+        spoolMaxBytes: o.spoolMaxBytes,
+        netns: o.netns.map((spec) => resolveNetns(spec)),
+        ports: o.port,
+        family: o.family === '4' ? 'inet' : o.family === '6' ? 'inet6' : null,
+        durationS: o.duration ?? null,
+        controlConfig: o.controlConfig,
+        statusIntervalS: o.statusInterval,
+        summaryIntervalS: o.summaryInterval,
+        err: process.stderr,
+      });
+    });
+
+  addConnectionOptions(program.command('tail').description("print the fleet's messages as they arrive on NATS, decoded"))
+    .option('--host <name>', 'only this host')
+    .addOption(new Option('--kind <kind>', 'only this kind of message').choices(['transitions', 'dwell', 'summary', 'alerts', 'snapshot']))
+    .addOption(new Option('--format <format>', 'json lines or readable text (default: text on a terminal)').choices(['json', 'text']))
+    .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
+    .action(async (o: ConnectionFlags & { host?: string; kind?: string; format?: 'json' | 'text'; duration?: number }) => {
+      const file = o.config ? loadConfigFile(o.config) : {};
+      await runTail({
+        connection: connectionSettings(connectionFlags(o), process.env, file, ['nats://127.0.0.1:4222']),
+        host: o.host,
+        kind: o.kind,
+        format: o.format ?? (process.stdout.isTTY ? 'text' : 'json'),
+        durationS: o.duration ?? null,
         out: process.stdout,
         err: process.stderr,
       });

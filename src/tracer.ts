@@ -89,6 +89,20 @@ function u16(n: number): Buffer {
   return b;
 }
 
+/** Writes the filter maps and the config entry (filters first, so no moment filters too much). */
+function writeFilters(obj: BpfObject, opts: TracerOptions): void {
+  const one = Buffer.from([1]);
+  const sync = (name: string, keys: Buffer[]) => {
+    const map = obj.map(name);
+    const want = new Set(keys.map((k) => k.toString('hex')));
+    for (const k of map.keys()) if (!want.has(k.toString('hex'))) map.delete(k);
+    for (const k of keys) map.update(k, one);
+  };
+  sync('netns_filter', (opts.netns ?? []).map(u32));
+  sync('port_filter', (opts.ports ?? []).map(u16));
+  obj.map('dwell_config').update(u32(0), encodeConfig(opts));
+}
+
 /** The loaded and attached kernel program. Close it to detach. */
 export class Tracer {
   private readers: RingBufferReader[] = [];
@@ -109,10 +123,7 @@ export class Tracer {
     try {
       if (ring !== undefined) obj.setMaxEntries('events', ring);
       obj.load();
-      obj.map('dwell_config').update(u32(0), encodeConfig(opts));
-      const one = Buffer.from([1]);
-      for (const ino of opts.netns ?? []) obj.map('netns_filter').update(u32(ino), one);
-      for (const port of opts.ports ?? []) obj.map('port_filter').update(u16(port), one);
+      writeFilters(obj, opts);
       obj.attachAll();
     } catch (err) {
       obj.close();
@@ -143,6 +154,16 @@ export class Tracer {
    */
   snapshot(netns?: Netns): Buffer {
     return this.obj.runIterator('dump_tcp', netns?.path ? { netnsPath: netns.path } : undefined);
+  }
+
+  /** Reads everything the kernel has written so far into the readers' callbacks. */
+  drainRing(): void {
+    for (const r of this.readers) r.consume();
+  }
+
+  /** Changes the filters while tracing (the control service's `config`). */
+  setFilters(opts: Pick<TracerOptions, 'netns' | 'ports' | 'family' | 'wakeupBytes'>): void {
+    writeFilters(this.obj, opts);
   }
 
   /** The kernel counters, summed over all CPUs. */

@@ -1,0 +1,248 @@
+/**
+ * The fleet agent (`tcpdwell run`): kernel → loader → decode → (track) → publish.
+ * Events are batched by size or by a short interval, whichever comes first; every batch is
+ * numbered, spooled, then published to JetStream.
+ */
+import { hostname } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from './decode.js';
+import { bootToEpochOffsetNs } from './clock.js';
+import { listNetns, type Netns } from './netns.js';
+import { Tracer, type KernelCounters, type TracerOptions } from './tracer.js';
+import { Publisher, type PublisherOptions } from './publish/publisher.js';
+import { Spool } from './publish/spool.js';
+import { encodeTransitions, pb, type Drops, type Header, type MessageKind } from './publish/wire.js';
+import type { ConnectionSettings } from './publish/nats-options.js';
+import { startControlService, type ControlService } from './publish/service.js';
+import { clockBoottimeNs } from 'bpf-ts-loader';
+
+export const AGENT_VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+
+export interface AgentOptions {
+  /** host id used in subjects and headers (default: the hostname, dots as underscores) */
+  host?: string;
+  connection: ConnectionSettings;
+  spoolDir: string;
+  spoolMaxBytes?: number;
+  /** a batch is published at this many events ... */
+  batchMaxEvents?: number;
+  /** ... or after this long, whichever comes first */
+  flushIntervalMs?: number;
+  /** summary every this many ms */
+  summaryIntervalMs?: number;
+  tracer?: TracerOptions;
+  stream?: Omit<PublisherOptions, 'connection' | 'spool' | 'log'>;
+  /** disable the control service's `config` endpoint */
+  controlConfig?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface AgentStatus {
+  host: string;
+  version: string;
+  epoch: string;
+  uptimeS: number;
+  events: number;
+  batches: number;
+  drops: KernelCounters & { malformed: number; spoolDropped: number; spoolDroppedEvents: number; spoolCorrupt: number };
+  spool: { messages: number; bytes: number };
+  nats: { connected: boolean; published: number; publishErrors: number };
+  filters: Pick<TracerOptions, 'netns' | 'ports' | 'family'>;
+}
+
+/** A subject token: no dots, spaces or wildcards. */
+export function subjectToken(s: string): string {
+  return s.replace(/[^A-Za-z0-9_-]/g, '_');
+}
+
+function readBootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+export class Agent {
+  readonly host: string;
+  private readonly bootId = readBootId();
+  private readonly startedAt = Date.now();
+  private readonly decodeStats: DecodeStats = { records: 0, malformed: 0 };
+  private pending: TcpEvent[] = [];
+  private seq = 0n;
+  private eventSeq = 1n;
+  private events = 0;
+  private batches = 0;
+  private flushTimer?: NodeJS.Timeout;
+  private summaryTimer?: NodeJS.Timeout;
+  private filters: Pick<TracerOptions, 'netns' | 'ports' | 'family'>;
+  private service: ControlService | null = null;
+  private readonly offsetNs = bootToEpochOffsetNs();
+
+  private constructor(
+    private readonly opts: AgentOptions,
+    private readonly tracer: Tracer,
+    private readonly spool: Spool,
+    private readonly publisher: Publisher,
+  ) {
+    this.host = subjectToken(opts.host ?? hostname());
+    this.filters = { netns: opts.tracer?.netns, ports: opts.tracer?.ports, family: opts.tracer?.family };
+  }
+
+  /** Loads the kernel program, opens the spool, connects (or starts spooling), publishes the snapshot. */
+  static async start(opts: AgentOptions): Promise<Agent> {
+    const log = opts.log ?? (() => {});
+    const spool = new Spool(opts.spoolDir, opts.spoolMaxBytes ?? 256 << 20);
+    if (spool.pending().length) log(`resuming ${spool.pending().length} spooled messages from ${opts.spoolDir}`);
+    const tracer = Tracer.open(opts.tracer ?? {});
+    let publisher: Publisher;
+    try {
+      publisher = await Publisher.start({ connection: opts.connection, spool, log, ...opts.stream });
+    } catch (err) {
+      tracer.close();
+      throw err;
+    }
+    const agent = new Agent(opts, tracer, spool, publisher);
+    agent.begin();
+    if (publisher.connection && opts.controlConfig !== false) agent.service = await startControlService(publisher.connection, agent);
+    else if (publisher.connection) agent.service = await startControlService(publisher.connection, agent, { config: false });
+    return agent;
+  }
+
+  private begin() {
+    this.tracer.readRing((batch) => {
+      decodeRingBatch(batch, (e) => this.pending.push(e), this.decodeStats);
+      if (this.pending.length >= (this.opts.batchMaxEvents ?? 4096)) this.flush();
+    });
+    this.publishSnapshot();
+    this.flushTimer = setInterval(() => this.flush(), this.opts.flushIntervalMs ?? 100);
+    this.summaryTimer = setInterval(() => this.publishSummary(), this.opts.summaryIntervalMs ?? 10_000);
+  }
+
+  private subject(kind: MessageKind): string {
+    return `tcpdwell.v1.${this.host}.${kind}`;
+  }
+
+  private header(): Header {
+    const k = this.tracer.counters();
+    const s = this.spool.stats();
+    const drops: Drops = {
+      ringFull: k.lost_ring_full,
+      malformed: this.decodeStats.malformed,
+      spoolDropped: s.dropped,
+      spoolDroppedEvents: s.droppedEvents,
+      noStorage: k.lost_no_storage,
+      spoolCorrupt: s.corrupt,
+    };
+    this.seq++;
+    return {
+      hostId: this.host,
+      bootId: this.bootId,
+      agentVersion: AGENT_VERSION,
+      epoch: Number(this.spool.epoch),
+      seq: Number(this.seq),
+      drops,
+      bootToUnixNs: Number(this.offsetNs),
+      sentAtBootNs: Number(clockBoottimeNs()),
+    };
+  }
+
+  private put(kind: MessageKind, header: Header, payload: Uint8Array, events: number) {
+    const msgId = `${this.host}.${this.bootId}.${this.spool.epoch}.${header.seq}`;
+    this.spool.append(BigInt(header.seq as number), { subject: this.subject(kind), msgId, events, payload });
+    this.batches++;
+    this.publisher.kick();
+  }
+
+  /** Encodes events as TransitionBatches, split so that none exceeds the server's max payload. */
+  private putTransitions(kind: 'transitions' | 'snapshot', events: TcpEvent[]) {
+    if (events.length === 0) return;
+    const header = this.header();
+    const first = this.eventSeq;
+    let payload = encodeTransitions(events, header, first);
+    if (kind === 'snapshot') payload = pb.Snapshot.encode({ header, sockets: pb.TransitionBatch.decode(payload) }).finish();
+    if (payload.length > this.publisher.maxPayload - 1024 && events.length > 1) {
+      this.seq--; // this header was not used
+      const half = Math.ceil(events.length / 2);
+      this.putTransitions(kind, events.slice(0, half));
+      this.putTransitions(kind, events.slice(half));
+      return;
+    }
+    this.eventSeq += BigInt(events.length);
+    this.events += events.length;
+    this.put(kind, header, payload, events.length);
+  }
+
+  /** Publishes what has been batched so far. */
+  flush(): void {
+    if (this.pending.length === 0) return;
+    const events = this.pending;
+    this.pending = [];
+    this.putTransitions('transitions', events);
+  }
+
+  private publishSnapshot(netns?: Netns[]) {
+    const events: TcpEvent[] = [];
+    const wanted = this.filters.netns?.length ? listNetns().filter((n) => this.filters.netns!.includes(n.inode)) : listNetns();
+    for (const ns of netns ?? wanted) decodeRecords(this.tracer.snapshot(ns), (e) => events.push(e), this.decodeStats);
+    this.putTransitions('snapshot', events);
+    return events.length;
+  }
+
+  publishSummary(): void {
+    const header = this.header();
+    const s = this.spool.stats();
+    const payload = pb.Summary.encode({
+      header,
+      atNs: Number(clockBoottimeNs()),
+      eventsTotal: this.events,
+      spoolBytes: s.bytes,
+      spoolMessages: s.messages,
+    }).finish();
+    this.put('summary', header, payload, 0);
+  }
+
+  /** Takes a fresh snapshot on request; returns how many sockets it listed. */
+  snapshotNow(): number {
+    this.flush();
+    return this.publishSnapshot();
+  }
+
+  /** Changes what the kernel program emits. */
+  setFilters(f: Pick<TracerOptions, 'netns' | 'ports' | 'family'>): void {
+    this.filters = { ...f };
+    this.tracer.setFilters({ ...f, wakeupBytes: this.opts.tracer?.wakeupBytes });
+  }
+
+  status(): AgentStatus {
+    const k = this.tracer.counters();
+    const s = this.spool.stats();
+    const p = this.publisher.stats();
+    return {
+      host: this.host,
+      version: AGENT_VERSION,
+      epoch: this.spool.epoch.toString(),
+      uptimeS: (Date.now() - this.startedAt) / 1000,
+      events: this.events,
+      batches: this.batches,
+      drops: { ...k, malformed: this.decodeStats.malformed, spoolDropped: s.dropped, spoolDroppedEvents: s.droppedEvents, spoolCorrupt: s.corrupt },
+      spool: { messages: s.messages, bytes: s.bytes },
+      nats: { connected: p.connected, published: p.published, publishErrors: p.publishErrors },
+      filters: this.filters,
+    };
+  }
+
+  /** Stops in order: stop reading the ring, drain it, flush, final summary, drain NATS, detach BPF. */
+  async stop(timeoutMs = 5000): Promise<AgentStatus> {
+    clearInterval(this.flushTimer);
+    clearInterval(this.summaryTimer);
+    this.tracer.drainRing();
+    this.flush();
+    this.publishSummary();
+    await this.service?.stop().catch(() => {});
+    await this.publisher.close(timeoutMs);
+    const status = this.status();
+    this.tracer.close();
+    return status;
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * A local nats-server with JetStream: the embedded default of `tcpdwell run` (and what the
+ * tests start, each on its own free loopback port with JetStream in a temp dir).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { EnvironmentError } from './errors.js';
+
+export interface LocalNatsOptions {
+  /** JetStream store directory (created) */
+  storeDir: string;
+  /** port on 127.0.0.1; default: a free one */
+  port?: number;
+  /** extra nats-server configuration text (accounts, users, tls ...) */
+  config?: string;
+}
+
+export interface LocalNats {
+  url: string;
+  port: number;
+  storeDir: string;
+  process: ChildProcess;
+  stop(): Promise<void>;
+  /** stop with SIGKILL (a crash), for fault tests */
+  kill(): Promise<void>;
+}
+
+/** A free TCP port on 127.0.0.1 (the kernel picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function natsServerPath(): string {
+  for (const p of ['/usr/bin/nats-server', '/usr/sbin/nats-server', '/usr/local/bin/nats-server']) {
+    if (spawnSync(p, ['--version']).status === 0) return p;
+  }
+  const r = spawnSync('nats-server', ['--version']);
+  if (r.status === 0) return 'nats-server';
+  throw new EnvironmentError('nats-server not found on PATH: install it (apt-get install nats-server, or make deps), or give --nats URL of a running server');
+}
+
+/** Starts nats-server and resolves once it accepts clients. */
+export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats> {
+  const bin = natsServerPath();
+  const port = opts.port ?? (await freePort());
+  mkdirSync(opts.storeDir, { recursive: true });
+  const conf = join(opts.storeDir, 'nats-server.conf');
+  writeFileSync(
+    conf,
+    `listen: 127.0.0.1:${port}\njetstream { store_dir: "${opts.storeDir}" }\n${opts.config ?? ''}\n`,
+  );
+  const child = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      output += d.toString();
+      if (output.includes('Server is ready')) resolve();
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new EnvironmentError(`nats-server exited (${code}) before it was ready:\n${output.slice(-2000)}`)));
+    setTimeout(() => reject(new EnvironmentError(`nats-server did not start within 10 s:\n${output.slice(-2000)}`)), 10_000).unref();
+  });
+  child.removeAllListeners('exit');
+  child.stdout!.resume();
+  child.stderr!.resume();
+  const waitExit = () => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    storeDir: opts.storeDir,
+    process: child,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await waitExit();
+    },
+    kill: async () => {
+      child.kill('SIGKILL');
+      await waitExit();
+    },
+  };
+}

@@ -1,0 +1,47 @@
+/** How to reach NATS: servers and credentials, turned into nats.js connect options. */
+import { readFileSync } from 'node:fs';
+import { credsAuthenticator, nkeyAuthenticator } from '@nats-io/nats-core';
+import type { ConnectionOptions } from '@nats-io/nats-core';
+import { UsageError } from '../errors.js';
+
+export interface ConnectionSettings {
+  servers: string[];
+  user?: string;
+  password?: string;
+  token?: string;
+  /** file holding an NKey seed (SU...) */
+  nkeySeedFile?: string;
+  /** a .creds file (JWT + seed) */
+  credsFile?: string;
+  /** CA certificate (PEM) to verify the server's TLS certificate */
+  tlsCaFile?: string;
+  /** client name shown by the server (e.g. tcpdwell-agent@host) */
+  name?: string;
+}
+
+function readSecret(path: string, what: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`cannot read the ${what} file ${path}: ${(err as Error).message}`);
+  }
+}
+
+export function natsConnectOptions(s: ConnectionSettings): ConnectionOptions {
+  const o: ConnectionOptions = { servers: s.servers, name: s.name };
+  if (s.user !== undefined) {
+    o.user = s.user;
+    o.pass = s.password;
+  }
+  if (s.token !== undefined) o.token = s.token;
+  if (s.nkeySeedFile) {
+    const seed = new TextDecoder().decode(readSecret(s.nkeySeedFile, 'NKey seed')).trim();
+    o.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed));
+  }
+  if (s.credsFile) o.authenticator = credsAuthenticator(readSecret(s.credsFile, 'credentials'));
+  if (s.tlsCaFile) {
+    readSecret(s.tlsCaFile, 'TLS CA');
+    o.tls = { caFile: s.tlsCaFile };
+  }
+  return o;
+}

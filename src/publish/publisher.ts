@@ -1,0 +1,228 @@
+/**
+ * Publishes spooled messages to JetStream, in order, with a bounded window in flight and a
+ * message id per batch (so re-sends after an outage or a crash are de-duplicated by the
+ * server). The NATS client keeps nothing across a disconnect, so the spool is the only queue:
+ * a message leaves it only when JetStream has acknowledged it.
+ */
+import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { EnvironmentError } from '../errors.js';
+import type { ConnectionSettings } from './nats-options.js';
+import { natsConnectOptions } from './nats-options.js';
+import type { Spool } from './spool.js';
+
+export const STREAM_SUBJECTS = 'tcpdwell.v1.>';
+
+export interface PublisherOptions {
+  connection: ConnectionSettings;
+  spool: Spool;
+  /** JetStream stream capturing tcpdwell.v1.> (created if missing) */
+  stream?: string;
+  /** stream retention: max age in seconds (default 7 days) and max bytes (default 1 GiB) */
+  streamMaxAgeS?: number;
+  streamMaxBytes?: number;
+  /** de-duplication window (default 10 min: longer than an outage we expect to ride out) */
+  duplicateWindowS?: number;
+  /** publishes awaiting their acknowledgement at once (default 64) */
+  maxInFlight?: number;
+  /** progress and trouble, one line each (connected, unreachable, resumed ...) */
+  log?: (line: string) => void;
+}
+
+export interface PublisherStats {
+  connected: boolean;
+  published: number;
+  publishErrors: number;
+  maxPayload: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Errors that retrying will not fix: wrong credentials, permissions, TLS. */
+function fatalConnectError(err: unknown): string | null {
+  const e = err as { message?: string; code?: string; cause?: { message?: string } };
+  const text = `${e?.message ?? ''} ${e?.code ?? ''} ${e?.cause?.message ?? ''}`;
+  if (/authoriz|authenticat|user.*password|permission/i.test(text)) return `NATS refused our credentials: ${e.message}`;
+  if (/tls|certificate|self.signed|ssl/i.test(text)) return `TLS with NATS failed: ${e.message}`;
+  return null;
+}
+
+export class Publisher {
+  private nc: NatsConnection | null = null;
+  private js: JetStreamClient | null = null;
+  private stopped = false;
+  private wake: () => void = () => {};
+  private loop: Promise<void> | null = null;
+  private readonly stats_: PublisherStats = { connected: false, published: 0, publishErrors: 0, maxPayload: 1 << 20 };
+  private readonly log: (line: string) => void;
+  private readonly stream: string;
+
+  private constructor(private readonly opts: PublisherOptions) {
+    this.log = opts.log ?? (() => {});
+    this.stream = opts.stream ?? 'TCPDWELL';
+  }
+
+  /**
+   * Starts publishing. Resolves once the first connection attempt has settled: connected, or
+   * unreachable (then it keeps trying in the background while the spool fills). Wrong
+   * credentials or a TLS failure reject with one clear EnvironmentError.
+   */
+  static async start(opts: PublisherOptions): Promise<Publisher> {
+    const p = new Publisher(opts);
+    await p.connectOnce(true);
+    p.loop = p.run();
+    return p;
+  }
+
+  /** The connection, once there is one (for the control service). */
+  get connection(): NatsConnection | null {
+    return this.nc;
+  }
+
+  /** The largest payload the server takes (from its INFO), for splitting batches. */
+  get maxPayload(): number {
+    return this.stats_.maxPayload;
+  }
+
+  stats(): PublisherStats {
+    return { ...this.stats_ };
+  }
+
+  /** New messages are in the spool: send them. */
+  kick(): void {
+    this.wake();
+  }
+
+  private async connectOnce(first: boolean): Promise<boolean> {
+    const servers = this.opts.connection.servers.join(',');
+    try {
+      const nc = await connect({ ...natsConnectOptions(this.opts.connection), maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+      this.nc = nc;
+      this.stats_.maxPayload = nc.info?.max_payload ?? this.stats_.maxPayload;
+      await this.ensureStream(nc);
+      this.js = jetstream(nc);
+      this.stats_.connected = true;
+      this.log(`connected to NATS at ${servers}`);
+      void this.watch(nc);
+      return true;
+    } catch (err) {
+      if (err instanceof EnvironmentError) throw err;
+      const fatal = fatalConnectError(err);
+      if (fatal) throw new EnvironmentError(`${fatal} (servers ${servers})`, { cause: err });
+      if (first) {
+        this.log(`NATS unreachable at ${servers} (${(err as Error).message}): spooling to ${this.opts.spool.dir} and retrying`);
+      }
+      return false;
+    }
+  }
+
+  private async ensureStream(nc: NatsConnection): Promise<void> {
+    const jsm = await jetstreamManager(nc);
+    const nanos = (s: number) => Math.round(s * 1e9);
+    try {
+      const info = await jsm.streams.info(this.stream);
+      if (!info.config.subjects?.some((s) => s === STREAM_SUBJECTS || s === '>' || s === 'tcpdwell.>')) {
+        throw new EnvironmentError(
+          `JetStream stream ${this.stream} exists but does not capture ${STREAM_SUBJECTS} (it has ${info.config.subjects?.join(', ')}): ` +
+            'add that subject to it, or pick another stream name',
+        );
+      }
+    } catch (err) {
+      if (err instanceof EnvironmentError) throw err;
+      if (!/not found/i.test((err as Error).message)) throw err;
+      await jsm.streams.add({
+        name: this.stream,
+        subjects: [STREAM_SUBJECTS],
+        max_age: nanos(this.opts.streamMaxAgeS ?? 7 * 86400),
+        max_bytes: this.opts.streamMaxBytes ?? 1 << 30,
+        duplicate_window: nanos(this.opts.duplicateWindowS ?? 600),
+      });
+      this.log(`created JetStream stream ${this.stream} for ${STREAM_SUBJECTS}`);
+    }
+  }
+
+  private async watch(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        if (this.stats_.connected) this.log('NATS connection lost: spooling until it is back');
+        this.stats_.connected = false;
+      } else if (s.type === 'reconnect') {
+        this.stats_.connected = true;
+        this.log('NATS connection back: re-sending the spool');
+        this.wake();
+      }
+    }
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      if (!this.nc) {
+        if (!(await this.connectOnce(false).catch((e) => (this.log(`tcpdwell: ${(e as Error).message}`), false)))) {
+          await this.idle(2000);
+          continue;
+        }
+      }
+      if (!this.stats_.connected || this.opts.spool.pending().length === 0) {
+        await this.idle(this.stats_.connected ? 1000 : 250);
+        continue;
+      }
+      await this.sendPending();
+    }
+  }
+
+  private idle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  /** Sends what is pending, oldest first, with a window in flight; stops at the first failure. */
+  private async sendPending(): Promise<void> {
+    const spool = this.opts.spool;
+    const window = this.opts.maxInFlight ?? 64;
+    const inFlight = new Set<Promise<void>>();
+    let failed = false;
+    for (const key of spool.pending()) {
+      if (failed || this.stopped || !this.stats_.connected) break;
+      const m = spool.read(key);
+      if (!m) continue;
+      const p = this.js!.publish(m.subject, m.payload, { msgID: m.msgId, timeout: 5000 }).then(
+        () => {
+          spool.ack(key);
+          this.stats_.published++;
+        },
+        (err: Error) => {
+          this.stats_.publishErrors++;
+          if (!failed) this.log(`publish of ${m.msgId} failed (${err.message}): will re-send`);
+          failed = true;
+        },
+      );
+      const tracked = p.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      if (inFlight.size >= window) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    if (failed) await sleep(500);
+  }
+
+  /**
+   * Sends what is still spooled (up to timeoutMs), then closes the connection. What is left
+   * stays in the spool for the next start.
+   */
+  async close(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.stats_.connected && this.opts.spool.pending().length > 0 && Date.now() < deadline) {
+      this.wake();
+      await sleep(20);
+    }
+    this.stopped = true;
+    this.wake();
+    await this.loop?.catch(() => {});
+    await this.nc?.drain().catch(() => this.nc?.close());
+  }
+}

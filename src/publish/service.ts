@@ -1,0 +1,86 @@
+/**
+ * The agent's control service (NATS micro-service protocol, @nats-io/services): the fleet can
+ * discover agents ($SRV.PING/INFO/STATS) and ask each one questions on its own subjects:
+ *   tcpdwell.v1.<host>.control.status | states | snapshot | config
+ * Replies are JSON.
+ */
+import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { AgentStatus } from '../agent.js';
+import type { TracerOptions } from '../tracer.js';
+
+/** What the service needs from the agent. */
+export interface ControlTarget {
+  readonly host: string;
+  status(): AgentStatus;
+  snapshotNow(): number;
+  setFilters(f: Pick<TracerOptions, 'netns' | 'ports' | 'family'>): void;
+  /** live socket counts per state (from the agent core), if it keeps them */
+  states?(): unknown;
+}
+
+export interface ControlService {
+  stop(): Promise<void>;
+}
+
+export const SERVICE_NAME = 'tcpdwell';
+
+function json(msg: ServiceMsg, body: unknown) {
+  msg.respond(JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+}
+
+/** Validates a `config` request: { netns?: number[], ports?: number[], family?: "inet"|"inet6"|null }. */
+export function parseConfigRequest(text: string): Pick<TracerOptions, 'netns' | 'ports' | 'family'> {
+  let body: unknown;
+  try {
+    body = JSON.parse(text || '{}');
+  } catch {
+    throw new Error('config: the request must be JSON, e.g. {"ports":[443],"netns":[],"family":null}');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new Error('config: the request must be a JSON object');
+  const o = body as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!['netns', 'ports', 'family'].includes(key)) throw new Error(`config: unknown field "${key}" (known: netns, ports, family)`);
+  }
+  const ints = (name: string, max: number) => {
+    const v = o[name];
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || !v.every((x) => Number.isInteger(x) && x >= 1 && x <= max)) {
+      throw new Error(`config: "${name}" must be an array of integers from 1 to ${max}`);
+    }
+    return v as number[];
+  };
+  const family = o.family;
+  if (family !== undefined && family !== null && family !== 'inet' && family !== 'inet6') {
+    throw new Error('config: "family" must be "inet", "inet6" or null');
+  }
+  return { netns: ints('netns', 0xffffffff), ports: ints('ports', 65535), family: (family as 'inet' | 'inet6' | null | undefined) ?? null };
+}
+
+export async function startControlService(nc: NatsConnection, agent: ControlTarget, opts: { config?: boolean } = {}): Promise<ControlService> {
+  // @nats-io/services 3.0.0-25 pins its own nats-core copy; the connection is the same thing.
+  const svc: Service = await new Svcm(nc as unknown as ConstructorParameters<typeof Svcm>[0]).add({
+    name: SERVICE_NAME,
+    version: agent.status().version,
+    description: 'tcpdwell agent: TCP state transitions and dwell times of one host',
+    metadata: { host: agent.host },
+  });
+  const group = svc.addGroup(`tcpdwell.v1.${agent.host}.control`, '');
+  group.addEndpoint('status', (_err, msg) => json(msg, agent.status()));
+  group.addEndpoint('states', (_err, msg) => json(msg, agent.states?.() ?? null));
+  group.addEndpoint('snapshot', (_err, msg) => json(msg, { sockets: agent.snapshotNow() }));
+  group.addEndpoint('config', (_err, msg) => {
+    if (opts.config === false) {
+      msg.respondError(403, 'config is disabled on this agent (--no-control-config)');
+      return;
+    }
+    try {
+      const f = parseConfigRequest(msg.string());
+      agent.setFilters(f);
+      json(msg, { ok: true, filters: agent.status().filters });
+    } catch (err) {
+      msg.respondError(400, (err as Error).message);
+    }
+  });
+  return { stop: () => svc.stop().then(() => undefined) };
+}

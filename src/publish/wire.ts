@@ -1,0 +1,205 @@
+/**
+ * TcpEvents ⇄ protobuf (proto/tcpdwell/v1/tcpdwell.proto), through the static code protobufjs
+ * generates at build time. Batches are columnar; times are a base plus deltas.
+ */
+import Long from 'long';
+import { tcpdwell } from '../generated/pb/tcpdwell.js';
+import { TcpState } from '../generated/abi.js';
+import { errnoName, formatAddress, stateName, type TcpEvent } from '../decode.js';
+
+export const pb = tcpdwell.v1;
+export type Header = tcpdwell.v1.Header.$Properties;
+export type Drops = tcpdwell.v1.Drops.$Properties;
+
+/** The kinds of message, as they appear in subjects: tcpdwell.v1.<host>.<kind>. */
+export const KINDS = ['transitions', 'dwell', 'summary', 'alerts', 'snapshot'] as const;
+export type MessageKind = (typeof KINDS)[number];
+
+const KIND_VALUE = { transition: 1, timewait_start: 2, timewait_end: 3, snapshot: 4 } as const;
+const KIND_NAME = ['unspecified', 'transition', 'timewait_start', 'timewait_end', 'snapshot'] as const;
+const STATE_VALUE = new Map<string, number>(Object.entries(TcpState));
+const ERRNO_VALUE = new Map<string, number>();
+
+function stateValue(name: string | null): number {
+  if (name === null) return 0;
+  const v = STATE_VALUE.get(name);
+  if (v !== undefined) return v;
+  const m = /^UNKNOWN\((\d+)\)$/.exec(name);
+  return m ? Number(m[1]) : 0;
+}
+
+function errnoValue(name: string | null): number {
+  if (name === null) return 0;
+  let v = ERRNO_VALUE.get(name);
+  if (v === undefined) {
+    for (let i = 1; i < 200; i++) if (errnoName(i) === name) ERRNO_VALUE.set(name, (v = i));
+  }
+  return v ?? 0;
+}
+
+/** A uint64 for protobufjs: a plain number while exact, a Long past 2^53. */
+export function u64(v: bigint): number | Long {
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : Long.fromBigInt(v, true);
+}
+
+/** protobufjs hands back 64-bit values as Long (or number): as BigInt. */
+export function big(v: number | Long | null | undefined): bigint {
+  if (v === null || v === undefined) return 0n;
+  return typeof v === 'number' ? BigInt(v) : v.toBigInt();
+}
+
+function addrBytes(text: string, family: 'inet' | 'inet6'): Uint8Array {
+  if (family === 'inet') return Uint8Array.from(text.split('.').map(Number));
+  // IPv6 text from decode.ts: expand "::" and an embedded IPv4 tail.
+  let t = text;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(t);
+  let tail: number[] = [];
+  if (v4) {
+    const b = v4[1]!.split('.').map(Number);
+    tail = [(b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!];
+    t = t.slice(0, -v4[1]!.length).replace(/:$/, '');
+    if (t.endsWith(':')) t += ':';
+  }
+  const [head, rest] = t.includes('::') ? t.split('::') : [t, undefined];
+  const h = head ? head.split(':').filter(Boolean).map((x) => parseInt(x, 16)) : [];
+  const r = rest ? rest.split(':').filter(Boolean).map((x) => parseInt(x, 16)) : [];
+  const words = [...h, ...new Array(8 - h.length - r.length - tail.length).fill(0), ...r, ...tail];
+  const out = new Uint8Array(16);
+  words.forEach((w, i) => {
+    out[2 * i] = w >> 8;
+    out[2 * i + 1] = w & 0xff;
+  });
+  return out;
+}
+
+function addrText(b: Uint8Array | null | undefined): string {
+  if (!b || (b.length !== 4 && b.length !== 16)) return '';
+  return formatAddress(Buffer.from(b.buffer, b.byteOffset, b.length), 0, b.length === 4 ? 2 : 10);
+}
+
+/** String dictionary for a batch: index 0 is "". */
+class Strings {
+  readonly list = [''];
+  private readonly index = new Map<string, number>([['', 0]]);
+  id(s: string | null): number {
+    if (!s) return 0;
+    let i = this.index.get(s);
+    if (i === undefined) {
+      i = this.list.length;
+      this.list.push(s);
+      this.index.set(s, i);
+    }
+    return i;
+  }
+}
+
+/** Encodes events (at least one) as a TransitionBatch. */
+export function encodeTransitions(events: readonly TcpEvent[], header: Header, firstEventSeq: bigint): Uint8Array {
+  const base = events.reduce((m, e) => (e.tsNs < m ? e.tsNs : m), events[0]!.tsNs);
+  const strings = new Strings();
+  const b: tcpdwell.v1.TransitionBatch.$Properties = {
+    header,
+    count: events.length,
+    firstEventSeq: u64(firstEventSeq),
+    baseTsNs: u64(base),
+    tsDeltaNs: [],
+    kind: [],
+    cookie: [],
+    oldState: [],
+    newState: [],
+    substate: [],
+    twReason: [],
+    ageNsPlus1: [],
+    expiresDeltaNs: [],
+    netns: [],
+    cgroupId: [],
+    family: [],
+    saddr: [],
+    sport: [],
+    daddr: [],
+    dport: [],
+    pid: [],
+    commIdx: [],
+    ownerPid: [],
+    ownerCommIdx: [],
+    error: [],
+    flags: [],
+    strings: strings.list,
+  };
+  for (const e of events) {
+    b.tsDeltaNs!.push(u64(e.tsNs - base));
+    b.kind!.push(KIND_VALUE[e.type]);
+    b.cookie!.push(u64(e.cookie));
+    b.oldState!.push(stateValue(e.oldState));
+    b.newState!.push(stateValue(e.newState));
+    b.substate!.push(stateValue(e.substate));
+    b.twReason!.push(e.reason === 'expired' ? 1 : e.reason === 'killed' ? 2 : 0);
+    b.ageNsPlus1!.push(e.enteredNs === null || e.enteredNs > e.tsNs ? 0 : u64(e.tsNs - e.enteredNs + 1n));
+    b.expiresDeltaNs!.push(e.expiresNs === null ? 0 : u64(e.expiresNs > e.tsNs ? e.expiresNs - e.tsNs : 0n));
+    b.netns!.push(e.netns);
+    b.cgroupId!.push(u64(e.cgroupId));
+    b.family!.push(e.family === 'inet' ? 4 : 6);
+    b.saddr!.push(addrBytes(e.saddr, e.family));
+    b.sport!.push(e.sport);
+    b.daddr!.push(addrBytes(e.daddr, e.family));
+    b.dport!.push(e.dport);
+    b.pid!.push(e.pid);
+    b.commIdx!.push(strings.id(e.comm));
+    b.ownerPid!.push(e.ownerPid ?? 0);
+    b.ownerCommIdx!.push(strings.id(e.ownerComm));
+    b.error!.push(errnoValue(e.error));
+    b.flags!.push((e.actorIsOwner ? 1 : 0) | (e.child ? 2 : 0));
+  }
+  return pb.TransitionBatch.encode(b).finish();
+}
+
+/** Rows of a TransitionBatch back as TcpEvents. Throws if the columns disagree with count. */
+export function decodeTransitions(bytes: Uint8Array): { header: Header; firstEventSeq: bigint; events: TcpEvent[] } {
+  const m = pb.TransitionBatch.decode(bytes);
+  const n = m.count;
+  const cols = [m.tsDeltaNs, m.kind, m.cookie, m.newState, m.netns, m.family, m.saddr, m.daddr, m.sport, m.dport];
+  if (cols.some((c) => c.length !== n)) throw new Error(`malformed TransitionBatch: columns do not all have ${n} rows`);
+  const base = big(m.baseTsNs);
+  const str = (i: number | undefined) => (i !== undefined ? (m.strings[i] ?? '') : '');
+  const events: TcpEvent[] = [];
+  for (let i = 0; i < n; i++) {
+    const ts = base + big(m.tsDeltaNs[i]);
+    const kind = KIND_NAME[m.kind[i] ?? 0] ?? 'unspecified';
+    if (kind === 'unspecified') throw new Error(`malformed TransitionBatch: row ${i} has no kind`);
+    const age1 = big(m.ageNsPlus1[i]);
+    const entered = age1 === 0n ? null : ts - (age1 - 1n);
+    const exp = big(m.expiresDeltaNs[i]);
+    const ownerPid = m.ownerPid[i] ?? 0;
+    const err = m.error[i] ?? 0;
+    const flags = m.flags[i] ?? 0;
+    const type = kind;
+    events.push({
+      type,
+      tsNs: ts,
+      cookie: big(m.cookie[i]),
+      // As decode.ts: a timewait start opens its phase, a snapshot has an age, not a dwell.
+      dwellNs: entered !== null && (type === 'transition' || type === 'timewait_end') ? ts - entered : null,
+      enteredNs: entered,
+      expiresNs: exp === 0n ? null : ts + exp,
+      netns: m.netns[i]!,
+      cgroupId: big(m.cgroupId[i]),
+      family: m.family[i] === 4 ? 'inet' : 'inet6',
+      saddr: addrText(m.saddr[i]),
+      sport: m.sport[i]!,
+      daddr: addrText(m.daddr[i]),
+      dport: m.dport[i]!,
+      pid: m.pid[i] ?? 0,
+      comm: str(m.commIdx[i]),
+      ownerPid: ownerPid ? ownerPid : null,
+      ownerComm: ownerPid ? str(m.ownerCommIdx[i]) : null,
+      oldState: type === 'transition' ? stateName(m.oldState[i] ?? 0) : null,
+      newState: stateName(m.newState[i]!),
+      substate: m.substate[i] ? stateName(m.substate[i]!) : null,
+      reason: type === 'timewait_end' ? (m.twReason[i] === 1 ? 'expired' : m.twReason[i] === 2 ? 'killed' : null) : null,
+      error: err ? errnoName(err) : null,
+      actorIsOwner: (flags & 1) !== 0,
+      child: (flags & 2) !== 0,
+    });
+  }
+  return { header: m.header ?? {}, firstEventSeq: big(m.firstEventSeq), events };
+}
