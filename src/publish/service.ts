@@ -1,8 +1,9 @@
 /**
  * The agent's control service (NATS micro-service protocol, @nats-io/services): the fleet can
  * discover agents ($SRV.PING/INFO/STATS) and ask each one questions on its own subjects:
- *   tcpdwell.v1.<host>.control.status | states | snapshot | config
- * Replies are JSON.
+ *   tcpdwell.control.<host>.status | states | snapshot | config
+ * Replies are JSON. Not under tcpdwell.v1.>: the stream captures that, and JetStream would
+ * answer a request there with a publish acknowledgement.
  */
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/nats-core';
@@ -24,6 +25,9 @@ export interface ControlService {
 }
 
 export const SERVICE_NAME = 'tcpdwell';
+
+/** Prefix of one agent's control endpoints. */
+export const controlSubject = (host: string) => `tcpdwell.control.${host}`;
 
 function json(msg: ServiceMsg, body: unknown) {
   msg.respond(JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
@@ -65,7 +69,7 @@ export async function startControlService(nc: NatsConnection, agent: ControlTarg
     description: 'tcpdwell agent: TCP state transitions and dwell times of one host',
     metadata: { host: agent.host },
   });
-  const group = svc.addGroup(`tcpdwell.v1.${agent.host}.control`, '');
+  const group = svc.addGroup(controlSubject(agent.host), '');
   group.addEndpoint('status', (_err, msg) => json(msg, agent.status()));
   group.addEndpoint('states', (_err, msg) => json(msg, agent.states?.() ?? null));
   group.addEndpoint('snapshot', (_err, msg) => json(msg, { sockets: agent.snapshotNow() }));

@@ -1,0 +1,234 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { connect } from '@nats-io/transport-node';
+import { Svcm } from '@nats-io/services';
+import { Agent } from '../../src/agent.js';
+import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
+import { contiguousOnce, readStream, seqsByEpoch, startNats, transitionEvents, type TestNats } from './helpers.js';
+
+const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
+
+describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
+  let nats: TestNats;
+  let netns: TestNetns;
+  let spoolDir: string;
+
+  beforeEach(async () => {
+    nats = await startNats();
+    netns = new TestNetns();
+    spoolDir = mkdtempSync(join(tmpdir(), 'tcpdwell-spool-'));
+  });
+
+  afterEach(async () => {
+    netns?.delete();
+    await nats?.cleanup();
+    rmSync(spoolDir, { recursive: true, force: true });
+  });
+
+  const startAgent = (extra: Partial<Parameters<typeof Agent.start>[0]> = {}) =>
+    Agent.start({
+      host: 'test-host',
+      connection: { servers: [nats.url] },
+      spoolDir,
+      flushIntervalMs: 50,
+      summaryIntervalMs: 60_000,
+      tracer: { netns: [netns.ns.inode] },
+      ...extra,
+    });
+
+  it('round trip: what the agent publishes decodes to exactly what tcpdwell trace printed for the same run', async () => {
+    const trace = spawn(bin, ['trace', '--netns', netns.name, '--format', 'json', '--no-snapshot'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let traced = '';
+    let traceErr = '';
+    trace.stdout.on('data', (d) => (traced += d));
+    await new Promise<void>((resolve) => trace.stderr.on('data', (d) => (traceErr += d) && traceErr.includes('tracing') && resolve()));
+    const agent = await startAgent();
+    await netns.run('client-first', '127.0.0.1', 8501);
+    await netns.run('refused', '127.0.0.1', 8502);
+    await sleep(300);
+    await agent.stop();
+    trace.kill('SIGINT');
+    await new Promise((r) => trace.on('close', r));
+
+    const msgs = await readStream(nats.url);
+    expect(msgs.every((m) => m.subject.startsWith('tcpdwell.v1.test-host.'))).toBe(true);
+    const published = transitionEvents(msgs).map((e) => ({ ...e }));
+    const fromTrace = traced.trim().split('\n').map((l) => JSON.parse(l));
+    expect(published.length).toBe(15);
+    expect(fromTrace.length).toBe(15);
+    // trace and the agent each load their own copy of the program, so each stamps its own
+    // times: match events by socket and transition, and let times differ by the few µs between.
+    const key = (e: { type: string; cookie: unknown; oldState?: string | null; newState?: string; substate?: string | null }) =>
+      `${e.type}/${e.cookie}/${e.oldState ?? ''}/${e.type === 'transition' ? e.newState : ''}/${e.substate ?? ''}`;
+    const traceByKey = new Map(fromTrace.map((e) => [key(e), e]));
+    expect(traceByKey.size).toBe(15);
+    for (const e of published) {
+      const t = traceByKey.get(key({ ...e, cookie: e.cookie.toString() }));
+      expect(t, key(e)).toBeDefined();
+      expect({ err: e.error, sport: e.sport, dport: e.dport, saddr: e.saddr, daddr: e.daddr, owner: e.ownerPid, comm: e.ownerComm, netns: e.netns }).toEqual({
+        err: t.error ?? null,
+        sport: t.sport,
+        dport: t.dport,
+        saddr: t.saddr,
+        daddr: t.daddr,
+        owner: t.ownerPid,
+        comm: t.ownerComm,
+        netns: t.netns,
+      });
+      expect(Math.abs(Number(e.tsNs - BigInt(t.tsNs)))).toBeLessThan(1e6);
+      expect(e.dwellNs === null).toBe(t.dwellNs === null || t.dwellNs === undefined);
+      if (e.dwellNs !== null) expect(Math.abs(Number(e.dwellNs - BigInt(t.dwellNs)))).toBeLessThan(1e6);
+    }
+    // Message ids make re-sends idempotent; sequence numbers prove completeness.
+    for (const seqs of seqsByEpoch(msgs).values()) expect(contiguousOnce(seqs)).toBe(true);
+  });
+
+  it('the server down for seconds mid-stream: every sequence number arrives exactly once', async () => {
+    const agent = await startAgent();
+    await netns.run('burst', '127.0.0.1', 8511, 50);
+    await sleep(300);
+    await nats.kill();
+    await netns.run('burst', '127.0.0.1', 8512, 50); // spooled while the server is gone
+    agent.publishSummary();
+    await sleep(3000);
+    expect(agent.status().spool.messages).toBeGreaterThan(0);
+    await nats.restart();
+    await netns.run('burst', '127.0.0.1', 8513, 50);
+    const deadline = Date.now() + 15_000;
+    while (agent.status().spool.messages > 0 && Date.now() < deadline) await sleep(100);
+    const status = await agent.stop();
+    expect(status.spool.messages).toBe(0);
+
+    const msgs = await readStream(nats.url);
+    const seqs = seqsByEpoch(msgs);
+    expect(seqs.size).toBe(1);
+    expect(contiguousOnce([...seqs.values()][0]!)).toBe(true);
+    // 3 bursts of 50 connections, 11 events each, plus 3 listeners x 2.
+    expect(transitionEvents(msgs).length).toBe(3 * (50 * 11 + 2));
+  });
+
+  it('the agent SIGKILLed with a full spool and restarted: the spool is re-sent, nothing lost, nothing doubled', async () => {
+    const run = () => {
+      const child = spawn(bin, ['run', '--nats', nats.url, '--spool-dir', spoolDir, '--netns', netns.name, '--host', 'killed', '--status-interval', '60'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      const ready = new Promise<void>((resolve) => child.stderr.on('data', (d) => (err += d) && err.includes('publishing to') && resolve()));
+      const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+      return { child, ready, closed, err: () => err };
+    };
+    const first = run();
+    await first.ready;
+    await netns.run('burst', '127.0.0.1', 8521, 30);
+    await sleep(500);
+    await nats.stop();
+    await netns.run('burst', '127.0.0.1', 8522, 30);
+    await sleep(500);
+    first.child.kill('SIGKILL');
+    await first.closed;
+    const spooled = readdirSync(spoolDir).filter((f) => f.endsWith('.msg')).length;
+    expect(spooled).toBeGreaterThan(0);
+
+    await nats.restart();
+    const second = run();
+    await second.ready;
+    const deadline = Date.now() + 15_000;
+    while (readdirSync(spoolDir).some((f) => f.startsWith('0000000001-')) && Date.now() < deadline) await sleep(100);
+    second.child.kill('SIGTERM');
+    await second.closed;
+
+    const msgs = await readStream(nats.url);
+    const seqs = seqsByEpoch(msgs);
+    expect([...seqs.keys()].sort()).toEqual([1, 2]);
+    for (const s of seqs.values()) expect(contiguousOnce(s)).toBe(true);
+    // Every event of both bursts arrived once: 2 x (30 x 11 + 2).
+    const events = transitionEvents(msgs.filter((m) => Number(m.header.epoch) === 1));
+    expect(events.length).toBe(2 * (30 * 11 + 2));
+  });
+
+  it('the control service answers status and states, and a config change visibly changes what is traced', async () => {
+    const agent = await startAgent();
+    const nc = await connect({ servers: nats.url });
+    try {
+      const status = (await nc.request('tcpdwell.control.test-host.status', '', { timeout: 2000 })).json<Record<string, unknown>>();
+      expect(status).toMatchObject({ host: 'test-host', version: expect.any(String), nats: { connected: true } });
+      const states = await nc.request('tcpdwell.control.test-host.states', '', { timeout: 2000 });
+      expect(() => states.json()).not.toThrow();
+      // Discovery: the fleet finds this agent through the micro-service protocol.
+      const infos = [];
+      for await (const i of await new Svcm(nc as never).client().info('tcpdwell')) infos.push(i);
+      expect(infos.some((i) => i.metadata?.host === 'test-host')).toBe(true);
+
+      const bad = await nc.request('tcpdwell.control.test-host.config', '{"ports":[0]}', { timeout: 2000 });
+      expect(bad.headers?.get('Nats-Service-Error-Code')).toBe('400');
+      const ok = (await nc.request('tcpdwell.control.test-host.config', JSON.stringify({ ports: [8532] }), { timeout: 2000 })).json<{ ok: boolean }>();
+      expect(ok.ok).toBe(true);
+      await netns.run('client-first', '127.0.0.1', 8531); // filtered out now
+      await netns.run('client-first', '127.0.0.1', 8532);
+      await sleep(300);
+    } finally {
+      await nc.close();
+      await agent.stop();
+    }
+    const events = transitionEvents(await readStream(nats.url));
+    expect(events.length).toBe(13);
+    expect(events.every((e) => e.sport === 8532 || e.dport === 8532)).toBe(true);
+  });
+});
+
+describe.skipIf(!kernelAvailable)('NATS with users and per-user permissions', () => {
+  const config = `
+authorization {
+  users = [
+    { user: host1, password: pw1,
+      permissions: {
+        publish: { allow: ["tcpdwell.v1.host1.>", "tcpdwell.control.host1.>", "$JS.API.INFO", "$JS.API.STREAM.INFO.TCPDWELL", "$JS.API.STREAM.CREATE.TCPDWELL", "$SRV.>", "_INBOX.>"] },
+        subscribe: { allow: ["_INBOX.>", "$SRV.>", "tcpdwell.control.host1.>"] } } },
+    { user: admin, password: adminpw }
+  ]
+}`;
+
+  it('an agent publishes on its own subjects; wrong credentials give one clear error', async () => {
+    const nats = await startNats(config);
+    const netns = new TestNetns();
+    const spoolDir = mkdtempSync(join(tmpdir(), 'tcpdwell-spool-'));
+    try {
+      await expect(
+        Agent.start({ host: 'host1', connection: { servers: [nats.url], user: 'host1', password: 'wrong' }, spoolDir, tracer: { netns: [netns.ns.inode] } }),
+      ).rejects.toThrow(/NATS refused our credentials/);
+
+      const agent = await Agent.start({
+        host: 'host1',
+        connection: { servers: [nats.url], user: 'host1', password: 'pw1' },
+        spoolDir,
+        flushIntervalMs: 50,
+        tracer: { netns: [netns.ns.inode] },
+      });
+      await netns.run('client-first', '127.0.0.1', 8541);
+      await sleep(300);
+      await agent.stop();
+      const msgs = await readStream(nats.url, 'TCPDWELL', { user: 'admin', pass: 'adminpw' });
+      expect(transitionEvents(msgs).length).toBe(13);
+
+      // The same user cannot publish as another host.
+      const nc = await connect({ servers: nats.url, user: 'host1', pass: 'pw1' });
+      const denied = new Promise<string>((resolve) => {
+        void (async () => {
+          for await (const s of nc.status()) if (s.type === 'error') resolve(String((s as { error?: Error }).error?.message ?? s.type));
+        })();
+      });
+      nc.publish('tcpdwell.v1.host2.transitions', 'x');
+      expect(await Promise.race([denied, sleep(3000).then(() => 'no error')])).toMatch(/permission/i);
+      await nc.close();
+    } finally {
+      netns.delete();
+      await nats.cleanup();
+      rmSync(spoolDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,52 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Spool } from '../../src/publish/spool.js';
+
+const msg = (i: number, size = 100) => ({ subject: `tcpdwell.v1.h.transitions`, msgId: `h.b.1.${i}`, events: i, payload: Buffer.alloc(size, i) });
+
+describe('the store-and-forward spool', () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'spool-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('keeps messages in order across a restart, and numbers each start with a new epoch', () => {
+    const a = new Spool(dir, 1 << 20);
+    expect(a.epoch).toBe(1n);
+    for (let i = 1; i <= 12; i++) a.append(BigInt(i), msg(i));
+    a.ack(a.pending()[0]!);
+    const b = new Spool(dir, 1 << 20);
+    expect(b.epoch).toBe(2n);
+    expect(b.pending()).toHaveLength(11);
+    expect(b.read(b.pending()[0]!)).toMatchObject({ msgId: 'h.b.1.2', events: 2 });
+    expect(b.read(b.pending()[10]!)).toMatchObject({ msgId: 'h.b.1.12' });
+    // epoch 2's messages sort after epoch 1's
+    b.append(1n, msg(1));
+    expect(b.pending().at(-1)).toMatch(/^0000000002-/);
+  });
+
+  it('when full, drops the oldest messages and counts them and their events', () => {
+    const s = new Spool(dir, 1000);
+    for (let i = 1; i <= 10; i++) s.append(BigInt(i), msg(i, 200));
+    const st = s.stats();
+    expect(st.bytes).toBeLessThanOrEqual(1000);
+    expect(st.dropped).toBe(10 - st.messages);
+    expect(st.droppedEvents).toBe([...Array(st.dropped).keys()].reduce((sum, i) => sum + i + 1, 0));
+    expect(s.read(s.pending()[0]!)?.msgId).toBe(`h.b.1.${st.dropped + 1}`);
+  });
+
+  it('detects a corrupt file by its checksum on resume, counts it and skips it', () => {
+    const a = new Spool(dir, 1 << 20);
+    for (let i = 1; i <= 3; i++) a.append(BigInt(i), msg(i));
+    const victim = join(dir, a.pending()[1]!);
+    const bytes = readFileSync(victim);
+    bytes[bytes.length - 1] ^= 0xff;
+    writeFileSync(victim, bytes);
+    writeFileSync(join(dir, '0000000001-0000000000000009.msg'), 'garbage');
+    const b = new Spool(dir, 1 << 20);
+    expect(b.stats().corrupt).toBe(2);
+    expect(b.pending().map((k) => b.read(k)!.msgId)).toEqual(['h.b.1.1', 'h.b.1.3']);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.msg'))).toHaveLength(2);
+  });
+});
