@@ -100,8 +100,10 @@ test: deps all
 test-unit: deps all
 	node_modules/.bin/vitest run test/unit
 
+# The main job: the agent publishing to a local embedded nats-server (data under var/).
+# Watch the data flow with `./bin/tcpdwell tail` in another terminal. ARGS="--nats nats://h:4222" for a real one.
 run: deps all
-	./bin/tcpdwell trace $(ARGS)
+	./bin/tcpdwell run $(ARGS)
 
 bench: deps all
 	@echo "make bench: not yet (issue 6)"; exit 1

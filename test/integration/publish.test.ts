@@ -181,6 +181,64 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
   });
 });
 
+describe.skipIf(!kernelAvailable)('starting without a broker, and small payload limits', () => {
+  it('starts with the server unreachable, spools and says so, then delivers everything once it is up', async () => {
+    const nats = await startNats();
+    await nats.stop(); // its port is now free: nothing listens there
+    const netns = new TestNetns();
+    const spoolDir = mkdtempSync(join(tmpdir(), 'tcpdwell-spool-'));
+    const lines: string[] = [];
+    try {
+      const agent = await Agent.start({
+        host: 'late',
+        connection: { servers: [nats.url] },
+        spoolDir,
+        flushIntervalMs: 50,
+        tracer: { netns: [netns.ns.inode] },
+        log: (l) => lines.push(l),
+      });
+      expect(lines.join('\n')).toMatch(/NATS unreachable at nats:\/\/127\.0\.0\.1:\d+ .*spooling to/);
+      await netns.run('client-first', '127.0.0.1', 8551);
+      await sleep(300);
+      expect(agent.status().spool.messages).toBeGreaterThan(0);
+      await nats.restart();
+      const deadline = Date.now() + 15_000;
+      while (agent.status().spool.messages > 0 && Date.now() < deadline) await sleep(100);
+      await agent.stop();
+      const msgs = await readStream(nats.url);
+      expect(transitionEvents(msgs)).toHaveLength(13);
+      for (const seqs of seqsByEpoch(msgs).values()) expect(contiguousOnce(seqs)).toBe(true);
+    } finally {
+      netns.delete();
+      await nats.cleanup();
+      rmSync(spoolDir, { recursive: true, force: true });
+    }
+  });
+
+  it("splits a batch larger than the server's max payload instead of dropping it", async () => {
+    const nats = await startNats('max_payload: 2048');
+    const netns = new TestNetns();
+    const spoolDir = mkdtempSync(join(tmpdir(), 'tcpdwell-spool-'));
+    try {
+      // One flush for the whole burst: far more than 2 KiB of events.
+      const agent = await Agent.start({ host: 'small', connection: { servers: [nats.url] }, spoolDir, flushIntervalMs: 60_000, tracer: { netns: [netns.ns.inode] } });
+      await netns.run('burst', '127.0.0.1', 8552, 20);
+      await sleep(200);
+      await agent.stop();
+      const msgs = await readStream(nats.url);
+      const batches = msgs.filter((m) => m.kind === 'transitions');
+      expect(batches.length).toBeGreaterThan(1);
+      expect(batches.every((m) => m.data.length <= 2048)).toBe(true);
+      expect(transitionEvents(msgs)).toHaveLength(20 * 11 + 2);
+      for (const seqs of seqsByEpoch(msgs).values()) expect(contiguousOnce(seqs)).toBe(true);
+    } finally {
+      netns.delete();
+      await nats.cleanup();
+      rmSync(spoolDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe.skipIf(!kernelAvailable)('NATS with users and per-user permissions', () => {
   const config = `
 authorization {
