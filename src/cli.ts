@@ -119,7 +119,9 @@ export function buildProgram(): Command {
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 5)
     .option('--summary-interval <seconds>', 'publish a summary this often', parseSeconds, 10)
     .option('--no-control-config', "refuse the control service's config endpoint")
-    .action(async (o: ConnectionFlags & { host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; controlConfig: boolean }) => {
+    .option('--stream-max-age <seconds>', 'retention of the JetStream stream when the agent creates it (default 7 days)', parseSeconds)
+    .option('--stream-max-bytes <n>', 'size bound of the JetStream stream when the agent creates it (default 1GiB)', parseBytes)
+    .action(async (o: ConnectionFlags & { streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; controlConfig: boolean }) => {
       await runAgent({
         connection: connectionFlags(o),
         configPath: o.config,
@@ -133,6 +135,8 @@ export function buildProgram(): Command {
         controlConfig: o.controlConfig,
         statusIntervalS: o.statusInterval,
         summaryIntervalS: o.summaryInterval,
+        streamMaxAgeS: o.streamMaxAge,
+        streamMaxBytes: o.streamMaxBytes,
         err: process.stderr,
       });
     });

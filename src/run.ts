@@ -24,6 +24,8 @@ export interface RunOptions {
   controlConfig: boolean;
   statusIntervalS: number;
   summaryIntervalS: number;
+  streamMaxAgeS?: number;
+  streamMaxBytes?: number;
   err: Writable;
   env?: NodeJS.ProcessEnv;
 }
@@ -56,6 +58,7 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
       family: opts.family ?? file.filters?.family ?? null,
     },
     controlConfig: opts.controlConfig && file.control?.config !== false,
+    stream: { streamMaxAgeS: opts.streamMaxAgeS, streamMaxBytes: opts.streamMaxBytes },
     log: say,
   }).catch(async (err) => {
     await local?.stop();
