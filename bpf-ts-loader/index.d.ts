@@ -27,6 +27,12 @@ export interface ProgramInfo {
   autoload: boolean;
 }
 
+export interface ProgramStats {
+  name: string;
+  runCount: number;
+  runTimeNs: number;
+  recursionMisses: number;
+}
 export interface MapInfo {
   name: string;
   /** enum bpf_map_type */
@@ -92,6 +98,13 @@ export class BpfObject {
   static open(path: string): BpfObject;
   readonly path: string;
   programs(): ProgramInfo[];
+  /**
+   * Kernel statistics of each loaded program (bpf_prog_info). `recursionMisses`: invocations the
+   * kernel skipped because the same program was already running on that CPU (an interrupt's
+   * softirq hit it mid-run) — events the program never saw. `runCount`/`runTimeNs` are kept only
+   * while sysctl kernel.bpf_stats_enabled=1 (else 0).
+   */
+  programStats(): ProgramStats[];
   /** All maps, internal ones (".rodata", ".bss", ".data", named "<obj>.rodata" etc.) included. */
   maps(): MapInfo[];
   /** Global variables of .rodata/.data/.bss, from the object's BTF DATASECs. */

@@ -192,6 +192,8 @@ class BpfObject {
   get path() { return this.#path; }
 
   programs() { return call('programs()', null, () => native.programs(this.#h)); }
+
+  programStats() { return call('programStats()', null, () => native.programStats(this.#h)); }
   maps() { return call('maps()', null, () => native.maps(this.#h)); }
   constants() { return call('constants()', null, () => native.constants(this.#h)); }
 

@@ -40,6 +40,8 @@ struct sk_info {
 	__u32 owner_pid;
 	__s32 pending_err; /* sk_err from inet_sk_error_report, carried to the next transition */
 	char owner_comm[16];
+	__u8 state;        /* the state we saw it enter, to notice a transition we never saw */
+	__u8 _pad[7];
 };
 
 struct {
@@ -278,9 +280,17 @@ int BPF_PROG(handle_set_state, const struct sock *csk, const int oldstate, const
 
 	struct sk_info *si = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (si) {
-		if (si->cookie == cookie) {
+		if (si->cookie == cookie && si->state == oldstate) {
 			ev.entered_ns = si->entered_ns;
 			ev.flags |= TCPDWELL_F_ENTERED_KNOWN;
+		} else if (si->cookie == cookie) {
+			/* The kernel skips a run of this program that would nest in a running one on
+			 * the same CPU (a softirq interrupting it: bpf_prog recursion_misses), so a
+			 * transition can be missed. Then the time old_state was entered is unknown. */
+			ev.flags |= TCPDWELL_F_GAP;
+			struct tcpdwell_counters *c = get_counters();
+			if (c)
+				c->state_gaps++;
 		} else {
 			/* New to us, or cloned from its listener: the time it entered old_state is
 			 * unknown, the owner (if any) is the listener's. */
@@ -292,6 +302,7 @@ int BPF_PROG(handle_set_state, const struct sock *csk, const int oldstate, const
 		ev.error = si->pending_err;
 		si->pending_err = 0;
 		si->entered_ns = now;
+		si->state = newstate;
 		if (proc) {
 			si->owner_pid = ev.pid;
 			__builtin_memcpy(si->owner_comm, ev.comm, sizeof(si->owner_comm));
@@ -519,7 +530,7 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 			struct sock *sk = (struct sock *)tp;
 			e.cgroup_id = sk_cgroup_id(sk);
 			struct sk_info *si = bpf_sk_storage_get(&sk_state, sk, 0, 0);
-			if (si && si->cookie == e.cookie) {
+			if (si && si->cookie == e.cookie && si->state == e.new_state) {
 				e.entered_ns = si->entered_ns;
 				e.flags |= TCPDWELL_F_ENTERED_KNOWN;
 				if (si->owner_pid) {

@@ -31,6 +31,8 @@ enum tcpdwell_event_flags {
 	TCPDWELL_F_OWNER_KNOWN = 2,     /* owner_pid/owner_comm were seen at a process-context transition */
 	TCPDWELL_F_PROCESS_CTX = 4,     /* the current task holds the socket lock: pid/comm is the actor, not a bystander */
 	TCPDWELL_F_CHILD = 8,           /* the socket was cloned from a listener (owner inherited from it) */
+	TCPDWELL_F_GAP = 16,            /* a transition of this socket was missed before this one (the kernel
+					 * skipped a nested run of the program): entered_ns is unknown */
 };
 
 struct tcpdwell_event {
@@ -67,6 +69,7 @@ struct tcpdwell_counters {
 	__u64 lost_no_storage;  /* transitions whose sk_storage could not be created (dwell unknown) */
 	__u64 tw_unmatched;     /* timewait starts emitted without their socket's close transition */
 	__u64 filtered;         /* events not emitted because of the agent's filters */
+	__u64 state_gaps;       /* transitions whose old state was not the state last seen entered: one was missed */
 };
 
 /* The filter configuration (map "dwell_config", one entry), written by the agent at start or run time. */
@@ -85,7 +88,7 @@ struct tcpdwell_abi {
 };
 
 _Static_assert(sizeof(struct tcpdwell_event) == 136, "tcpdwell_event layout changed: regenerate src/generated/abi.ts");
-_Static_assert(sizeof(struct tcpdwell_counters) == 40, "tcpdwell_counters layout changed");
+_Static_assert(sizeof(struct tcpdwell_counters) == 48, "tcpdwell_counters layout changed");
 _Static_assert(sizeof(struct tcpdwell_config) == 8, "tcpdwell_config layout changed");
 
 #endif /* TCPDWELL_H */

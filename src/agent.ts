@@ -133,6 +133,9 @@ export class Agent {
       spoolDroppedEvents: s.droppedEvents,
       noStorage: k.lost_no_storage,
       spoolCorrupt: s.corrupt,
+      kernelSkipped: k.skipped_transitions,
+      kernelSkippedTimer: k.skipped_timer,
+      stateGaps: k.state_gaps,
     };
     this.seq++;
     return {

@@ -46,6 +46,8 @@ export interface TcpEvent {
   actorIsOwner: boolean;
   /** socket cloned from a listener (an accepted connection) */
   child: boolean;
+  /** a transition of this socket was missed just before this one (so dwellNs is null) */
+  gap: boolean;
 }
 
 /** What a decode pass skipped, so nothing is dropped silently. */
@@ -154,6 +156,7 @@ export function decodeEvent(buf: Buffer, offset: number): TcpEvent | null {
     error: errno > 0 ? errnoName(errno) : null,
     actorIsOwner: (flags & EventFlags.PROCESS_CTX) !== 0,
     child: (flags & EventFlags.CHILD) !== 0,
+    gap: (flags & EventFlags.GAP) !== 0,
   };
 }
 
@@ -229,6 +232,7 @@ export function toJson(e: TcpEvent): Record<string, unknown> {
         ...common,
         error: e.error,
         child: e.child,
+        gap: e.gap,
       };
     case 'timewait_start':
       return { ...base, substate: e.substate, expiresNs: e.expiresNs?.toString() ?? null, ...common };

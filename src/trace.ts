@@ -29,6 +29,8 @@ export interface TraceOptions {
 export interface TraceSummary {
   events: number;
   lostRingFull: number;
+  /** transitions the kernel never ran our program for (nested run on one CPU) */
+  skipped: number;
   malformed: number;
   snapshotSkipped: number;
 }
@@ -113,12 +115,21 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
     const summary: TraceSummary = {
       events,
       lostRingFull: k.lost_ring_full,
+      skipped: k.skipped_transitions,
       malformed: stats.malformed,
       snapshotSkipped,
     };
+    // Skipped runs cannot be told apart by namespace or port: with filters they are reported
+    // beside the loss, as an upper bound; without, they are loss.
+    const filtered = opts.netns.length > 0 || opts.ports.length > 0 || opts.family !== null;
+    const lost = summary.lostRingFull + summary.malformed + (filtered ? 0 : summary.skipped);
+    const skippedNote = summary.skipped || k.skipped_timer
+      ? filtered
+        ? `; the kernel also skipped ${summary.skipped} transitions and ${k.skipped_timer} timer events host-wide (nested runs; some may be yours)`
+        : `, ${summary.skipped} skipped by the kernel (nested runs)${k.skipped_timer ? `; ${k.skipped_timer} timer events skipped` : ''}`
+      : '';
     opts.err.write(
-      `tcpdwell trace: ${summary.events} events seen, ${summary.lostRingFull + summary.malformed} lost ` +
-        `(${summary.lostRingFull} ring full, ${summary.malformed} malformed)\n`,
+      `tcpdwell trace: ${summary.events} events seen, ${lost} lost (${summary.lostRingFull} ring full, ${summary.malformed} malformed${skippedNote})\n`,
     );
     return summary;
   } finally {

@@ -27,8 +27,17 @@ export interface TracerOptions {
   wakeupBytes?: number;
 }
 
-/** The kernel program's counters, summed over CPUs (struct tcpdwell_counters). */
-export type KernelCounters = Record<keyof typeof COUNTERS_FIELDS, number>;
+/**
+ * The kernel program's counters, summed over CPUs (struct tcpdwell_counters), plus what the
+ * kernel itself skipped: runs of our programs that would have nested in a running one on the
+ * same CPU (bpf_prog_info.recursion_misses) — events the program never saw.
+ */
+export type KernelCounters = Record<keyof typeof COUNTERS_FIELDS, number> & {
+  /** skipped runs of the transition program: transitions lost (in any namespace) */
+  skipped_transitions: number;
+  /** skipped runs of the timer programs: each may have been a timewait start or end */
+  skipped_timer: number;
+};
 
 const CAP_NET_ADMIN = 12;
 const CAP_SYS_ADMIN = 21;
@@ -169,7 +178,11 @@ export class Tracer {
   /** The kernel counters, summed over all CPUs. */
   counters(): KernelCounters {
     const slots = this.obj.map('counters').lookupPerCpu(u32(0)) ?? [];
-    const out = {} as KernelCounters;
+    const out = { skipped_transitions: 0, skipped_timer: 0 } as KernelCounters;
+    for (const p of this.obj.programStats()) {
+      if (p.name === 'handle_set_state') out.skipped_transitions += p.recursionMisses;
+      else if (p.name.startsWith('handle_timer')) out.skipped_timer += p.recursionMisses;
+    }
     for (const [name, f] of Object.entries(COUNTERS_FIELDS) as [keyof typeof COUNTERS_FIELDS, { offset: number }][]) {
       out[name] = slots.reduce((sum, b) => sum + Number(b.readBigUInt64LE(f.offset)), 0);
     }

@@ -827,6 +827,43 @@ static napi_value obj_programs(napi_env env, napi_callback_info info)
 	return arr;
 }
 
+/* Kernel-side statistics of each loaded program (bpf_prog_info). recursion_misses counts
+ * invocations the kernel skipped because the same program was already running on that CPU
+ * (e.g. a softirq interrupting it): events the program never saw. run_cnt/run_time_ns are
+ * kept only while sysctl kernel.bpf_stats_enabled=1. */
+static napi_value obj_program_stats(napi_env env, napi_callback_info info)
+{
+	ARGS(1);
+	struct obj *o = get_obj(env, argv[0], true);
+	if (!o)
+		return NULL;
+	napi_value arr, item, v;
+	CHECK(napi_create_array(env, &arr));
+	struct bpf_program *p;
+	uint32_t i = 0;
+	bpf_object__for_each_program(p, o->bpf)
+	{
+		int fd = bpf_program__fd(p);
+		if (fd < 0)
+			continue;
+		struct bpf_prog_info pi;
+		__u32 len = sizeof(pi);
+		memset(&pi, 0, sizeof(pi));
+		if (bpf_obj_get_info_by_fd(fd, &pi, &len) != 0)
+			return throw_bpf(env, "bpf_obj_get_info_by_fd", errno, NULL);
+		napi_create_object(env, &item);
+		set_str(env, item, "name", bpf_program__name(p));
+		napi_create_double(env, (double)pi.run_cnt, &v);
+		napi_set_named_property(env, item, "runCount", v);
+		napi_create_double(env, (double)pi.run_time_ns, &v);
+		napi_set_named_property(env, item, "runTimeNs", v);
+		napi_create_double(env, (double)pi.recursion_misses, &v);
+		napi_set_named_property(env, item, "recursionMisses", v);
+		napi_set_element(env, arr, i++, item);
+	}
+	return arr;
+}
+
 static napi_value obj_maps(napi_env env, napi_callback_info info)
 {
 	ARGS(1);
@@ -1319,6 +1356,7 @@ NAPI_MODULE_INIT()
 		{ "open", obj_open },
 		{ "close", obj_close_js },
 		{ "programs", obj_programs },
+		{ "programStats", obj_program_stats },
 		{ "maps", obj_maps },
 		{ "constants", obj_constants },
 		{ "setData", obj_set_data },

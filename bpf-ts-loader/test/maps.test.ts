@@ -131,6 +131,27 @@ describeBpf('runIterator() in another network namespace', () => {
   });
 });
 
+describeBpf('programStats()', () => {
+  it('reports each loaded program, with run counts while kernel.bpf_stats_enabled is on', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const obj = loaded({ target_tgid: process.pid, count_enabled: true }, true);
+    const statsFile = '/proc/sys/kernel/bpf_stats_enabled';
+    const before = readFileSync(statsFile, 'utf8').trim();
+    writeFileSync(statsFile, '1');
+    try {
+      for (let i = 0; i < 5; i++) trigger(MODE_COUNT, 1, 5);
+      const stats = obj.programStats();
+      const s = stats.find((p) => p.name === 'on_sys_enter')!;
+      expect(s.runCount).toBeGreaterThanOrEqual(5);
+      expect(s.runTimeNs).toBeGreaterThan(0);
+      expect(s.recursionMisses).toBeGreaterThanOrEqual(0);
+      expect(stats.map((p) => p.name)).not.toContain('on_exit_disabled'); // not loaded
+    } finally {
+      writeFileSync(statsFile, before);
+    }
+  });
+});
+
 describeBpf('clockBoottimeNs()', () => {
   it('is CLOCK_BOOTTIME: close to /proc/uptime, and never goes back', async () => {
     const { clockBoottimeNs } = await import('bpf-ts-loader');

@@ -39,13 +39,14 @@ export const EVENT_FIELDS = {
 } as const satisfies Record<string, FieldLayout>;
 
 /** struct tcpdwell_counters (per-CPU map "counters") */
-export const COUNTERS_SIZE = 40;
+export const COUNTERS_SIZE = 48;
 export const COUNTERS_FIELDS = {
   events: { offset: 0, size: 8, kind: 'u' },
   lost_ring_full: { offset: 8, size: 8, kind: 'u' },
   lost_no_storage: { offset: 16, size: 8, kind: 'u' },
   tw_unmatched: { offset: 24, size: 8, kind: 'u' },
   filtered: { offset: 32, size: 8, kind: 'u' },
+  state_gaps: { offset: 40, size: 8, kind: 'u' },
 } as const satisfies Record<string, FieldLayout>;
 
 /** struct tcpdwell_config (map "dwell_config") */
@@ -77,6 +78,7 @@ export const EventFlags = {
   OWNER_KNOWN: 2,
   PROCESS_CTX: 4,
   CHILD: 8,
+  GAP: 16,
 } as const;
 
 /** The kernel's TCP states (TCP_ prefix dropped), by value. */

@@ -148,7 +148,7 @@ export function encodeTransitions(events: readonly TcpEvent[], header: Header, f
     b.ownerPid!.push(e.ownerPid ?? 0);
     b.ownerCommIdx!.push(strings.id(e.ownerComm));
     b.error!.push(errnoValue(e.error));
-    b.flags!.push((e.actorIsOwner ? 1 : 0) | (e.child ? 2 : 0));
+    b.flags!.push((e.actorIsOwner ? 1 : 0) | (e.child ? 2 : 0) | (e.gap ? 4 : 0));
   }
   return pb.TransitionBatch.encode(b).finish();
 }
@@ -199,6 +199,7 @@ export function decodeTransitions(bytes: Uint8Array): { header: Header; firstEve
       error: err ? errnoName(err) : null,
       actorIsOwner: (flags & 1) !== 0,
       child: (flags & 2) !== 0,
+      gap: (flags & 4) !== 0,
     });
   }
   return { header: m.header ?? {}, firstEventSeq: big(m.firstEventSeq), events };

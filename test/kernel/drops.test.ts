@@ -17,7 +17,12 @@ describe.skipIf(!kernelAvailable)('a ring too small for a burst', () => {
       expect(k.lost_ring_full).toBeGreaterThan(0);
       expect(col.stats.malformed).toBe(0);
       expect(col.events.length).toBe(k.events);
-      expect(col.events.length + k.lost_ring_full).toBe(expected);
+      // Exact, but for runs the kernel skipped because one was already running on that CPU
+      // (an interrupt's softirq): those it counts host-wide, so they bound the rest from above.
+      expect(col.events.length + k.lost_ring_full).toBeLessThanOrEqual(expected);
+      expect(col.events.length + k.lost_ring_full + k.skipped_transitions + k.skipped_timer).toBeGreaterThanOrEqual(expected);
+      // A transition after a skipped one never claims a dwell it does not know.
+      for (const e of col.events.filter((x) => x.gap)) expect(e.dwellNs).toBeNull();
     } finally {
       col.close();
       netns.delete();
