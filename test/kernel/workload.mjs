@@ -148,6 +148,47 @@ switch (scenario) {
     done({ connections: n });
     break;
   }
+  // A mix that stays until stdin closes, for comparing the live table with ss: a listener,
+  // ARG = "E,T,C": E established pairs, T connections closed client-first (T TIME_WAIT), and C
+  // connections the client half-closes while the server never closes (C CLOSE_WAIT held by this
+  // process, C client FIN_WAIT2).
+  case 'mix': {
+    const [est, tw, cw] = (arg ?? '2,2,2').split(',').map(Number);
+    let hold = false;
+    let ended = 0;
+    const children = [];
+    const server = await listen({ allowHalfOpen: true });
+    server.on('connection', (s) => {
+      const keep = hold;
+      children.push(s);
+      s.on('error', () => {});
+      s.on('end', () => {
+        ended++;
+        if (!keep) s.end();
+      });
+      s.resume();
+    });
+    const clients = [];
+    for (let i = 0; i < tw; i++) {
+      const c = await connect();
+      c.end();
+      await closed(c);
+    }
+    for (let i = 0; i < est; i++) clients.push(await connect());
+    hold = true;
+    for (let i = 0; i < cw; i++) {
+      const c = await connect();
+      c.end();
+      clients.push(c);
+    }
+    while (ended < tw + cw) await sleep(5);
+    done({ port });
+    process.stdin.resume();
+    await new Promise((resolve) => process.stdin.once('end', resolve));
+    for (const c of [...clients, ...children]) c.destroy();
+    server.close();
+    break;
+  }
   default:
     console.error(`unknown scenario ${scenario}`);
     process.exit(2);

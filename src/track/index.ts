@@ -1,0 +1,24 @@
+/**
+ * The agent core (issue 3): decoded events → dwell records, the live socket table, stuck
+ * sockets, dwell histograms and detector alerts. Pure TypeScript, clock injected, no I/O.
+ *
+ *   const tracker = new Tracker({ clock: clockBoottimeNs, onDwell: (r) => publish(r) });
+ *   tracker.seed(ns.inode, snapshotEvents);   // per namespace, at start and now and then
+ *   tracker.ingest(batchOfEvents);            // per ring batch
+ *   tracker.table(); tracker.stuck(); tracker.takeHistograms().encode(); tracker.evaluate();
+ */
+export { Tracker, TIMEWAIT_LEN_NS, REQUEST_SOCK_TIMEOUT_NS, type TrackerOptions, type StuckOptions } from './tracker.js';
+export { HistogramSet, HISTOGRAM_UNIT, SIGNIFICANT_DIGITS, type EncodedHistogram, type HistogramKey, type HistogramDimension } from './histograms.js';
+export { DEFAULT_THRESHOLDS, resolveThresholds, type DetectorThresholds, type SysctlReaders } from './detectors.js';
+export { ssStateName, toSsCounts } from './states.js';
+export type {
+  Alert,
+  DetectorName,
+  DwellPrecision,
+  DwellRecord,
+  LiveTableSnapshot,
+  SocketIdentity,
+  StateCounts,
+  StuckSocket,
+  TrackerStats,
+} from './types.js';

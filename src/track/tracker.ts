@@ -1,0 +1,540 @@
+/**
+ * The tracker: decoded events in; dwell records, the live socket table, stuck sockets, dwell
+ * histograms and alerts out. Pure: no I/O, no timers — time comes from the injected clock
+ * (boot-time ns, the kernel's timebase) and sysctls from injected readers.
+ *
+ * Exactness comes from the kernel, not from here: every transition carries the time its
+ * socket entered the state it leaves (socket storage), so a dwell is exact even if user space
+ * dropped events in between. What the tracker keeps per socket serves the live table, stuck
+ * sockets and lower bounds only. The table heals itself: a transition whose old state
+ * disagrees with it is taken as the truth (and counted), and `seed` with a fresh snapshot
+ * reconciles a namespace completely.
+ */
+import type { TcpEvent } from '../decode.js';
+import { DetectorInputs, Detectors, listenerKey, resolveThresholds, type DetectorThresholds, type SysctlReaders } from './detectors.js';
+import { HistogramSet } from './histograms.js';
+import { cookieKey, LiveTable, SlotFlag, type CookieKey } from './live-table.js';
+import { S, stateName, stateValue } from './states.js';
+import type { Alert, DwellPrecision, DwellRecord, LiveTableSnapshot, StuckSocket, TrackerStats } from './types.js';
+
+/**
+ * TCP_TIMEWAIT_LEN (include/net/tcp.h): 60 s, not tunable. The peer's FIN re-arms an orphaned
+ * FIN_WAIT2 timewait to now + this (tcp_timewait_state_process), which dates the flip.
+ */
+export const TIMEWAIT_LEN_NS = 60_000_000_000n;
+/** How far a timer's due time may be from the exact 60 s (jiffy rounding, both ends): 25 ms covers HZ=100. */
+const FLIP_TOLERANCE_NS = 25_000_000n;
+/**
+ * A request sock (half-open connection) seen in a snapshot ends without any event: when its
+ * handshake completes (then its child's LISTEN→SYN_RECV removes it) or when the SYN-ACK
+ * retries run out (tcp_synack_retries 5: about 63 s). Default time after which it is dropped.
+ */
+export const REQUEST_SOCK_TIMEOUT_NS = 75_000_000_000n;
+
+export interface TrackerOptions {
+  /** boot-time ns now (CLOCK_BOOTTIME, the timebase of TcpEvent.tsNs) */
+  clock: () => bigint;
+  /** called for every dwell record, in event order */
+  onDwell?: (record: DwellRecord) => void;
+  /** detector thresholds over DEFAULT_THRESHOLDS; a bad one throws UsageError */
+  thresholds?: Partial<DetectorThresholds>;
+  /** readers of per-namespace sysctls for the TIME_WAIT detector */
+  sysctls?: SysctlReaders;
+  /** cap on the number of histograms per interval (default 4096) */
+  maxHistograms?: number;
+  /** cap on keys per windowed detector input (destinations, listeners; default 10 000) */
+  maxDetectorKeys?: number;
+  /** see REQUEST_SOCK_TIMEOUT_NS */
+  requestSockTimeoutNs?: bigint;
+  /** how many closed sockets to remember, to recognise late and duplicate events (default 16 384) */
+  rememberClosed?: number;
+}
+
+/** Options of `Tracker.stuck`. */
+export interface StuckOptions {
+  /** how many of the oldest sockets per state (default 5) */
+  perState?: number;
+  /** only these states (kernel names); default all. Timewait socks count under TIME_WAIT / FIN_WAIT2. */
+  states?: readonly string[];
+}
+
+const { TIMEWAIT, ENTERED_EXACT, TW_FROM_FIN_WAIT2, ACCEPTED, REQUEST } = SlotFlag;
+
+type Counters = Omit<TrackerStats, 'histogramsDropped' | 'detectorKeysDropped' | 'alertsFired' | 'liveSockets'>;
+
+/** Turns TcpEvents into dwell records, the live table, stuck sockets, histograms and alerts. */
+export class Tracker {
+  private readonly clock: () => bigint;
+  private readonly onDwell: ((r: DwellRecord) => void) | undefined;
+  private readonly live = new LiveTable();
+  private readonly closed = new Map<CookieKey, number>();
+  private readonly rememberClosed: number;
+  private readonly seededAt = new Map<number, number>();
+  private readonly requests = new Map<string, { key: CookieKey; seenNs: number }>();
+  private readonly requestTimeoutNs: number;
+  private readonly maxHistograms: number;
+  private hist: HistogramSet;
+  private histogramsDropped = 0;
+  private readonly inputs: DetectorInputs;
+  private readonly detectors: Detectors;
+  private readonly s: Counters = {
+    events: 0,
+    transitions: 0,
+    timewaitStarts: 0,
+    timewaitEnds: 0,
+    snapshotSockets: 0,
+    dwellRecords: 0,
+    lowerBoundRecords: 0,
+    estimatedRecords: 0,
+    unknownSockets: 0,
+    corrections: 0,
+    duplicates: 0,
+    late: 0,
+    noCookie: 0,
+    healedAdded: 0,
+    healedRemoved: 0,
+    healedCorrected: 0,
+    requestSocksExpired: 0,
+  };
+
+  constructor(opts: TrackerOptions) {
+    const thresholds = resolveThresholds(opts.thresholds);
+    this.clock = opts.clock;
+    this.onDwell = opts.onDwell;
+    this.maxHistograms = opts.maxHistograms ?? 4096;
+    this.hist = new HistogramSet(this.maxHistograms);
+    this.inputs = new DetectorInputs(thresholds.windowNs, opts.maxDetectorKeys ?? 10_000);
+    this.detectors = new Detectors(thresholds, opts.sysctls ?? {});
+    this.requestTimeoutNs = Number(opts.requestSockTimeoutNs ?? REQUEST_SOCK_TIMEOUT_NS);
+    this.rememberClosed = opts.rememberClosed ?? 16_384;
+  }
+
+  /**
+   * Takes one batch of events, in ring order. Snapshot events are added to the table (use
+   * `seed` for a complete snapshot of a namespace, which also removes what is gone).
+   */
+  ingest(events: Iterable<TcpEvent>): void {
+    for (const e of events) {
+      this.s.events++;
+      switch (e.type) {
+        case 'transition':
+          this.transition(e);
+          break;
+        case 'timewait_start':
+          this.timewaitStart(e);
+          break;
+        case 'timewait_end':
+          this.timewaitEnd(e);
+          break;
+        case 'snapshot':
+          this.seedOne(e, false);
+          break;
+      }
+    }
+  }
+
+  /**
+   * Seeds (or re-seeds) one network namespace from a complete snapshot of it (the iterator's
+   * records; an empty list for an empty namespace). Sockets the table holds in that namespace
+   * but the snapshot lacks are removed, wrong states corrected, missing sockets added — each
+   * counted as healing when the namespace was seeded before. Events older than the snapshot
+   * that arrive afterwards no longer change the table. Call it right after taking the
+   * snapshot, before ingesting further ring batches.
+   */
+  seed(netns: number, snapshot: readonly TcpEvent[]): void {
+    let first = Number(this.clock());
+    for (const e of snapshot) first = Math.min(first, Number(e.tsNs));
+    const reseed = this.seededAt.has(netns);
+    this.seededAt.set(netns, Math.max(first, this.seededAt.get(netns) ?? -Infinity));
+    const present = new Set<CookieKey>();
+    for (const e of snapshot) {
+      if (e.type !== 'snapshot' || e.netns !== netns) continue;
+      present.add(cookieKey(e.cookie));
+      this.seedOne(e, reseed);
+    }
+    this.live.forEach((slot, key) => {
+      // Sockets that appeared after the walk began are newer than the snapshot: keep them.
+      if (this.live.netnsOf(slot) !== netns || present.has(key) || this.live.entered(slot) > first) return;
+      this.s.healedRemoved++;
+      this.removeSlot(key, slot);
+    });
+  }
+
+  /** The live table now: counts per state, per namespace and in total. */
+  table(): LiveTableSnapshot {
+    const atNs = this.clock();
+    this.expireRequests(Number(atNs));
+    const byNetns = [...this.live.perNetns].map(([netns, counts]) => ({ netns, counts: LiveTable.named(counts) })).sort((a, b) => a.netns - b.netns);
+    return { atNs, total: LiveTable.named(this.live.total), byNetns, sockets: this.live.size };
+  }
+
+  /** The oldest sockets still in each state, oldest first within a state (one pass over the table). */
+  stuck(opts: StuckOptions = {}): StuckSocket[] {
+    const k = opts.perState ?? 5;
+    const wanted = opts.states ? new Set(opts.states.map(stateValue)) : null;
+    const now = Number(this.clock());
+    const top = new Map<number, { slot: number; entered: number }[]>();
+    this.live.scan((slot, state) => {
+      if (wanted && !wanted.has(state)) return;
+      const entered = this.live.entered(slot);
+      let list = top.get(state);
+      if (!list) top.set(state, (list = []));
+      if (list.length === k && entered >= list[k - 1]!.entered) return;
+      let i = list.length;
+      while (i > 0 && list[i - 1]!.entered > entered) i--;
+      list.splice(i, 0, { slot, entered });
+      if (list.length > k) list.pop();
+    });
+    const out: StuckSocket[] = [];
+    for (const state of [...top.keys()].sort((a, b) => a - b)) {
+      for (const { slot, entered } of top.get(state)!) {
+        const flags = this.live.flagsOf(slot);
+        out.push({
+          ...this.live.identity(slot),
+          state: stateName(state),
+          timewait: (flags & TIMEWAIT) !== 0,
+          ageNs: BigInt(Math.max(0, Math.round(now - entered))),
+          ageIsLowerBound: (flags & ENTERED_EXACT) === 0,
+        });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The dwell histograms recorded since the last call (exact and estimated dwells only), and
+   * a fresh set for the next interval. Merge intervals with `HistogramSet.merge`.
+   */
+  takeHistograms(): HistogramSet {
+    const h = this.hist;
+    this.histogramsDropped += h.dropped;
+    this.hist = new HistogramSet(this.maxHistograms);
+    return h;
+  }
+
+  /** Runs the detectors at the clock's now; returns the alerts firing now. */
+  evaluate(): Alert[] {
+    const now = this.clock();
+    this.expireRequests(Number(now));
+    return this.detectors.evaluate(this.live, this.inputs, now);
+  }
+
+  /** Counters of what was seen, corrected and dropped. */
+  stats(): TrackerStats {
+    return {
+      ...this.s,
+      histogramsDropped: this.histogramsDropped + this.hist.dropped,
+      detectorKeysDropped: this.inputs.dropped,
+      alertsFired: this.detectors.fired,
+      liveSockets: this.live.size,
+    };
+  }
+
+  // ---- events ----------------------------------------------------------------------------
+
+  private transition(e: TcpEvent): void {
+    this.s.transitions++;
+    const oldV = stateValue(e.oldState);
+    const newV = stateValue(e.newState);
+    const ts = Number(e.tsNs);
+    let twSubstate = 0;
+    let since = NaN;
+    let accepted = false;
+    if (e.cookie === 0n) this.s.noCookie++;
+    else {
+      const key = cookieKey(e.cookie);
+      const slot = this.live.find(key);
+      if (slot >= 0) {
+        const flags = this.live.flagsOf(slot);
+        accepted = (flags & ACCEPTED) !== 0;
+        if (flags & TIMEWAIT) twSubstate = this.live.state(slot);
+        else if (this.live.state(slot) === oldV) since = this.live.entered(slot);
+      }
+      if (this.applyTransition(e, key, slot, oldV, newV, ts)) return; // a replay: counted, dropped
+    }
+
+    // Detector inputs.
+    if (newV === S.CLOSE) {
+      if (oldV === S.SYN_SENT && e.error) {
+        this.inputs.connectFailures.add(`${e.netns}|${e.daddr}|${e.dport}|${e.error}`, e.tsNs);
+      } else if (oldV === S.ESTABLISHED || oldV === S.CLOSE_WAIT || oldV === S.SYN_RECV || (!twSubstate && (oldV === S.FIN_WAIT1 || oldV === S.FIN_WAIT2 || oldV === S.CLOSING))) {
+        this.inputs.resets.add(e.netns, e.tsNs);
+      }
+    } else if (newV === S.SYN_RECV && oldV === S.LISTEN && e.child) {
+      this.inputs.handshakes.add(listenerKey(e.netns, e.sport), e.tsNs);
+    }
+
+    // A socket's CLOSE before its first use, and the LISTEN a child inherits from its
+    // listener, are not states it dwelt in.
+    if (oldV === S.CLOSE || (e.child && oldV === S.LISTEN)) return;
+    let enteredNs = e.enteredNs;
+    let precision: DwellPrecision = 'exact';
+    if (enteredNs === null) {
+      precision = 'lower-bound';
+      enteredNs = Number.isNaN(since) ? null : BigInt(since);
+    }
+    this.emit(e, {
+      state: e.oldState ?? stateName(oldV),
+      timewait: false,
+      enteredNs,
+      leftNs: e.tsNs,
+      precision,
+      nextState: twSubstate && newV === S.CLOSE ? stateName(twSubstate) : e.newState,
+      timewaitEnd: null,
+      error: e.error,
+      stateValue: oldV,
+      listenPort: accepted ? e.sport : null,
+    });
+  }
+
+  /** Applies a transition to the table; true when the event is a duplicate or late (drop it). */
+  private applyTransition(e: TcpEvent, key: CookieKey, slot: number, oldV: number, newV: number, ts: number): boolean {
+    // The namespace was seeded from a snapshot taken after this event: it is already reflected.
+    if (ts < (this.seededAt.get(e.netns) ?? -Infinity)) return false;
+    const closedAt = this.closed.get(key);
+    if (newV === S.CLOSE) {
+      if (slot < 0) {
+        if (closedAt !== undefined && ts <= closedAt) return this.lateOrDuplicate(ts === closedAt);
+        this.s.unknownSockets++;
+        this.markClosed(key, ts);
+        return false;
+      }
+      const flags = this.live.flagsOf(slot);
+      if (flags & TIMEWAIT) return false; // handed to its timewait sock, which ends with timewait_end
+      if (ts < this.live.entered(slot)) return this.lateOrDuplicate(false);
+      if (this.live.state(slot) !== oldV) this.s.corrections++;
+      this.removeSlot(key, slot);
+      this.markClosed(key, ts);
+      return false;
+    }
+    if (newV === 0) return false; // a state value beyond what the table holds: nothing to count it as
+    if (slot < 0) {
+      if (closedAt !== undefined) {
+        if (ts <= closedAt) return this.lateOrDuplicate(ts === closedAt);
+        this.closed.delete(key); // used again after a close (connect after a failed connect)
+      }
+      const fresh = oldV === S.CLOSE || (e.child && oldV === S.LISTEN);
+      if (!fresh) this.s.unknownSockets++;
+      if (e.child) this.completeRequest(e);
+      this.live.add(key, e.cookie, newV, ENTERED_EXACT | (e.child ? ACCEPTED : 0), ts, e);
+      return false;
+    }
+    const flags = this.live.flagsOf(slot);
+    const entered = this.live.entered(slot);
+    if (flags & TIMEWAIT || ts < entered) return this.lateOrDuplicate(false);
+    if (ts === entered && this.live.state(slot) === newV) return this.lateOrDuplicate(true);
+    if (this.live.state(slot) !== oldV) this.s.corrections++;
+    this.live.move(slot, newV, (flags & ~(REQUEST | TW_FROM_FIN_WAIT2)) | ENTERED_EXACT, ts);
+    this.live.refresh(slot, e);
+    return false;
+  }
+
+  private timewaitStart(e: TcpEvent): void {
+    this.s.timewaitStarts++;
+    if (e.cookie === 0n) {
+      this.s.noCookie++;
+      return;
+    }
+    const ts = Number(e.tsNs);
+    if (ts < (this.seededAt.get(e.netns) ?? -Infinity)) return;
+    const key = cookieKey(e.cookie);
+    const sub = stateValue(e.substate) || S.TIME_WAIT;
+    const flags = TIMEWAIT | ENTERED_EXACT | (sub === S.FIN_WAIT2 ? TW_FROM_FIN_WAIT2 : 0);
+    const slot = this.live.find(key);
+    if (slot >= 0) {
+      const old = this.live.flagsOf(slot);
+      const entered = this.live.entered(slot);
+      if (old & TIMEWAIT || ts < entered) {
+        this.lateOrDuplicate(old & TIMEWAIT && ts === entered ? true : false);
+        return;
+      }
+      this.live.move(slot, sub, flags | (old & ACCEPTED), ts);
+      this.live.refresh(slot, e);
+      return;
+    }
+    const closedAt = this.closed.get(key);
+    if (closedAt !== undefined && ts <= closedAt) {
+      this.lateOrDuplicate(false);
+      return;
+    }
+    this.s.unknownSockets++;
+    this.live.add(key, e.cookie, sub, flags, ts, e);
+  }
+
+  private timewaitEnd(e: TcpEvent): void {
+    this.s.timewaitEnds++;
+    const ts = Number(e.tsNs);
+    const endSub = stateValue(e.substate) || S.TIME_WAIT;
+    let startSub = 0;
+    let since: bigint | null = null;
+    let accepted = false;
+    if (e.cookie === 0n) this.s.noCookie++;
+    else {
+      const key = cookieKey(e.cookie);
+      const slot = this.live.find(key);
+      if (slot >= 0) {
+        const flags = this.live.flagsOf(slot);
+        accepted = (flags & ACCEPTED) !== 0;
+        if (flags & TIMEWAIT) {
+          startSub = flags & TW_FROM_FIN_WAIT2 ? S.FIN_WAIT2 : S.TIME_WAIT;
+          since = BigInt(this.live.entered(slot));
+        }
+        if (ts >= (this.seededAt.get(e.netns) ?? -Infinity)) {
+          if (!(flags & TIMEWAIT)) this.s.corrections++; // its start was lost
+          this.removeSlot(key, slot);
+          this.markClosed(key, ts);
+        }
+      } else {
+        const closedAt = this.closed.get(key);
+        if (closedAt !== undefined && ts <= closedAt) {
+          this.lateOrDuplicate(ts === closedAt);
+          return;
+        }
+        this.s.unknownSockets++;
+        this.markClosed(key, ts);
+      }
+    }
+
+    const exact = e.enteredNs !== null;
+    const start = e.enteredNs ?? since;
+    const flipNs = e.expiresNs !== null ? e.expiresNs - TIMEWAIT_LEN_NS : null;
+    // Without the start (lost, or before the agent), a due time more than 60 s after the start
+    // shows that the timer was re-armed: it began as an orphaned FIN_WAIT2.
+    if (!startSub) startSub = endSub === S.TIME_WAIT && exact && flipNs !== null && flipNs - e.enteredNs! > FLIP_TOLERANCE_NS ? S.FIN_WAIT2 : endSub;
+    const base = { timewait: true, error: null, listenPort: accepted ? e.sport : null };
+    if (startSub === S.FIN_WAIT2 && endSub === S.TIME_WAIT) {
+      if (flipNs !== null && flipNs <= e.tsNs && (start === null || flipNs >= start)) {
+        this.emit(e, { ...base, state: 'FIN_WAIT2', stateValue: S.FIN_WAIT2, enteredNs: start, leftNs: flipNs, precision: exact ? 'estimated' : 'lower-bound', nextState: 'TIME_WAIT', timewaitEnd: null });
+        this.emit(e, { ...base, state: 'TIME_WAIT', stateValue: S.TIME_WAIT, enteredNs: flipNs, leftNs: e.tsNs, precision: 'estimated', nextState: null, timewaitEnd: e.reason });
+      } else {
+        this.emit(e, { ...base, state: 'FIN_WAIT2', stateValue: S.FIN_WAIT2, enteredNs: start, leftNs: e.tsNs, precision: exact ? 'upper-bound' : 'lower-bound', nextState: 'TIME_WAIT', timewaitEnd: e.reason });
+      }
+      return;
+    }
+    this.emit(e, { ...base, state: stateName(endSub), stateValue: endSub, enteredNs: start, leftNs: e.tsNs, precision: exact ? 'exact' : 'lower-bound', nextState: null, timewaitEnd: e.reason });
+  }
+
+  /** One snapshot record into the table (added, or corrected when the table disagrees). */
+  private seedOne(e: TcpEvent, healing: boolean): void {
+    this.s.snapshotSockets++;
+    if (e.cookie === 0n) {
+      this.s.noCookie++;
+      return;
+    }
+    const tw = e.newState === 'TIME_WAIT';
+    const state = tw ? stateValue(e.substate) || S.TIME_WAIT : stateValue(e.newState);
+    if (state === 0) return;
+    const flags =
+      (tw ? TIMEWAIT : 0) |
+      (tw && state === S.FIN_WAIT2 ? TW_FROM_FIN_WAIT2 : 0) |
+      (state === S.NEW_SYN_RECV ? REQUEST : 0) |
+      (e.enteredNs !== null ? ENTERED_EXACT : 0);
+    const ts = Number(e.tsNs);
+    const entered = Number(e.enteredNs ?? e.tsNs);
+    const key = cookieKey(e.cookie);
+    const slot = this.live.find(key);
+    if (slot < 0) {
+      const closedAt = this.closed.get(key);
+      if (closedAt !== undefined && closedAt >= ts) return; // closed after the walk saw it
+      if (healing) this.s.healedAdded++;
+      this.live.add(key, e.cookie, state, flags, entered, e);
+      if (flags & REQUEST) this.requests.set(tuple(e), { key, seenNs: ts });
+      return;
+    }
+    const old = this.live.flagsOf(slot);
+    if (this.live.state(slot) !== state || (old & TIMEWAIT) !== (flags & TIMEWAIT)) {
+      if (this.live.entered(slot) > ts) return; // the table already has something newer
+      this.s.healedCorrected++;
+      this.live.move(slot, state, flags | (old & ACCEPTED), entered);
+    } else if (!(old & ENTERED_EXACT) && e.enteredNs !== null) {
+      this.live.move(slot, state, old | ENTERED_EXACT, entered);
+    }
+    this.live.refresh(slot, e);
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------
+
+  /**
+   * Counts an event the table already reflects, or one older than what the table holds for its
+   * socket. Both are dropped (no dwell record either): the ring keeps each socket's events in
+   * order, so an older one is a replay, and emitting it would count a dwell twice.
+   */
+  private lateOrDuplicate(duplicate: boolean): true {
+    if (duplicate) this.s.duplicates++;
+    else this.s.late++;
+    return true;
+  }
+
+  private markClosed(key: CookieKey, ts: number): void {
+    this.closed.delete(key);
+    this.closed.set(key, ts);
+    if (this.closed.size > this.rememberClosed) this.closed.delete(this.closed.keys().next().value!);
+  }
+
+  private removeSlot(key: CookieKey, slot: number): void {
+    if (this.live.flagsOf(slot) & REQUEST) this.requests.delete(tuple(this.live.identity(slot)));
+    this.live.remove(key, slot);
+  }
+
+  /** The child of a completed handshake replaces the request sock a snapshot showed for it. */
+  private completeRequest(e: TcpEvent): void {
+    if (this.requests.size === 0) return;
+    const r = this.requests.get(tuple(e));
+    if (!r) return;
+    const slot = this.live.find(r.key);
+    if (slot >= 0) this.removeSlot(r.key, slot);
+    else this.requests.delete(tuple(e));
+  }
+
+  private expireRequests(now: number): void {
+    for (const [t, r] of this.requests) {
+      if (now - r.seenNs < this.requestTimeoutNs) continue;
+      this.requests.delete(t);
+      const slot = this.live.find(r.key);
+      if (slot >= 0) {
+        this.live.remove(r.key, slot);
+        this.s.requestSocksExpired++;
+      }
+    }
+  }
+
+  private emit(
+    e: TcpEvent,
+    r: Omit<DwellRecord, 'dwellNs' | keyof SocketFields> & { stateValue: number; listenPort: number | null },
+  ): void {
+    const dwellNs = r.enteredNs !== null ? r.leftNs - r.enteredNs : 0n;
+    const record: DwellRecord = {
+      cookie: e.cookie,
+      state: r.state,
+      timewait: r.timewait,
+      dwellNs: dwellNs < 0n ? 0n : dwellNs,
+      enteredNs: r.enteredNs,
+      leftNs: r.leftNs,
+      precision: r.precision,
+      nextState: r.nextState,
+      timewaitEnd: r.timewaitEnd,
+      error: r.error,
+      netns: e.netns,
+      cgroupId: e.cgroupId,
+      family: e.family,
+      saddr: e.saddr,
+      sport: e.sport,
+      daddr: e.daddr,
+      dport: e.dport,
+      ownerPid: e.ownerPid,
+      ownerComm: e.ownerComm,
+    };
+    this.s.dwellRecords++;
+    if (r.precision === 'lower-bound') this.s.lowerBoundRecords++;
+    else if (r.precision !== 'exact') this.s.estimatedRecords++;
+    // Bounds would bias a distribution: only exact and estimated (±2 jiffies) dwells go in.
+    if ((r.precision === 'exact' || r.precision === 'estimated') && dwellNs >= 0n) {
+      this.hist.record(r.stateValue, r.timewait, dwellNs, e.netns, e.cgroupId, r.listenPort);
+    }
+    this.onDwell?.(record);
+  }
+}
+
+type SocketFields = Pick<DwellRecord, 'cookie' | 'netns' | 'cgroupId' | 'family' | 'saddr' | 'sport' | 'daddr' | 'dport' | 'ownerPid' | 'ownerComm'>;
+
+const tuple = (s: { netns: number; saddr: string; sport: number; daddr: string; dport: number }) => `${s.netns}|${s.saddr}|${s.sport}|${s.daddr}|${s.dport}`;
