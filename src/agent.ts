@@ -11,7 +11,9 @@ import { listNetns, type Netns } from './netns.js';
 import { Tracer, type KernelCounters, type TracerOptions } from './tracer.js';
 import { Publisher, type PublisherOptions } from './publish/publisher.js';
 import { Spool } from './publish/spool.js';
-import { encodeTransitions, pb, type Drops, type Header, type MessageKind } from './publish/wire.js';
+import { encodeAlert, encodeDwell, encodeSummary, encodeTransitions, pb, type Drops, type Header, type MessageKind } from './publish/wire.js';
+import { Tracker, type Alert, type DetectorThresholds, type DwellRecord, type LiveTableSnapshot, type TrackerStats } from './track/index.js';
+import { statSync } from 'node:fs';
 import type { ConnectionSettings } from './publish/nats-options.js';
 import { startControlService, type ControlService } from './publish/service.js';
 import { clockBoottimeNs } from 'bpf-ts-loader';
@@ -34,6 +36,8 @@ export interface AgentOptions {
   stream?: Omit<PublisherOptions, 'connection' | 'spool' | 'log'>;
   /** disable the control service's `config` endpoint */
   controlConfig?: boolean;
+  /** detector thresholds over the defaults (src/track/detectors.ts) */
+  thresholds?: Partial<DetectorThresholds>;
   log?: (line: string) => void;
 }
 
@@ -48,6 +52,30 @@ export interface AgentStatus {
   spool: { messages: number; bytes: number };
   nats: { connected: boolean; published: number; publishErrors: number };
   filters: Pick<TracerOptions, 'netns' | 'ports' | 'family'>;
+  tracker: TrackerStats;
+  alertsFiring: number;
+}
+
+/** The agent's own namespace's sysctls; other namespaces' are not readable from here (null). */
+function sysctlReaders() {
+  const own = statSync('/proc/self/ns/net').ino;
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8').trim().split(/\s+/).map(Number);
+    } catch {
+      return null;
+    }
+  };
+  return {
+    portRange: (netns: number) => {
+      const v = netns === own ? read('/proc/sys/net/ipv4/ip_local_port_range') : null;
+      return v && v.length === 2 ? { low: v[0]!, high: v[1]! } : null;
+    },
+    maxTwBuckets: (netns: number) => {
+      const v = netns === own ? read('/proc/sys/net/ipv4/tcp_max_tw_buckets') : null;
+      return v ? v[0]! : null;
+    },
+  };
 }
 
 /** A subject token: no dots, spaces or wildcards. */
@@ -78,6 +106,10 @@ export class Agent {
   private filters: Pick<TracerOptions, 'netns' | 'ports' | 'family'>;
   private service: ControlService | null = null;
   private readonly offsetNs = bootToEpochOffsetNs();
+  private readonly tracker: Tracker;
+  private dwellPending: DwellRecord[] = [];
+  /** alerts firing, by key, to publish each once when it fires and once when it resolves */
+  private readonly firing = new Map<string, Alert>();
 
   private constructor(
     private readonly opts: AgentOptions,
@@ -87,6 +119,12 @@ export class Agent {
   ) {
     this.host = subjectToken(opts.host ?? hostname());
     this.filters = { netns: opts.tracer?.netns, ports: opts.tracer?.ports, family: opts.tracer?.family };
+    this.tracker = new Tracker({
+      clock: clockBoottimeNs,
+      onDwell: (r) => this.dwellPending.push(r),
+      thresholds: opts.thresholds,
+      sysctls: sysctlReaders(),
+    });
   }
 
   /** Loads the kernel program, opens the spool, connects (or starts spooling), publishes the snapshot. */
@@ -111,7 +149,10 @@ export class Agent {
 
   private begin() {
     this.tracer.readRing((batch) => {
-      decodeRingBatch(batch, (e) => this.pending.push(e), this.decodeStats);
+      const events: TcpEvent[] = [];
+      decodeRingBatch(batch, (e) => events.push(e), this.decodeStats);
+      this.tracker.ingest(events);
+      for (const e of events) this.pending.push(e);
       if (this.pending.length >= (this.opts.batchMaxEvents ?? 4096)) this.flush();
     });
     this.publishSnapshot();
@@ -176,33 +217,87 @@ export class Agent {
     this.put(kind, header, payload, events.length);
   }
 
+  /** Encodes dwell records as DwellBatches, split like transitions. */
+  private putDwell(records: DwellRecord[]) {
+    if (records.length === 0) return;
+    const header = this.header();
+    const payload = encodeDwell(records, header);
+    if (payload.length > this.publisher.maxPayload - 1024 && records.length > 1) {
+      this.seq--;
+      const half = Math.ceil(records.length / 2);
+      this.putDwell(records.slice(0, half));
+      this.putDwell(records.slice(half));
+      return;
+    }
+    this.put('dwell', header, payload, records.length);
+  }
+
   /** Publishes what has been batched so far. */
   flush(): void {
-    if (this.pending.length === 0) return;
-    const events = this.pending;
-    this.pending = [];
-    this.putTransitions('transitions', events);
+    if (this.pending.length > 0) {
+      const events = this.pending;
+      this.pending = [];
+      this.putTransitions('transitions', events);
+    }
+    if (this.dwellPending.length > 0) {
+      const records = this.dwellPending;
+      this.dwellPending = [];
+      this.putDwell(records);
+    }
   }
 
   private publishSnapshot(netns?: Netns[]) {
     const events: TcpEvent[] = [];
     const wanted = this.filters.netns?.length ? listNetns().filter((n) => this.filters.netns!.includes(n.inode)) : listNetns();
-    for (const ns of netns ?? wanted) decodeRecords(this.tracer.snapshot(ns), (e) => events.push(e), this.decodeStats);
+    for (const ns of netns ?? wanted) {
+      const mine: TcpEvent[] = [];
+      decodeRecords(this.tracer.snapshot(ns), (e) => mine.push(e), this.decodeStats);
+      // Events already read are older than this snapshot: apply them first.
+      this.tracer.drainRing();
+      this.tracker.seed(ns.inode, mine);
+      events.push(...mine);
+    }
     this.putTransitions('snapshot', events);
     return events.length;
   }
 
+  /** Publishes the live table, this interval's histograms and the oldest sockets; then alerts. */
   publishSummary(): void {
+    this.flush();
     const header = this.header();
     const s = this.spool.stats();
-    const payload = pb.Summary.encode({
-      header,
-      atNs: Number(clockBoottimeNs()),
+    const payload = encodeSummary(header, {
+      table: this.tracker.table(),
+      histograms: this.tracker.takeHistograms().encode(),
+      stuck: this.tracker.stuck({ perState: 5 }),
       eventsTotal: this.events,
       spoolBytes: s.bytes,
       spoolMessages: s.messages,
-    }).finish();
+    });
     this.put('summary', header, payload, 0);
+    this.publishAlerts();
+  }
+
+  /** Publishes each alert once when it starts firing, and once when it is resolved. */
+  private publishAlerts(): void {
+    const now = new Map(this.tracker.evaluate().map((a) => [a.key, a]));
+    for (const [key, a] of now) {
+      if (this.firing.has(key)) continue;
+      this.firing.set(key, a);
+      const header = this.header();
+      this.put('alerts', header, encodeAlert(header, a, 'firing'), 0);
+    }
+    for (const [key, a] of this.firing) {
+      if (now.has(key)) continue;
+      this.firing.delete(key);
+      const header = this.header();
+      this.put('alerts', header, encodeAlert(header, { ...a, atNs: clockBoottimeNs() }, 'resolved'), 0);
+    }
+  }
+
+  /** The live socket table now (control service `states`). */
+  states(): LiveTableSnapshot {
+    return this.tracker.table();
   }
 
   /** Takes a fresh snapshot on request; returns how many sockets it listed. */
@@ -232,6 +327,8 @@ export class Agent {
       spool: { messages: s.messages, bytes: s.bytes },
       nats: { connected: p.connected, published: p.published, publishErrors: p.publishErrors },
       filters: this.filters,
+      tracker: this.tracker.stats(),
+      alertsFiring: this.firing.size,
     };
   }
 

@@ -5,7 +5,8 @@ import { toJson } from './decode.js';
 import { formatText } from './format.js';
 import { isoTime } from './clock.js';
 import { natsConnectOptions, type ConnectionSettings } from './publish/nats-options.js';
-import { big, decodeTransitions, KINDS, pb } from './publish/wire.js';
+import { big, decodeDwell, decodeTransitions, KINDS, pb } from './publish/wire.js';
+import { formatDuration } from './format.js';
 import { EnvironmentError, UsageError } from './errors.js';
 
 export interface TailOptions {
@@ -33,7 +34,16 @@ export function renderMessage(subject: string, data: Uint8Array, format: 'json' 
         : `${String(host).padEnd(16)} ${formatText(e, (ns) => isoTime(ns, offset).slice(11, 26))}`,
     );
   }
-  const type = kind === 'summary' ? pb.Summary : kind === 'alerts' ? pb.Alert : kind === 'dwell' ? pb.DwellBatch : null;
+  if (kind === 'dwell') {
+    const { header, records } = decodeDwell(data);
+    return records.map((r) =>
+      format === 'json'
+        ? JSON.stringify({ host, seq: Number(header.seq), kind, ...r }, bigints)
+        : `${String(host).padEnd(16)} dwell ${(r.timewait ? `${r.state}(tw)` : r.state).padEnd(16)} ${formatDuration(r.dwellNs).padEnd(9)} ${r.precision.padEnd(11)} ` +
+          `${r.saddr}:${r.sport} -> ${r.daddr}:${r.dport} ${r.ownerComm ?? '-'}/${r.ownerPid ?? '-'} ${r.nextState ?? r.timewaitEnd ?? ''} ${r.error ?? ''}`.trimEnd(),
+    );
+  }
+  const type = kind === 'summary' ? pb.Summary : kind === 'alerts' ? pb.Alert : null;
   if (!type) return [JSON.stringify({ host, kind, bytes: data.length, note: 'unknown kind' })];
   const obj = type.toObject(type.decode(data) as never, { longs: String, bytes: String, defaults: false });
   return [format === 'json' ? JSON.stringify({ host, kind, ...obj }, bigints) : `${String(host).padEnd(16)} ${kind} ${JSON.stringify(obj, bigints)}`];

@@ -6,6 +6,8 @@ import Long from 'long';
 import { tcpdwell } from '../generated/pb/tcpdwell.js';
 import { TcpState } from '../generated/abi.js';
 import { errnoName, formatAddress, stateName, type TcpEvent } from '../decode.js';
+import type { Alert, DwellRecord, LiveTableSnapshot, StuckSocket } from '../track/types.js';
+import type { EncodedHistogram } from '../track/histograms.js';
 
 export const pb = tcpdwell.v1;
 export type Header = tcpdwell.v1.Header.$Properties;
@@ -203,4 +205,165 @@ export function decodeTransitions(bytes: Uint8Array): { header: Header; firstEve
     });
   }
   return { header: m.header ?? {}, firstEventSeq: big(m.firstEventSeq), events };
+}
+
+// ---- agent-core records (src/track) ---------------------------------------------------
+
+const PRECISION = { exact: 0, 'lower-bound': 1, estimated: 2, 'upper-bound': 3 } as const;
+const PRECISION_NAME = ['exact', 'lower-bound', 'estimated', 'upper-bound'] as const;
+
+/** Encodes dwell records (at least one) as a DwellBatch. */
+export function encodeDwell(records: readonly DwellRecord[], header: Header): Uint8Array {
+  const base = records.reduce((m, r) => (r.leftNs < m ? r.leftNs : m), records[0]!.leftNs);
+  const strings = new Strings();
+  const b: tcpdwell.v1.DwellBatch.$Properties = {
+    header,
+    count: records.length,
+    baseTsNs: u64(base),
+    cookie: [],
+    state: [],
+    timewait: [],
+    leftDeltaNs: [],
+    dwellNs: [],
+    precision: [],
+    nextState: [],
+    endReason: [],
+    error: [],
+    netns: [],
+    cgroupId: [],
+    family: [],
+    saddr: [],
+    sport: [],
+    daddr: [],
+    dport: [],
+    ownerPid: [],
+    ownerCommIdx: [],
+    strings: strings.list,
+    enteredBackPlus1Ns: [],
+  };
+  for (const r of records) {
+    b.cookie!.push(u64(r.cookie));
+    b.state!.push(stateValue(r.state));
+    b.timewait!.push(r.timewait);
+    b.leftDeltaNs!.push(u64(r.leftNs - base));
+    b.dwellNs!.push(u64(r.dwellNs));
+    b.precision!.push(PRECISION[r.precision]);
+    b.nextState!.push(stateValue(r.nextState));
+    b.endReason!.push(r.timewaitEnd === 'expired' ? 1 : r.timewaitEnd === 'killed' ? 2 : 0);
+    b.error!.push(errnoValue(r.error));
+    b.netns!.push(r.netns);
+    b.cgroupId!.push(u64(r.cgroupId));
+    b.family!.push(r.family === 'inet' ? 4 : 6);
+    b.saddr!.push(addrBytes(r.saddr, r.family));
+    b.sport!.push(r.sport);
+    b.daddr!.push(addrBytes(r.daddr, r.family));
+    b.dport!.push(r.dport);
+    b.ownerPid!.push(r.ownerPid ?? 0);
+    b.ownerCommIdx!.push(strings.id(r.ownerComm));
+    b.enteredBackPlus1Ns!.push(r.enteredNs === null || r.enteredNs > r.leftNs ? 0 : u64(r.leftNs - r.enteredNs + 1n));
+  }
+  return pb.DwellBatch.encode(b).finish();
+}
+
+/** Rows of a DwellBatch back as DwellRecords. Throws if the columns disagree with count. */
+export function decodeDwell(bytes: Uint8Array): { header: Header; records: DwellRecord[] } {
+  const m = pb.DwellBatch.decode(bytes);
+  const n = m.count;
+  if ([m.cookie, m.state, m.leftDeltaNs, m.dwellNs, m.netns, m.family, m.saddr, m.daddr].some((c) => c.length !== n)) {
+    throw new Error(`malformed DwellBatch: columns do not all have ${n} rows`);
+  }
+  const base = big(m.baseTsNs);
+  const records: DwellRecord[] = [];
+  for (let i = 0; i < n; i++) {
+    const left = base + big(m.leftDeltaNs[i]);
+    const back = big(m.enteredBackPlus1Ns[i]);
+    const ownerPid = m.ownerPid[i] ?? 0;
+    const next = m.nextState[i] ?? 0;
+    const err = m.error[i] ?? 0;
+    records.push({
+      cookie: big(m.cookie[i]),
+      netns: m.netns[i]!,
+      cgroupId: big(m.cgroupId[i]),
+      family: m.family[i] === 4 ? 'inet' : 'inet6',
+      saddr: addrText(m.saddr[i]),
+      sport: m.sport[i] ?? 0,
+      daddr: addrText(m.daddr[i]),
+      dport: m.dport[i] ?? 0,
+      ownerPid: ownerPid || null,
+      ownerComm: ownerPid ? (m.strings[m.ownerCommIdx[i] ?? 0] ?? '') : null,
+      state: stateName(m.state[i]!),
+      timewait: m.timewait[i] ?? false,
+      dwellNs: big(m.dwellNs[i]),
+      enteredNs: back === 0n ? null : left - (back - 1n),
+      leftNs: left,
+      precision: PRECISION_NAME[m.precision[i] ?? 0] ?? 'exact',
+      nextState: next ? stateName(next) : null,
+      timewaitEnd: m.endReason[i] === 1 ? 'expired' : m.endReason[i] === 2 ? 'killed' : null,
+      error: err ? errnoName(err) : null,
+    });
+  }
+  return { header: m.header ?? {}, records };
+}
+
+/** Encodes a summary: live table, the interval's histograms, the oldest sockets, loss. */
+export function encodeSummary(
+  header: Header,
+  s: { table: LiveTableSnapshot; histograms: readonly EncodedHistogram[]; stuck: readonly StuckSocket[]; eventsTotal: number; spoolBytes: number; spoolMessages: number },
+): Uint8Array {
+  const counts = (c: Record<string, number>) => Object.entries(c).map(([state, count]) => ({ state: stateValue(state), count }));
+  return pb.Summary.encode({
+    header,
+    atNs: u64(s.table.atNs),
+    states: counts(s.table.total),
+    byNetns: s.table.byNetns.map((n) => ({ netns: n.netns, states: counts(n.counts) })),
+    distributions: s.histograms.map((h) => ({
+      state: stateValue(h.state),
+      timewait: h.timewait,
+      dimension: h.dimension,
+      key: h.key,
+      hdr: Buffer.from(h.hdr, 'base64'),
+      count: h.totalCount,
+      unit: h.unit,
+      significantDigits: h.significantDigits,
+    })),
+    stuck: s.stuck.map((x) => ({
+      cookie: u64(x.cookie),
+      state: stateValue(x.state),
+      ageNs: u64(x.ageNs),
+      lowerBound: x.ageIsLowerBound,
+      timewait: x.timewait,
+      netns: x.netns,
+      family: x.family === 'inet' ? 4 : 6,
+      saddr: addrBytes(x.saddr, x.family),
+      sport: x.sport,
+      daddr: addrBytes(x.daddr, x.family),
+      dport: x.dport,
+      ownerPid: x.ownerPid ?? 0,
+      ownerComm: x.ownerComm ?? '',
+      cgroupId: u64(x.cgroupId),
+    })),
+    eventsTotal: s.eventsTotal,
+    spoolBytes: s.spoolBytes,
+    spoolMessages: s.spoolMessages,
+  }).finish();
+}
+
+/** Encodes an alert, firing or resolved. */
+export function encodeAlert(header: Header, a: Alert, severity: 'firing' | 'resolved'): Uint8Array {
+  return pb.Alert.encode({
+    header,
+    kind: a.detector,
+    severity,
+    message: a.summary,
+    explanation: a.explanation,
+    labels: a.labels,
+    atNs: u64(a.atNs),
+    sinceNs: u64(a.sinceNs),
+    value: a.value,
+    threshold: a.threshold,
+    key: a.key,
+    netns: a.netns,
+    ownerPid: a.ownerPid ?? 0,
+    ownerComm: a.ownerComm ?? '',
+  }).finish();
 }

@@ -63,14 +63,9 @@ export async function readStream(url: string, stream = 'TCPDWELL', auth: { user?
       for await (const m of batch) {
         n++;
         const kind = m.subject.split('.')[3]!;
-        const header =
-          kind === 'transitions'
-            ? pb.TransitionBatch.decode(m.data).header
-            : kind === 'summary'
-              ? pb.Summary.decode(m.data).header
-              : kind === 'snapshot'
-                ? pb.Snapshot.decode(m.data).header
-                : null;
+        const type = { transitions: pb.TransitionBatch, summary: pb.Summary, snapshot: pb.Snapshot, dwell: pb.DwellBatch, alerts: pb.Alert }[kind];
+        if (!type) throw new Error(`unexpected subject ${m.subject} in the stream`);
+        const header = type.decode(m.data).header;
         out.push({ subject: m.subject, kind, header: header ?? {}, data: m.data });
       }
       if (n === 0) return out;
