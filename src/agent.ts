@@ -14,6 +14,7 @@ import { Spool } from './publish/spool.js';
 import { encodeAlert, encodeDwell, encodeSummary, encodeTransitions, pb, type Drops, type Header, type MessageKind } from './publish/wire.js';
 import { Tracker, type Alert, type DetectorThresholds, type DwellRecord, type LiveTableSnapshot, type TrackerStats } from './track/index.js';
 import { statSync } from 'node:fs';
+import { AgentMetrics } from './metrics.js';
 import type { ConnectionSettings } from './publish/nats-options.js';
 import { startControlService, type ControlService } from './publish/service.js';
 import { clockBoottimeNs } from 'bpf-ts-loader';
@@ -38,6 +39,8 @@ export interface AgentOptions {
   controlConfig?: boolean;
   /** detector thresholds over the defaults (src/track/detectors.ts) */
   thresholds?: Partial<DetectorThresholds>;
+  /** serve Prometheus metrics on HOST:PORT */
+  metricsListen?: string;
   log?: (line: string) => void;
 }
 
@@ -110,6 +113,9 @@ export class Agent {
   private dwellPending: DwellRecord[] = [];
   /** alerts firing, by key, to publish each once when it fires and once when it resolves */
   private readonly firing = new Map<string, Alert>();
+  private metrics: AgentMetrics | null = null;
+  /** where the metrics are served, when they are */
+  metricsUrl: string | null = null;
 
   private constructor(
     private readonly opts: AgentOptions,
@@ -121,7 +127,10 @@ export class Agent {
     this.filters = { netns: opts.tracer?.netns, ports: opts.tracer?.ports, family: opts.tracer?.family };
     this.tracker = new Tracker({
       clock: clockBoottimeNs,
-      onDwell: (r) => this.dwellPending.push(r),
+      onDwell: (r) => {
+        this.dwellPending.push(r);
+        this.metrics?.observeDwell(r);
+      },
       thresholds: opts.thresholds,
       sysctls: sysctlReaders(),
     });
@@ -141,6 +150,17 @@ export class Agent {
       throw err;
     }
     const agent = new Agent(opts, tracer, spool, publisher);
+    if (opts.metricsListen) {
+      agent.metrics = new AgentMetrics(agent);
+      try {
+        agent.metricsUrl = await agent.metrics.listen(opts.metricsListen);
+      } catch (err) {
+        tracer.close();
+        await publisher.close(0);
+        throw err;
+      }
+      log(`metrics at ${agent.metricsUrl}`);
+    }
     agent.begin();
     if (publisher.connection && opts.controlConfig !== false) agent.service = await startControlService(publisher.connection, agent);
     else if (publisher.connection) agent.service = await startControlService(publisher.connection, agent, { config: false });
@@ -340,6 +360,7 @@ export class Agent {
     this.flush();
     this.publishSummary();
     await this.service?.stop().catch(() => {});
+    await this.metrics?.close();
     await this.publisher.close(timeoutMs);
     const status = this.status();
     this.tracer.close();

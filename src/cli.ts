@@ -5,6 +5,8 @@ import { resolveNetns } from './netns.js';
 import { runTrace } from './trace.js';
 import { runAgent } from './run.js';
 import { runTail } from './tail.js';
+import { runStates } from './states.js';
+import { DEFAULT_THRESHOLDS, type DetectorThresholds } from './track/index.js';
 import { connectionSettings, loadConfigFile } from './config.js';
 import type { ConnectionSettings } from './publish/nats-options.js';
 
@@ -36,6 +38,24 @@ function parseBytes(v: string): number {
   if (!m) throw new InvalidArgumentError(`'${v}' is not a size: give bytes, or e.g. 256MiB.`);
   const unit = (m[2] ?? '').toUpperCase()[0];
   return Number(m[1]) * (unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1);
+}
+
+const DURATION_UNITS: Record<string, bigint> = { ns: 1n, us: 1000n, ms: 1_000_000n, s: 1_000_000_000n, m: 60_000_000_000n, h: 3_600_000_000_000n };
+
+/** --threshold NAME=VALUE (repeatable): durations like 300ms or 60s for the *Ns thresholds. */
+function parseThreshold(v: string, previous: Partial<DetectorThresholds> = {}): Partial<DetectorThresholds> {
+  const m = /^(\w+)=(.+)$/.exec(v);
+  const known = Object.keys(DEFAULT_THRESHOLDS).join(', ');
+  if (!m || !(m[1]! in DEFAULT_THRESHOLDS)) throw new InvalidArgumentError(`'${v}': give NAME=VALUE with NAME one of ${known}.`);
+  const name = m[1] as keyof DetectorThresholds;
+  if (typeof DEFAULT_THRESHOLDS[name] === 'bigint') {
+    const d = /^(\d+)(ns|us|ms|s|m|h)?$/.exec(m[2]!);
+    if (!d || BigInt(d[1]!) === 0n) throw new InvalidArgumentError(`'${v}': ${name} is a duration, e.g. 300ms, 60s or 5m.`);
+    return { ...previous, [name]: BigInt(d[1]!) * DURATION_UNITS[d[2] ?? 'ns']! };
+  }
+  const n = Number(m[2]);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`'${v}': ${name} must be a positive number.`);
+  return { ...previous, [name]: n };
 }
 
 /** NATS connection flags, shared by run and tail. */
@@ -119,9 +139,11 @@ export function buildProgram(): Command {
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 5)
     .option('--summary-interval <seconds>', 'publish a summary this often', parseSeconds, 10)
     .option('--no-control-config', "refuse the control service's config endpoint")
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--threshold <name=value>', `detector threshold (repeatable), e.g. closeWaitAgeNs=30s; names: ${Object.keys(DEFAULT_THRESHOLDS).join(', ')}`, parseThreshold, {})
     .option('--stream-max-age <seconds>', 'retention of the JetStream stream when the agent creates it (default 7 days)', parseSeconds)
     .option('--stream-max-bytes <n>', 'size bound of the JetStream stream when the agent creates it (default 1GiB)', parseBytes)
-    .action(async (o: ConnectionFlags & { streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; controlConfig: boolean }) => {
+    .action(async (o: ConnectionFlags & { metricsListen?: string; threshold: Partial<DetectorThresholds>; streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; controlConfig: boolean }) => {
       await runAgent({
         connection: connectionFlags(o),
         configPath: o.config,
@@ -136,7 +158,23 @@ export function buildProgram(): Command {
         statusIntervalS: o.statusInterval,
         summaryIntervalS: o.summaryInterval,
         streamMaxAgeS: o.streamMaxAge,
+        metricsListen: o.metricsListen,
+        thresholds: o.threshold,
         streamMaxBytes: o.streamMaxBytes,
+        err: process.stderr,
+      });
+    });
+
+  program
+    .command('states')
+    .description('print the live socket table once (counts per state, per network namespace), from the kernel socket tables')
+    .option('--netns <name|path|inode>', 'only this network namespace (repeatable)', collect(String), [])
+    .addOption(new Option('--format <format>', 'json or a text table (default: text on a terminal)').choices(['json', 'text']))
+    .action((o: { netns: string[]; format?: 'json' | 'text' }) => {
+      runStates({
+        netns: o.netns.map((spec) => resolveNetns(spec)),
+        format: o.format ?? (process.stdout.isTTY ? 'text' : 'json'),
+        out: process.stdout,
         err: process.stderr,
       });
     });

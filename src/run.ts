@@ -6,6 +6,7 @@ import { connectionSettings, loadConfigFile } from './config.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
 import type { ConnectionSettings } from './publish/nats-options.js';
 import type { Netns } from './netns.js';
+import type { DetectorThresholds } from './track/index.js';
 
 /** The project folder for the embedded server's data and the default spool of `make run`. */
 export const PROJECT_VAR_DIR = fileURLToPath(new URL('../var/', import.meta.url));
@@ -26,6 +27,8 @@ export interface RunOptions {
   summaryIntervalS: number;
   streamMaxAgeS?: number;
   streamMaxBytes?: number;
+  metricsListen?: string;
+  thresholds?: Partial<DetectorThresholds>;
   err: Writable;
   env?: NodeJS.ProcessEnv;
 }
@@ -59,6 +62,8 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
     },
     controlConfig: opts.controlConfig && file.control?.config !== false,
     stream: { streamMaxAgeS: opts.streamMaxAgeS, streamMaxBytes: opts.streamMaxBytes },
+    metricsListen: opts.metricsListen,
+    thresholds: opts.thresholds,
     log: say,
   }).catch(async (err) => {
     await local?.stop();

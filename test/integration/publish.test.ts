@@ -8,7 +8,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { Svcm } from '@nats-io/services';
 import { Agent } from '../../src/agent.js';
-import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
+import { kernelAvailable, ssCounts, TestNetns } from '../kernel/helpers.js';
+import { toSsCounts } from '../../src/track/index.js';
 import { contiguousOnce, readStream, seqsByEpoch, startNats, transitionEvents, type TestNats } from './helpers.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
@@ -180,6 +181,28 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     expect(leak).toBeDefined();
     expect(leak!.explanation).toMatch(/close\(\)/);
     expect(leak!.ownerComm).toBe('node');
+  });
+
+  it("the agent's Prometheus gauges equal ss -tan for the namespace, and dwell and loss are exported", async () => {
+    const agent = await startAgent({ metricsListen: '127.0.0.1:0' });
+    const hold = netns.start('mix', '127.0.0.1', 8581, '2,2,1');
+    try {
+      await hold.ready;
+      await sleep(300);
+      const text = await (await fetch(agent.metricsUrl!)).text();
+      const counts: Record<string, number> = {};
+      for (const m of text.matchAll(/^tcpdwell_sockets\{state="(\w+)",netns="(\d+)"\} (\d+)$/gm)) {
+        if (Number(m[2]) === netns.ns.inode) counts[m[1]!] = Number(m[3]);
+      }
+      expect(toSsCounts(counts)).toEqual(ssCounts(netns));
+      expect(text).toMatch(/^tcpdwell_dwell_seconds_count\{state="SYN_SENT"\} [1-9]/m);
+      expect(text).toMatch(/^tcpdwell_events_total [1-9]/m);
+      expect(text).toMatch(/^tcpdwell_events_lost_total\{reason="ring_full"\} 0$/m);
+      expect(text).not.toMatch(/pid=|port=/); // bounded label sets only
+    } finally {
+      await hold.stop();
+      await agent.stop();
+    }
   });
 
   it('tcpdwell tail prints the decoded messages as they arrive, and skips (and counts) one that does not decode', async () => {

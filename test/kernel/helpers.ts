@@ -128,6 +128,18 @@ export class Collector {
   }
 }
 
+/** `ss -Htan` in the namespace, counted by state as ss names them. */
+export function ssCounts(netns: TestNetns): Record<string, number> {
+  const out: Record<string, number> = {};
+  const text = execFileSync('ip', ['netns', 'exec', netns.name, 'ss', '-Htan'], { encoding: 'utf8' });
+  for (const line of text.trim().split('\n')) {
+    if (!line) continue;
+    const state = line.split(/\s+/)[0]!;
+    out[state] = (out[state] ?? 0) + 1;
+  }
+  return out;
+}
+
 /** The events of each socket, by cookie, in order. */
 export function bySocket(events: TcpEvent[]): Map<bigint, TcpEvent[]> {
   const m = new Map<bigint, TcpEvent[]>();

@@ -1,21 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clockBoottimeNs } from 'bpf-ts-loader';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { toSsCounts, Tracker, type DwellRecord } from '../../src/track/index.js';
-import { Collector, kernelAvailable, TestNetns } from './helpers.js';
-
-/** `ss -Htan` in the namespace, counted by state as ss names them. */
-function ssCounts(netns: TestNetns): Record<string, number> {
-  const out: Record<string, number> = {};
-  const text = execFileSync('ip', ['netns', 'exec', netns.name, 'ss', '-Htan'], { encoding: 'utf8' });
-  for (const line of text.trim().split('\n')) {
-    if (!line) continue;
-    const state = line.split(/\s+/)[0]!;
-    out[state] = (out[state] ?? 0) + 1;
-  }
-  return out;
-}
+import { Collector, kernelAvailable, ssCounts, TestNetns } from './helpers.js';
 
 describe.skipIf(!kernelAvailable)('the live table and detectors against the kernel', () => {
   let netns: TestNetns;

@@ -22,6 +22,12 @@ describe.skipIf(!built && !process.env.CI)('bad input to tcpdwell trace: one cle
     [['trace', '--ring-bytes', '1000'], /power of two/],
     [['trace', '--bogus'], /unknown option/],
     [['nonsense'], /unknown command/],
+    [['run', '--threshold', 'bogus=1'], /NAME=VALUE with NAME one of closeWaitAgeNs/],
+    [['run', '--threshold', 'closeWaitAgeNs=soon'], /is a duration, e\.g\. 300ms/],
+    [['run', '--nats', 'not a url'], /give a URL like nats:\/\/host:4222/],
+    [['run', '--spool-max-bytes', 'lots'], /not a size/],
+    [['tail', '--kind', 'everything'], /--kind/],
+    [['states', '--netns', 'no-such-netns-x'], /no such network namespace/],
   ])('tcpdwell %s', (args, message) => {
     const r = run(...(args as string[]));
     expect(r.code).toBe(2);
