@@ -3,7 +3,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { EnvironmentError, UsageError } from './errors.js';
 import { resolveNetns } from './netns.js';
 import { runTrace } from './trace.js';
-import { runAgent } from './run.js';
+import { DEFAULT_PIN_DIR, runAgent } from './run.js';
+import { removePinned } from './tracer.js';
 import { runTail } from './tail.js';
 import { runStates } from './states.js';
 import { DEFAULT_THRESHOLDS, type DetectorThresholds } from './track/index.js';
@@ -140,10 +141,12 @@ export function buildProgram(): Command {
     .option('--summary-interval <seconds>', 'publish a summary this often', parseSeconds, 10)
     .option('--no-control-config', "refuse the control service's config endpoint")
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--pin-dir <dir>', 'bpffs directory keeping per-socket state across agent restarts (dwells stay exact)', DEFAULT_PIN_DIR)
+    .option('--no-pin', 'keep no per-socket state across restarts')
     .option('--threshold <name=value>', `detector threshold (repeatable), e.g. closeWaitAgeNs=30s; names: ${Object.keys(DEFAULT_THRESHOLDS).join(', ')}`, parseThreshold, {})
     .option('--stream-max-age <seconds>', 'retention of the JetStream stream when the agent creates it (default 7 days)', parseSeconds)
     .option('--stream-max-bytes <n>', 'size bound of the JetStream stream when the agent creates it (default 1GiB)', parseBytes)
-    .action(async (o: ConnectionFlags & { metricsListen?: string; threshold: Partial<DetectorThresholds>; streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; controlConfig: boolean }) => {
+    .action(async (o: ConnectionFlags & { pinDir: string; pin: boolean; metricsListen?: string; threshold: Partial<DetectorThresholds>; streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; controlConfig: boolean }) => {
       await runAgent({
         connection: connectionFlags(o),
         configPath: o.config,
@@ -160,9 +163,19 @@ export function buildProgram(): Command {
         streamMaxAgeS: o.streamMaxAge,
         metricsListen: o.metricsListen,
         thresholds: o.threshold,
+        pinDir: o.pin ? o.pinDir : null,
         streamMaxBytes: o.streamMaxBytes,
         err: process.stderr,
       });
+    });
+
+  program
+    .command('uninstall')
+    .description("remove the agent's pinned kernel state (what `run` keeps across restarts)")
+    .option('--pin-dir <dir>', 'the directory given to run --pin-dir', DEFAULT_PIN_DIR)
+    .action((o: { pinDir: string }) => {
+      const removed = removePinned(o.pinDir);
+      process.stderr.write(`tcpdwell uninstall: ${removed.length ? `removed ${removed.join(', ')}` : `nothing pinned in ${o.pinDir}`}\n`);
     });
 
   program

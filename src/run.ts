@@ -11,6 +11,8 @@ import type { DetectorThresholds } from './track/index.js';
 /** The project folder for the embedded server's data and the default spool of `make run`. */
 export const PROJECT_VAR_DIR = fileURLToPath(new URL('../var/', import.meta.url));
 export const DEFAULT_SPOOL_DIR = '/var/lib/tcpdwell/spool';
+/** Where the agent keeps per-socket kernel state across restarts (see `tcpdwell uninstall`). */
+export const DEFAULT_PIN_DIR = '/sys/fs/bpf/tcpdwell';
 
 export interface RunOptions {
   connection: Partial<ConnectionSettings>;
@@ -29,6 +31,8 @@ export interface RunOptions {
   streamMaxBytes?: number;
   metricsListen?: string;
   thresholds?: Partial<DetectorThresholds>;
+  /** bpffs directory for per-socket state kept across restarts; null = none */
+  pinDir?: string | null;
   err: Writable;
   env?: NodeJS.ProcessEnv;
 }
@@ -59,6 +63,8 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
       netns: opts.netns.length ? opts.netns.map((n) => n.inode) : file.filters?.netns,
       ports: opts.ports.length ? opts.ports : file.filters?.ports,
       family: opts.family ?? file.filters?.family ?? null,
+      pinDir: opts.pinDir === null ? undefined : (opts.pinDir ?? DEFAULT_PIN_DIR),
+      log: say,
     },
     controlConfig: opts.controlConfig && file.control?.config !== false,
     stream: { streamMaxAgeS: opts.streamMaxAgeS, streamMaxBytes: opts.streamMaxBytes },

@@ -3,7 +3,8 @@
  * filters, loads and attaches it, and hands out raw batches. Bytes only — decoding lives in
  * decode.ts.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statfsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, BpfError, type RingBufferReader } from 'bpf-ts-loader';
 import { COUNTERS_FIELDS, CONFIG_FIELDS, CONFIG_SIZE } from './generated/abi.js';
@@ -25,6 +26,63 @@ export interface TracerOptions {
   ringBytes?: number;
   /** the kernel wakes the reader once this many bytes wait (default 256 KiB); 0 = every record */
   wakeupBytes?: number;
+  /**
+   * Keep the per-socket state (entry times, owners: maps sk_state and tw_state) pinned in this
+   * bpffs directory, so a restarted agent re-attaches to it and dwell times of sockets that
+   * lived across the restart stay exact. Removed by `tcpdwell uninstall`.
+   */
+  pinDir?: string;
+  /** told when pinned state had to be discarded */
+  log?: (line: string) => void;
+}
+
+/** A BpfError as one clear EnvironmentError line (EPERM's message already names the capabilities). */
+function environmentError(err: unknown, doing: string): unknown {
+  if (!(err instanceof BpfError)) return err;
+  const message = err.code === 'EPERM' ? err.message : `${doing} the kernel program failed: ${err.message}`;
+  return new EnvironmentError(message, { cause: err });
+}
+
+/** The maps that hold per-socket state worth keeping across agent restarts. */
+export const PINNED_MAPS = ['sk_state', 'tw_state'] as const;
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+/** Makes sure dir is on a bpffs (mounting /sys/fs/bpf if it is not), and creates it. */
+function preparePinDir(dir: string): void {
+  const isBpffs = (p: string) => {
+    try {
+      return statfsSync(p).type === BPF_FS_MAGIC;
+    } catch {
+      return false;
+    }
+  };
+  if (!isBpffs('/sys/fs/bpf') && dir.startsWith('/sys/fs/bpf')) {
+    try {
+      execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf'], { stdio: 'ignore' });
+    } catch {
+      throw new EnvironmentError('bpffs is not mounted at /sys/fs/bpf and mounting it failed: run mount -t bpf bpf /sys/fs/bpf');
+    }
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (!isBpffs(dir)) throw new EnvironmentError(`--pin-dir ${dir} is not on a bpf filesystem (mount -t bpf bpf /sys/fs/bpf, and use a directory below it)`);
+}
+
+/** Removes the pinned state (`tcpdwell uninstall`). Returns what it removed. */
+export function removePinned(dir: string): string[] {
+  const removed: string[] = [];
+  for (const name of PINNED_MAPS) {
+    const p = `${dir}/${name}`;
+    if (existsSync(p)) {
+      rmSync(p);
+      removed.push(p);
+    }
+  }
+  try {
+    rmSync(dir, { recursive: false });
+  } catch {
+    // not empty, or absent
+  }
+  return removed;
 }
 
 /**
@@ -128,21 +186,40 @@ export class Tracer {
     if (ring !== undefined && (ring < 4096 || (ring & (ring - 1)) !== 0)) {
       throw new UsageError(`ring size ${ring}: must be a power of two of at least 4096 bytes`);
     }
-    const obj = BpfObject.open(path);
+    if (opts.pinDir) preparePinDir(opts.pinDir);
+    const openAndLoad = (): BpfObject => {
+      const o = BpfObject.open(path);
+      try {
+        if (ring !== undefined) o.setMaxEntries('events', ring);
+        if (opts.pinDir) for (const m of PINNED_MAPS) o.setPinPath(m, `${opts.pinDir}/${m}`);
+        o.load();
+        return o;
+      } catch (err) {
+        o.close();
+        throw err;
+      }
+    };
+    let obj: BpfObject;
     try {
-      if (ring !== undefined) obj.setMaxEntries('events', ring);
-      obj.load();
+      try {
+        obj = openAndLoad();
+      } catch (err) {
+        // Pinned maps from a version whose layout differs cannot be reused: drop them (their
+        // sockets' dwells become lower bounds) rather than refuse to start.
+        if (!opts.pinDir || !(err instanceof BpfError) || !/pin/i.test(`${err.message} ${(err as { verifierLog?: string }).verifierLog ?? ''}`)) throw err;
+        opts.log?.(`pinned state in ${opts.pinDir} does not fit this version: discarded (dwells of existing sockets are lower bounds)`);
+        removePinned(opts.pinDir);
+        obj = openAndLoad();
+      }
+    } catch (err) {
+      throw environmentError(err, 'loading');
+    }
+    try {
       writeFilters(obj, opts);
       obj.attachAll();
     } catch (err) {
       obj.close();
-      if (err instanceof BpfError && err.code === 'EPERM') {
-        throw new EnvironmentError(`${err.message}`, { cause: err });
-      }
-      if (err instanceof BpfError) {
-        throw new EnvironmentError(`loading the kernel program failed: ${err.message}`, { cause: err });
-      }
-      throw err;
+      throw environmentError(err, 'attaching');
     }
     return new Tracer(obj);
   }

@@ -205,6 +205,41 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     }
   });
 
+  it('per-socket state pinned in bpffs keeps dwells exact for sockets that live across an agent restart', async () => {
+    const { removePinned } = await import('../../src/tracer.js');
+    const { decodeDwell } = await import('../../src/publish/wire.js');
+    const closeWaitDwell = async (pinDir: string | undefined, port: number) => {
+      const tracer = { netns: [netns.ns.inode], pinDir };
+      const first = await startAgent({ tracer });
+      const hold = netns.start('mix', '127.0.0.1', port, '0,0,1'); // one CLOSE_WAIT, held
+      await hold.ready;
+      await first.stop();
+      await sleep(300); // no agent at all meanwhile
+      const second = await startAgent({ tracer });
+      await hold.stop(); // the server closes: CLOSE_WAIT -> LAST_ACK
+      await sleep(300);
+      await second.stop();
+      const records = (await readStream(nats.url))
+        .filter((m) => m.kind === 'dwell' && Number(m.header.epoch) >= 2)
+        .flatMap((m) => decodeDwell(m.data).records)
+        .filter((r) => r.state === 'CLOSE_WAIT' && r.sport === port);
+      expect(records).toHaveLength(1);
+      return records[0]!;
+    };
+    const pinDir = `/sys/fs/bpf/tcpdwell-test-${process.pid}`;
+    try {
+      const kept = await closeWaitDwell(pinDir, 8591);
+      expect(kept.precision).toBe('exact');
+      expect(Number(kept.dwellNs) / 1e6).toBeGreaterThan(300);
+      expect(removePinned(pinDir)).toEqual([`${pinDir}/sk_state`, `${pinDir}/tw_state`]);
+      // Without pinning the second agent cannot know when CLOSE_WAIT began.
+      const lost = await closeWaitDwell(undefined, 8592);
+      expect(lost.precision).toBe('lower-bound');
+    } finally {
+      removePinned(pinDir);
+    }
+  });
+
   it('tcpdwell tail prints the decoded messages as they arrive, and skips (and counts) one that does not decode', async () => {
     const tail = spawn(bin, ['tail', '--nats', nats.url, '--format', 'json', '--duration', '4'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
