@@ -201,60 +201,49 @@ export function decodeRecords(buf: Buffer, onEvent: (e: TcpEvent) => void, stats
   if (off !== buf.length) stats.malformed++;
 }
 
-/** JSON-lines form of an event: 64-bit values as decimal strings (they pass 2^53). */
-export function toJson(e: TcpEvent): Record<string, unknown> {
-  const base: Record<string, unknown> = {
-    type: e.type,
-    tsNs: e.tsNs.toString(),
-    cookie: e.cookie.toString(),
-    netns: e.netns,
-    family: e.family,
-    saddr: e.saddr,
-    sport: e.sport,
-    daddr: e.daddr,
-    dport: e.dport,
-  };
-  const common = {
-    pid: e.pid,
-    comm: e.comm,
-    ownerPid: e.ownerPid,
-    ownerComm: e.ownerComm,
-    cgroupId: e.cgroupId.toString(),
-  };
+/**
+ * JSON-lines form of an event: 64-bit values as decimal strings (they pass 2^53). Built as one
+ * literal per kind, without object spread: spread costs microseconds per event on our VMs.
+ * `time` (ISO wall-clock), when given, is placed after tsNs.
+ */
+export function toJson(e: TcpEvent, time?: string): Record<string, unknown> {
+  const ts = e.tsNs.toString();
+  const cookie = e.cookie.toString();
   switch (e.type) {
     case 'transition':
       return {
-        ...base,
-        oldState: e.oldState,
-        newState: e.newState,
-        dwellNs: e.dwellNs?.toString() ?? null,
-        enteredNs: e.enteredNs?.toString() ?? null,
-        ...common,
-        error: e.error,
-        child: e.child,
-        gap: e.gap,
+        type: e.type, tsNs: ts, time, cookie, netns: e.netns, family: e.family,
+        saddr: e.saddr, sport: e.sport, daddr: e.daddr, dport: e.dport,
+        oldState: e.oldState, newState: e.newState,
+        dwellNs: e.dwellNs === null ? null : e.dwellNs.toString(),
+        enteredNs: e.enteredNs === null ? null : e.enteredNs.toString(),
+        pid: e.pid, comm: e.comm, ownerPid: e.ownerPid, ownerComm: e.ownerComm, cgroupId: e.cgroupId.toString(),
+        error: e.error, child: e.child, gap: e.gap,
       };
     case 'timewait_start':
-      return { ...base, substate: e.substate, expiresNs: e.expiresNs?.toString() ?? null, ...common };
+      return {
+        type: e.type, tsNs: ts, time, cookie, netns: e.netns, family: e.family,
+        saddr: e.saddr, sport: e.sport, daddr: e.daddr, dport: e.dport,
+        substate: e.substate, expiresNs: e.expiresNs === null ? null : e.expiresNs.toString(),
+        pid: e.pid, comm: e.comm, ownerPid: e.ownerPid, ownerComm: e.ownerComm, cgroupId: e.cgroupId.toString(),
+      };
     case 'timewait_end':
       return {
-        ...base,
-        substate: e.substate,
-        reason: e.reason,
-        dwellNs: e.dwellNs?.toString() ?? null,
-        enteredNs: e.enteredNs?.toString() ?? null,
-        ...common,
+        type: e.type, tsNs: ts, time, cookie, netns: e.netns, family: e.family,
+        saddr: e.saddr, sport: e.sport, daddr: e.daddr, dport: e.dport,
+        substate: e.substate, reason: e.reason,
+        dwellNs: e.dwellNs === null ? null : e.dwellNs.toString(),
+        enteredNs: e.enteredNs === null ? null : e.enteredNs.toString(),
+        pid: e.pid, comm: e.comm, ownerPid: e.ownerPid, ownerComm: e.ownerComm, cgroupId: e.cgroupId.toString(),
       };
     case 'snapshot':
       return {
-        ...base,
-        state: e.newState,
-        substate: e.substate,
-        enteredNs: e.enteredNs?.toString() ?? null,
-        expiresNs: e.expiresNs?.toString() ?? null,
-        ownerPid: e.ownerPid,
-        ownerComm: e.ownerComm,
-        cgroupId: e.cgroupId.toString(),
+        type: e.type, tsNs: ts, time, cookie, netns: e.netns, family: e.family,
+        saddr: e.saddr, sport: e.sport, daddr: e.daddr, dport: e.dport,
+        state: e.newState, substate: e.substate,
+        enteredNs: e.enteredNs === null ? null : e.enteredNs.toString(),
+        expiresNs: e.expiresNs === null ? null : e.expiresNs.toString(),
+        ownerPid: e.ownerPid, ownerComm: e.ownerComm, cgroupId: e.cgroupId.toString(),
       };
   }
 }

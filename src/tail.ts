@@ -30,7 +30,7 @@ export function renderMessage(subject: string, data: Uint8Array, format: 'json' 
     const offset = big(header.bootToUnixNs as number);
     return events.map((e) =>
       format === 'json'
-        ? JSON.stringify({ host, seq: Number(header.seq), ...toJson(e), time: isoTime(e.tsNs, offset) })
+        ? JSON.stringify({ host, seq: Number(header.seq), ...toJson(e, isoTime(e.tsNs, offset)) })
         : `${String(host).padEnd(16)} ${formatText(e, (ns) => isoTime(ns, offset).slice(11, 26))}`,
     );
   }

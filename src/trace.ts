@@ -53,7 +53,7 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
   let outputClosed = false;
   const render =
     opts.format === 'json'
-      ? (e: TcpEvent) => `${JSON.stringify({ ...toJson(e), time: isoTime(e.tsNs, offset) })}\n`
+      ? (e: TcpEvent) => `${JSON.stringify(toJson(e, isoTime(e.tsNs, offset)))}\n`
       : (e: TcpEvent) => `${formatText(e, clock)}\n`;
 
   let lines: string[] = [];
