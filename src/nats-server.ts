@@ -58,7 +58,11 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
     conf,
     `listen: 127.0.0.1:${port}\njetstream { store_dir: "${opts.storeDir}" }\n${opts.config ?? ''}\n`,
   );
-  const child = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: a Ctrl-C at the terminal reaches the agent, which drains its
+  // publishes into this server before stopping it, rather than both at once.
+  const child = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const killOnExit = () => child.kill('SIGTERM');
+  process.once('exit', killOnExit);
   let output = '';
   await new Promise<void>((resolve, reject) => {
     const onData = (d: Buffer) => {
@@ -73,7 +77,10 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
   child.removeAllListeners('exit');
   child.stdout!.resume();
   child.stderr!.resume();
-  const waitExit = () => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+  const waitExit = () =>
+    new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()))).then(() => {
+      process.off('exit', killOnExit);
+    });
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
