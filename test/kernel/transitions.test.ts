@@ -107,6 +107,17 @@ describe.skipIf(!kernelAvailable)('transitions seen in a fresh network namespace
     expect(client[0]!.find((e) => e.type === 'timewait_start')).toMatchObject({ family: 'inet6', daddr: '::1' });
   });
 
+  it('simultaneous close: both ends go FIN_WAIT1 -> CLOSING and each leaves a timewait', async () => {
+    await netns.run('simultaneous', '127.0.0.1', 8007);
+    const events = await col.waitFor((ev) => ev.filter((e) => e.oldState === 'CLOSING').length >= 2, 10_000);
+    const { client, child } = roles(events);
+    expect(sequence(client[0]!)).toEqual([...CLIENT, 'ESTABLISHED->FIN_WAIT1', 'FIN_WAIT1->CLOSING', 'CLOSING->CLOSE']);
+    expect(sequence(child[0]!)).toEqual([...CHILD, 'ESTABLISHED->FIN_WAIT1', 'FIN_WAIT1->CLOSING', 'CLOSING->CLOSE']);
+    for (const side of [client[0]!, child[0]!]) {
+      expect(side.filter((e) => e.type === 'timewait_start')).toEqual([expect.objectContaining({ substate: 'TIME_WAIT' })]);
+    }
+  });
+
   it('a server holding CLOSE_WAIT for 300 ms shows a CLOSE_WAIT dwell of about 300 ms', async () => {
     await netns.run('close-wait', '127.0.0.1', 8006, 300);
     const events = await col.waitFor((ev) => ev.some((e) => e.oldState === 'LAST_ACK'));

@@ -2,6 +2,7 @@
 //   ip netns exec NS node test/kernel/workload.mjs SCENARIO HOST PORT [ARG]
 // Prints one JSON line when done: {"pid":..., "clientPort":..., ...}. Exits non-zero on surprise.
 import net from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const [scenario, host = '127.0.0.1', portArg = '0', arg] = process.argv.slice(2);
@@ -15,9 +16,9 @@ function listen(opts = {}) {
   });
 }
 
-function connect() {
+function connect(opts = {}) {
   return new Promise((resolve, reject) => {
-    const c = net.connect({ host, port });
+    const c = net.connect({ host, port, ...opts });
     c.once('connect', () => resolve(c));
     c.once('error', reject);
   });
@@ -27,9 +28,9 @@ const accepted = (server) => new Promise((resolve) => server.once('connection', 
 const closed = (sock) => new Promise((resolve) => (sock.destroyed ? resolve() : sock.once('close', resolve)));
 const done = (extra = {}) => process.stdout.write(`${JSON.stringify({ pid: process.pid, ...extra })}\n`);
 
-async function pair(serverOpts) {
+async function pair(serverOpts, clientOpts) {
   const server = await listen(serverOpts);
-  const [client, child] = await Promise.all([connect(), accepted(server)]);
+  const [client, child] = await Promise.all([connect(clientOpts), accepted(server)]);
   return { server, client, child };
 }
 
@@ -110,6 +111,28 @@ switch (scenario) {
     await closed(child);
     server.close();
     done({ clientPort, holdMs });
+    break;
+  }
+  // Simultaneous close: both ends shut down while an nftables rule in this namespace drops
+  // every FIN on the port; once the rule is gone the retransmitted FINs cross, and each end
+  // goes FIN_WAIT1 -> CLOSING -> (timewait). Needs nft (Debian nftables).
+  case 'simultaneous': {
+    const { server, client, child } = await pair({ allowHalfOpen: true }, { allowHalfOpen: true });
+    const clientPort = client.localPort;
+    const nft = (...a) => execFileSync('nft', a);
+    nft('add', 'table', 'inet', 'tcpdwell_sim');
+    nft('add', 'chain', 'inet', 'tcpdwell_sim', 'out', '{ type filter hook output priority 0; }');
+    nft('add', 'rule', 'inet', 'tcpdwell_sim', 'out', 'tcp', 'flags', '&', 'fin', '==', 'fin', 'tcp', 'dport', String(port), 'drop');
+    nft('add', 'rule', 'inet', 'tcpdwell_sim', 'out', 'tcp', 'flags', '&', 'fin', '==', 'fin', 'tcp', 'sport', String(port), 'drop');
+    client.resume();
+    child.resume();
+    client.end();
+    child.end();
+    await sleep(50);
+    nft('delete', 'table', 'inet', 'tcpdwell_sim');
+    await Promise.all([closed(client), closed(child)]);
+    server.close();
+    done({ clientPort });
     break;
   }
   // Leaves N connections closed client-first, so N timewait socks remain; then holds a listener
