@@ -105,8 +105,20 @@ test-unit: deps all
 run: deps all
 	./bin/tcpdwell run $(ARGS)
 
-bench: deps all
-	@echo "make bench: not yet (issue 6)"; exit 1
+# Churn and tracers side by side, then the decode microbenchmark; results into BENCHMARKS.md.
+# Needs root. Quick smoke run: make bench BENCH_REPS=1 BENCH_SECONDS=2 BENCH_LABEL=smoke
+# (all knobs: the header of bench/run-bench.mjs).
+BENCH_CHURN := bench/.output/churn
+BENCH_CC    := $(or $(shell command -v cc 2>/dev/null),$(CLANG))
+
+$(BENCH_CHURN): bench/churn.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(BENCH_CC) -O2 -pthread -Wall -Wextra -o $@ $<
+
+bench: deps all $(BENCH_CHURN)
+	node bench/run-bench.mjs
 
 clean:
 	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp src/generated/pb
+	rm -rf bench/.output
