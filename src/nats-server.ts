@@ -15,6 +15,21 @@ export interface LocalNatsOptions {
   port?: number;
   /** extra nats-server configuration text (accounts, users, tls ...) */
   config?: string;
+  /** join a cluster: this node's name, the cluster's, its route port on 127.0.0.1, and the other nodes' route ports */
+  cluster?: LocalClusterNode;
+}
+
+export interface LocalClusterNode {
+  serverName: string;
+  clusterName: string;
+  routePort: number;
+  peerRoutePorts: number[];
+}
+
+/** nats-server 2.9 configuration for one node of a loopback cluster (JetStream needs server_name). */
+export function clusterConfig(c: LocalClusterNode): string {
+  const routes = c.peerRoutePorts.map((p) => `nats-route://127.0.0.1:${p}`).join(', ');
+  return `server_name: ${c.serverName}\ncluster {\n  name: ${c.clusterName}\n  listen: 127.0.0.1:${c.routePort}\n  routes: [${routes}]\n}\n`;
 }
 
 export interface LocalNats {
@@ -56,7 +71,7 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
   const conf = join(opts.storeDir, 'nats-server.conf');
   writeFileSync(
     conf,
-    `listen: 127.0.0.1:${port}\njetstream { store_dir: "${opts.storeDir}" }\n${opts.config ?? ''}\n`,
+    `listen: 127.0.0.1:${port}\njetstream { store_dir: "${opts.storeDir}" }\n${opts.cluster ? clusterConfig(opts.cluster) : ''}${opts.config ?? ''}\n`,
   );
   // Its own process group: a Ctrl-C at the terminal reaches the agent, which drains its
   // publishes into this server before stopping it, rather than both at once.

@@ -1,0 +1,132 @@
+/**
+ * A small JetStream key-value bucket, on the stream layout NATS KV uses (stream `KV_<bucket>`,
+ * subjects `$KV.<bucket>.<key>`, one message kept per subject), so `nats kv get` reads it too.
+ * Written here because @nats-io/kv is not among our dependencies; it needs only
+ * @nats-io/jetstream: a compare-and-set is a publish with an expected last subject sequence.
+ * (Works on nats-server 2.9: no multi-filter consumers, no subject transforms.)
+ */
+import { DeliverPolicy, DiscardPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/nats-core';
+
+/** One key's value and its revision (the stream sequence of its last write). */
+export interface KvEntry {
+  key: string;
+  value: Uint8Array;
+  revision: number;
+  /** the key was deleted (its last write is a delete marker) */
+  deleted: boolean;
+}
+
+export interface KvOptions {
+  /** replicas of the bucket's stream (use the data stream's) */
+  replicas?: number;
+  /** keys not written for this long disappear (seconds); 0 = never */
+  maxAgeS?: number;
+}
+
+const OP_HEADER = 'KV-Operation';
+
+/** True for JetStream's answer to a compare-and-set that lost. */
+export function isWrongLastSequence(err: unknown): boolean {
+  const e = err as { message?: string; code?: number; api_error?: { err_code?: number } };
+  return /wrong last sequence/i.test(e?.message ?? '') || e?.api_error?.err_code === 10071;
+}
+
+export class KvBucket {
+  readonly stream: string;
+  private readonly prefix: string;
+
+  private constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    readonly name: string,
+  ) {
+    this.stream = `KV_${name}`;
+    this.prefix = `$KV.${name}.`;
+  }
+
+  /** Opens the bucket, creating its stream if missing. */
+  static async open(js: JetStreamClient, jsm: JetStreamManager, name: string, opts: KvOptions = {}): Promise<KvBucket> {
+    const kv = new KvBucket(js, jsm, name);
+    try {
+      await jsm.streams.info(kv.stream);
+    } catch (err) {
+      if (!/not found/i.test((err as Error).message)) throw err;
+      await jsm.streams
+        .add({
+          name: kv.stream,
+          subjects: [`${kv.prefix}>`],
+          max_msgs_per_subject: 1,
+          discard: DiscardPolicy.New,
+          allow_rollup_hdrs: true,
+          deny_delete: true,
+          allow_direct: true,
+          num_replicas: opts.replicas ?? 1,
+          max_age: Math.round((opts.maxAgeS ?? 0) * 1e9),
+        })
+        .catch(async (e: Error) => {
+          // Another instance created it at the same moment.
+          if (!/already in use|exists/i.test(e.message)) throw e;
+        });
+    }
+    return kv;
+  }
+
+  /** The key's latest entry, or null if it was never written. */
+  async get(key: string): Promise<KvEntry | null> {
+    const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.prefix + key });
+    if (!m) return null;
+    const op = m.header?.get(OP_HEADER);
+    return { key, value: m.data, revision: m.seq, deleted: op === 'DEL' || op === 'PURGE' };
+  }
+
+  /**
+   * Writes `value` if the key's revision is still `revision` (0: the key was never written).
+   * Returns the new revision, or null when someone else wrote first.
+   */
+  async update(key: string, value: Uint8Array, revision: number): Promise<number | null> {
+    try {
+      const ack = await this.js.publish(this.prefix + key, value, { expect: { lastSubjectSequence: revision }, timeout: 5000 });
+      return ack.seq;
+    } catch (err) {
+      if (isWrongLastSequence(err)) return null;
+      throw err;
+    }
+  }
+
+  /** Marks the key deleted if its revision is still `revision`; returns the new revision or null. */
+  async delete(key: string, revision: number): Promise<number | null> {
+    const h = natsHeaders();
+    h.set(OP_HEADER, 'DEL');
+    try {
+      const ack = await this.js.publish(this.prefix + key, new Uint8Array(0), { headers: h, expect: { lastSubjectSequence: revision }, timeout: 5000 });
+      return ack.seq;
+    } catch (err) {
+      if (isWrongLastSequence(err)) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Calls `onEntry` with the latest entry of every key under `filter` (a key pattern such as
+   * `host.>`), then with every write as it happens, until the returned stop() is called.
+   */
+  async watch(filter: string, onEntry: (e: KvEntry) => void): Promise<{ stop(): void; ready: Promise<void> }> {
+    const c = await this.js.consumers.get(this.stream, { filter_subjects: this.prefix + filter, deliver_policy: DeliverPolicy.LastPerSubject });
+    // Ready once the current value of every key has been handed over: at once for no keys,
+    // else at the message the server says is the last one pending.
+    const keys = await this.jsm.streams.info(this.stream, { subjects_filter: this.prefix + filter });
+    let markReady: () => void = () => {};
+    const ready = new Promise<void>((r) => (markReady = r));
+    if (Object.keys(keys.state.subjects ?? {}).length === 0) markReady();
+    const msgs = await c.consume();
+    void (async () => {
+      for await (const m of msgs) {
+        const op = m.headers?.get(OP_HEADER);
+        onEntry({ key: m.subject.slice(this.prefix.length), value: m.data, revision: m.seq, deleted: op === 'DEL' || op === 'PURGE' });
+        if (m.info.pending === 0) markReady();
+      }
+    })().catch(() => {});
+    return { stop: () => void msgs.stop(), ready };
+  }
+}

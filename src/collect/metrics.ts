@@ -1,0 +1,202 @@
+/**
+ * Prometheus metrics of a collector instance (`tcpdwell collect --metrics-listen HOST:PORT`, /metrics).
+ *
+ * - `tcpdwell_collect_*` are this instance's share (counters): the fleet is
+ *   `sum without (instance) (...)` over all instances, since each message is counted by one.
+ * - `tcpdwell_fleet_*` come from the shared state (gauges): every instance exports the same
+ *   values; use `max without (instance) (...)`, or scrape one instance.
+ * Label sets are bounded: hosts (the fleet), states, reasons, a capped set of destinations,
+ * listening ports and processes (views.ts bounds; stuck sockets are a few per host).
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry } from 'prom-client';
+import * as hdr from 'hdr-histogram-js';
+import { UsageError } from '../errors.js';
+import { DWELL_BUCKETS_S } from '../metrics.js';
+import { HistogramSet } from '../track/index.js';
+import type { Collector } from './collector.js';
+import { missingCount } from './continuity.js';
+
+/** A Counter mirroring cumulative values read at scrape time. */
+function mirrorCounter(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
+  const last = new Map<string, number>();
+  return new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      for (const [labels, value] of read()) {
+        const k = JSON.stringify(labels);
+        const delta = value - (last.get(k) ?? 0);
+        if (delta > 0 || !last.has(k)) this.inc(labels, Math.max(0, delta));
+        last.set(k, value);
+      }
+    },
+  });
+}
+
+function gauge(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
+  return new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [labels, v] of read()) this.set(labels, v);
+    },
+  });
+}
+
+interface HdrCounts {
+  countsArrayLength: number;
+  getCountAtIndex(i: number): number;
+  valueFromIndex(i: number): number;
+}
+
+/** Cumulative Prometheus buckets (seconds) of an HDR histogram of µs values. */
+export function hdrToBuckets(h: hdr.Histogram, bounds: readonly number[] = DWELL_BUCKETS_S): { le: number[]; counts: number[]; sum: number; count: number } {
+  const c = h as unknown as HdrCounts;
+  const counts = new Array<number>(bounds.length).fill(0);
+  let sum = 0;
+  for (let i = 0; i < c.countsArrayLength; i++) {
+    const n = c.getCountAtIndex(i);
+    if (!n) continue;
+    const s = c.valueFromIndex(i) / 1e6;
+    sum += s * n;
+    for (let b = 0; b < bounds.length; b++) if (s <= bounds[b]!) counts[b]! += n;
+  }
+  return { le: [...bounds], counts, sum, count: h.totalCount };
+}
+
+export class CollectorMetrics {
+  readonly registry = new Registry();
+  private server: Server | null = null;
+
+  constructor(c: Collector) {
+    const r = this.registry;
+    const views = () => c.snapshot();
+    const flat = (o: Record<string, Record<string, number>>, a: string, b: string) =>
+      Object.entries(o).flatMap(([k1, inner]) => Object.entries(inner).map(([k2, v]) => [{ [a]: k1, [b]: k2 }, v] as [Record<string, string>, number]));
+    mirrorCounter(r, 'tcpdwell_collect_messages_total', "Agent messages counted by this instance (each message is counted by one instance)", ['host', 'kind'], () => flat(views().messages, 'host', 'kind'));
+    mirrorCounter(r, 'tcpdwell_collect_events_total', 'Kernel events in the transition and snapshot batches counted by this instance', ['host'], () =>
+      Object.entries(views().events).map(([host, v]) => [{ host }, v]),
+    );
+    mirrorCounter(r, 'tcpdwell_collect_connect_failures_total', 'Failed connects (the error on leaving SYN_SENT) by errno and destination (capped; the rest as "other")', ['reason', 'destination'], () =>
+      flat(views().connectFailures, 'reason', 'destination'),
+    );
+    mirrorCounter(r, 'tcpdwell_collect_agent_alerts_total', 'Alerts published by agents, by detector and severity', ['host', 'kind', 'severity'], () =>
+      Object.entries(views().agentAlerts).flatMap(([host, inner]) =>
+        Object.entries(inner).map(([ks, v]) => {
+          const [kind, severity] = ks.split('/');
+          return [{ host, kind: kind!, severity: severity! }, v] as [Record<string, string>, number];
+        }),
+      ),
+    );
+    mirrorCounter(r, 'tcpdwell_collect_duplicates_total', 'Deliveries of messages already counted (redeliveries, agent re-sends)', [], () => [[{}, c.stats().duplicates]]);
+    mirrorCounter(r, 'tcpdwell_collect_own_messages_total', "The collectors' own alerts read back from the stream and skipped", [], () => [[{}, c.stats().own]]);
+    mirrorCounter(r, 'tcpdwell_collect_rejected_total', 'Messages set aside in the dead-letter stream, by reason', ['reason'], () =>
+      Object.entries(c.stats().rejected).map(([reason, v]) => [{ reason }, v]),
+    );
+    mirrorCounter(r, 'tcpdwell_collect_errors_total', 'Fetch or processing failures (the batch is redelivered)', [], () => [[{}, c.stats().errors]]);
+    mirrorCounter(r, 'tcpdwell_collect_alerts_published_total', 'Fleet alert transitions this instance published', [], () => [[{}, c.stats().alertsPublished]]);
+
+    // Dwell distributions, merged exactly from the agents' HDR histograms: exposed as a
+    // Prometheus histogram (buckets are additive, so instances sum).
+    const dwellHelp = "Time sockets spent in a state (from the agents' HDR histograms; scope fleet, host or listen_port; timewait phases as STATE_tw)";
+    r.registerMetric({
+      name: 'tcpdwell_collect_dwell_seconds',
+      help: dwellHelp,
+      type: 'histogram',
+      aggregator: 'sum',
+      get: async () => {
+        const s = views();
+        const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+        const emit = (set: HistogramSet, dim: 'netns' | 'listen_port', labels: (key: string) => Record<string, string>) => {
+          for (const { key, histogram } of set.entries()) {
+            if (key.dimension !== dim) continue;
+            const b = hdrToBuckets(histogram);
+            const l = { ...labels(key.key), state: key.timewait ? `${key.state}_tw` : key.state };
+            b.le.forEach((le, i) => values.push({ metricName: 'tcpdwell_collect_dwell_seconds_bucket', labels: { ...l, le }, value: b.counts[i]! }));
+            values.push({ metricName: 'tcpdwell_collect_dwell_seconds_bucket', labels: { ...l, le: '+Inf' }, value: b.count });
+            values.push({ metricName: 'tcpdwell_collect_dwell_seconds_sum', labels: l, value: b.sum });
+            values.push({ metricName: 'tcpdwell_collect_dwell_seconds_count', labels: l, value: b.count });
+          }
+        };
+        const fleet = HistogramSet.decode(s.histograms.fleet);
+        emit(fleet, 'netns', () => ({ scope: 'fleet', host: '', port: '' }));
+        for (const [host, list] of Object.entries(s.histograms.byHost)) emit(HistogramSet.decode(list), 'netns', () => ({ scope: 'host', host, port: '' }));
+        emit(HistogramSet.decode(s.histograms.byPort), 'listen_port', (port) => ({ scope: 'listen_port', host: '', port }));
+        return { name: 'tcpdwell_collect_dwell_seconds', help: dwellHelp, type: 'histogram', aggregator: 'sum', values };
+      },
+      reset: () => {},
+    } as never);
+
+    // Shared state: the same on every instance.
+    gauge(r, 'tcpdwell_fleet_sockets', "Live TCP sockets per state per host, from each host's newest summary", ['host', 'state'], () =>
+      c.liveHosts().flatMap((h) => Object.entries(h.states).map(([state, n]) => [{ host: h.host, state }, n] as [Record<string, string>, number])),
+    );
+    gauge(r, 'tcpdwell_fleet_time_wait_sockets', 'TIME_WAIT sockets per host (TIME_WAIT pressure)', ['host'], () => c.liveHosts().map((h) => [{ host: h.host }, h.states.TIME_WAIT ?? 0]));
+    gauge(r, 'tcpdwell_fleet_close_wait_oldest_seconds', 'Age of the oldest CLOSE_WAIT socket per host and owning process (a leak never leaves the state)', ['host', 'process'], () => {
+      const out = new Map<string, [Record<string, string>, number]>();
+      for (const h of c.liveHosts()) {
+        for (const s of h.stuck) {
+          if (s.state !== 'CLOSE_WAIT' || s.timewait) continue;
+          const k = `${h.host}\t${s.ownerComm}`;
+          if ((out.get(k)?.[1] ?? -1) < s.ageS) out.set(k, [{ host: h.host, process: s.ownerComm }, s.ageS]);
+        }
+      }
+      return [...out.values()];
+    });
+    gauge(r, 'tcpdwell_fleet_hosts', 'Hosts with a current summary', [], () => [[{}, c.liveHosts().length]]);
+    gauge(r, 'tcpdwell_fleet_agent_seq_missing', "Agent messages missing from a host's sequence (holes older than the grace, and abandoned)", ['host'], () =>
+      Object.entries(c.gaps()).map(([host, n]) => [{ host }, n]),
+    );
+    gauge(r, 'tcpdwell_fleet_agent_seq_pending', 'Agent messages not (yet) seen below the highest seen, holes of any age', ['host'], () => {
+      const m = new Map<string, number>();
+      for (const s of c.agentRuns()) m.set(s.host, (m.get(s.host) ?? 0) + missingCount(s));
+      return [...m].map(([host, n]) => [{ host }, n]);
+    });
+    gauge(r, 'tcpdwell_fleet_agent_drops', "The agents' loss counters (Header.drops), summed over each host's runs", ['host', 'reason'], () => {
+      const m = new Map<string, number>();
+      for (const s of c.agentRuns()) for (const [k, v] of Object.entries(s.drops)) m.set(`${s.host}\t${k}`, (m.get(`${s.host}\t${k}`) ?? 0) + v);
+      return [...m].map(([k, v]) => {
+        const [host, reason] = k.split('\t');
+        return [{ host: host!, reason: reason! }, v];
+      });
+    });
+    gauge(r, 'tcpdwell_fleet_alerts_firing', 'Fleet alerts firing now, by rule', ['rule'], () => {
+      const m = new Map<string, number>();
+      for (const a of c.firing()) m.set(a.rule, (m.get(a.rule) ?? 0) + 1);
+      return [...m].map(([rule, n]) => [{ rule }, n]);
+    });
+  }
+
+  /** Serves /metrics on HOST:PORT; returns the URL. */
+  async listen(spec: string): Promise<string> {
+    const m = /^(.*):(\d+)$/.exec(spec);
+    if (!m || Number(m[2]) > 65535) throw new UsageError(`--metrics-listen ${spec}: give HOST:PORT, e.g. 127.0.0.1:9465`);
+    const host = m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0';
+    this.server = createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end('tcpdwell collect: metrics are at /metrics\n');
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500).end(`${err.message}\n`),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', (err) => reject(new UsageError(`--metrics-listen ${spec}: ${err.message}`)));
+      this.server!.listen(Number(m[2]), host, resolve);
+    });
+    const addr = this.server.address() as { address: string; port: number };
+    return `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}/metrics`;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}

@@ -1,0 +1,132 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Agent } from '../../src/agent.js';
+import { Collector } from '../../src/collect/collector.js';
+import { CollectorMetrics } from '../../src/collect/metrics.js';
+import { mergeSnapshots } from '../../src/collect/views.js';
+import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
+import { readStream, startNats, transitionEvents, type TestNats } from './helpers.js';
+import { until } from './collect-helpers.js';
+
+const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
+
+describe.skipIf(!kernelAvailable)('the fleet collector with two real agents (two namespaces standing for two hosts)', () => {
+  let nats: TestNats;
+  const netns: TestNetns[] = [];
+  const dirs: string[] = [];
+  const collectors: Collector[] = [];
+
+  beforeEach(async () => {
+    nats = await startNats();
+  });
+  afterEach(async () => {
+    for (const c of collectors.splice(0)) await c.stop().catch(() => {});
+    for (const n of netns.splice(0)) n.delete();
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    await nats?.cleanup();
+  });
+
+  const agent = (host: string, ns: TestNetns) => {
+    const spoolDir = mkdtempSync(join(tmpdir(), 'tcpdwell-spool-'));
+    dirs.push(spoolDir);
+    return Agent.start({ host, connection: { servers: [nats.url] }, spoolDir, flushIntervalMs: 50, summaryIntervalMs: 60_000, tracer: { netns: [ns.ns.inode] } });
+  };
+
+  it('two collector instances count every batch once; the fleet views equal the sum of the hosts; query rebuilds a connection exactly', async () => {
+    const [na, nb] = [new TestNetns(), new TestNetns()];
+    netns.push(na, nb);
+    const [c1, c2] = await Promise.all(
+      ['one', 'two'].map((instance) => Collector.start({ connection: { servers: [nats.url] }, instance, batch: 8, evaluateIntervalMs: 500 })),
+    );
+    collectors.push(c1!, c2!);
+    const [a, b] = await Promise.all([agent('host-a', na), agent('host-b', nb)]);
+    await Promise.all([na.run('client-first', '127.0.0.1', 8601), na.run('refused', '127.0.0.1', 8602), nb.run('burst', '127.0.0.1', 8603, 20)]);
+    await sleep(200);
+    a.publishSummary();
+    b.publishSummary();
+    await Promise.all([a.stop(), b.stop()]);
+
+    const stream = await readStream(nats.url);
+    const agentMsgs = stream.filter((m) => m.subject !== 'tcpdwell.v1.alerts');
+    const counted = () => c1!.stats().counted + c2!.stats().counted;
+    await until(() => counted() === agentMsgs.length, 15_000, `${agentMsgs.length} messages counted`);
+    await sleep(300);
+    expect(counted()).toBe(agentMsgs.length);
+    expect(c1!.stats().duplicates + c2!.stats().duplicates).toBe(0);
+
+    const fleet = mergeSnapshots([c1!.snapshot(), c2!.snapshot()]);
+    for (const host of ['host-a', 'host-b']) {
+      const mine = agentMsgs.filter((m) => m.subject.startsWith(`tcpdwell.v1.${host}.`));
+      const byKind: Record<string, number> = {};
+      for (const m of mine) byKind[m.kind] = (byKind[m.kind] ?? 0) + 1;
+      expect(fleet.messages[host]).toEqual(byKind);
+      expect(fleet.events[host]).toBe(transitionEvents(mine).length);
+    }
+    expect(fleet.events['host-b']).toBe(20 * 11 + 2);
+    expect(fleet.connectFailures).toEqual({ ECONNREFUSED: { '127.0.0.1:8602': 1 } });
+    // Both instances hold the same latest picture of both hosts, and no sequence is missing.
+    await until(() => c1!.hosts().length === 2 && c2!.hosts().length === 2, 5000, 'both hosts');
+    expect(c1!.hosts()).toEqual(c2!.hosts());
+    expect(c1!.gaps(Date.now() + 3600_000)).toEqual({ 'host-a': 0, 'host-b': 0 });
+
+    // Prometheus: the fleet histogram, and bounded labels.
+    const m = new CollectorMetrics(c1!);
+    const url = await m.listen('127.0.0.1:0');
+    const text = await (await fetch(url)).text();
+    await m.close();
+    expect(text).toMatch(/^tcpdwell_fleet_sockets\{host="host-a",state="/m);
+    expect(text).toMatch(/^tcpdwell_collect_dwell_seconds_count\{scope="fleet",host="",port="",state="SYN_SENT"\} [1-9]/m);
+    expect(text).not.toMatch(/pid=|cookie=/);
+
+    // The morning after: query rebuilds the refused connect and the client-first connection.
+    const client = transitionEvents(agentMsgs.filter((x) => x.subject.startsWith('tcpdwell.v1.host-a.'))).filter((e) => e.dport === 8601 && e.ownerComm);
+    const cookie = client.find((e) => e.oldState === 'SYN_SENT' && e.newState === 'ESTABLISHED' && e.sport !== 8601)!.cookie;
+    const expected = transitionEvents(agentMsgs).filter((e) => e.cookie === cookie);
+    const q = spawnSync(bin, ['query', '--nats', nats.url, '--host', 'host-a', '--since', '10m', '--cookie', cookie.toString(), '--format', 'json'], { encoding: 'utf8' });
+    expect(q.status, q.stderr).toBe(0);
+    const lives = q.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lives).toHaveLength(1);
+    const life = lives[0];
+    expect(life.steps.map((s: { what: string }) => s.what)).toEqual([
+      'CLOSE->SYN_SENT',
+      'SYN_SENT->ESTABLISHED',
+      'ESTABLISHED->FIN_WAIT1',
+      'FIN_WAIT1->FIN_WAIT2',
+      'TIME_WAIT(TIME_WAIT) start',
+      'FIN_WAIT2->CLOSE',
+    ]);
+    expect(life.steps.map((s: { dwellNs: string | null; tsNs: string }) => [s.tsNs, s.dwellNs])).toEqual(expected.map((e) => [e.tsNs.toString(), e.dwellNs?.toString() ?? null]));
+    expect(life.steps[1].precision).toBe('exact');
+    expect(life.ownerComm).toBe('node');
+    expect(life.remote).toBe('127.0.0.1:8601');
+    const refusedRun = spawnSync(bin, ['query', '--nats', nats.url, '--since', '10m', '--port', '8602', '--format', 'text'], { encoding: 'utf8' });
+    expect(refusedRun.status, refusedRun.stderr).toBe(0);
+    expect(refusedRun.stdout).toMatch(/CLOSE->SYN_SENT/);
+    expect(refusedRun.stdout).toMatch(/SYN_SENT->CLOSE\s+after [\d.]+(µs|ms)\s+127\.0\.0\.1:\d+ -> 127\.0\.0\.1:8602\s+ECONNREFUSED/);
+    expect(refusedRun.stderr).toMatch(/1 connections/);
+  });
+
+  it('tcpdwell agents lists the live agents with their status', async () => {
+    const na = new TestNetns();
+    netns.push(na);
+    const a = await agent('host-z', na);
+    try {
+      // Not spawnSync: the agent answers from this process's event loop.
+      const run = promisify(execFile);
+      const r = await run(bin, ['agents', '--nats', nats.url, '--format', 'json', '--timeout', '1'], { encoding: 'utf8' });
+      const list = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+      expect(list).toHaveLength(1);
+      expect(list[0]).toMatchObject({ host: 'host-z', status: { host: 'host-z', nats: { connected: true } } });
+      const text = await run(bin, ['agents', '--nats', nats.url, '--timeout', '1', '--format', 'text'], { encoding: 'utf8' });
+      expect(text.stdout).toMatch(/^host-z\s+\S+\s+\d+\s+\d+s\s+\d+\s+\d+\s+connected\s+0$/m);
+    } finally {
+      await a.stop();
+    }
+  });
+});
