@@ -23,8 +23,8 @@ BPFTOOL    ?= $(firstword $(wildcard /usr/sbin/bpftool /usr/bin/bpftool) bpftool
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(OUTPUT) -Ibpf
 
 # What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
-DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables
-DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft
+DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux
+DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux
 TS_SRC     := $(shell find src -name '*.ts' -not -path 'src/generated/pb/*' 2>/dev/null) tsconfig.json
 PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/generated/pb/tcpdwell.js

@@ -10,6 +10,7 @@ import { runStates } from './states.js';
 import { DEFAULT_THRESHOLDS, type DetectorThresholds } from './track/index.js';
 import { connectionSettings, loadConfigFile } from './config.js';
 import type { ConnectionSettings } from './publish/nats-options.js';
+import { registerTopCommands } from './commands/top.js';
 import { registerCollectCommands } from './commands/collect.js';
 
 const collect = <T>(parse: (v: string) => T) => (value: string, previous: T[] = []) => [...previous, parse(value)];
@@ -210,6 +211,7 @@ export function buildProgram(): Command {
         err: process.stderr,
       });
     });
+  registerTopCommands(program);
   registerCollectCommands(program);
   return program;
 }

@@ -80,7 +80,8 @@ export interface SysctlReaders {
   maxTwBuckets?: (netns: number) => number | null;
 }
 
-const EXPLAIN: Record<DetectorName, string> = {
+/** What each detector's condition means and what to look at (shared with `tcpdwell explain`). */
+export const EXPLAIN: Record<DetectorName, string> = {
   close_wait_leak:
     'CLOSE_WAIT means the peer has closed its side and the kernel is waiting for this application to call close(). ' +
     'Sockets that stay there are a descriptor leak: a code path that stops reading on EOF, an error path that forgets close(), ' +

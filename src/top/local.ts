@@ -1,0 +1,161 @@
+/**
+ * `top` for this host: loads the kernel program itself (like `trace` and `states`), seeds a
+ * Tracker from a snapshot of each namespace, feeds it every ring batch, and turns what it
+ * holds into TopData on each tick.
+ */
+import { hostname } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
+import { clockBoottimeNs } from 'bpf-ts-loader';
+import { decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../decode.js';
+import { bootToEpochOffsetNs } from '../clock.js';
+import { listNetns, type Netns } from '../netns.js';
+import { Tracer } from '../tracer.js';
+import { HistogramSet, Tracker, type DetectorThresholds, type SysctlReaders } from '../track/index.js';
+import { subjectToken } from '../agent.js';
+import { AlertBook, dwellTables, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
+import type { ViewState } from './view.js';
+
+export interface LocalSourceOptions {
+  netns: Netns[];
+  ports: number[];
+  family: 'inet' | 'inet6' | null;
+  ringBytes?: number;
+  objectPath?: string;
+  thresholds?: Partial<DetectorThresholds>;
+}
+
+/** Detectors run this often (as the agent's default summary interval): growth is counted per evaluation. */
+export const EVALUATE_EVERY_MS = 10_000;
+/** Sockets listed per state when a port or process filter needs the whole table. */
+export const SOCKET_LIST_CAP = 200_000;
+
+/** The sysctls of our own namespace (others' cannot be read from here). */
+function sysctlReaders(): SysctlReaders {
+  const own = statSync('/proc/self/ns/net').ino;
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8').trim().split(/\s+/).map(Number);
+    } catch {
+      return null;
+    }
+  };
+  return {
+    portRange: (netns) => {
+      const v = netns === own ? read('/proc/sys/net/ipv4/ip_local_port_range') : null;
+      return v && v.length === 2 ? { low: v[0]!, high: v[1]! } : null;
+    },
+    maxTwBuckets: (netns) => (netns === own ? (read('/proc/sys/net/ipv4/tcp_max_tw_buckets')?.[0] ?? null) : null),
+  };
+}
+
+export class LocalSource {
+  readonly host = subjectToken(hostname());
+  private readonly stats: DecodeStats = { records: 0, malformed: 0 };
+  private readonly tracker: Tracker;
+  private readonly hist = new HistogramSet();
+  private readonly failures = new FailureBook();
+  private readonly alerts = new AlertBook();
+  private readonly history = new History();
+  private readonly offsetNs = bootToEpochOffsetNs();
+  private lastEvaluateMs = -Infinity;
+  private events = 0;
+
+  private constructor(
+    private readonly tracer: Tracer,
+    private readonly opts: LocalSourceOptions,
+  ) {
+    this.tracker = new Tracker({
+      clock: clockBoottimeNs,
+      onDwell: (r) => this.failures.add(this.host, r, Date.now()),
+      thresholds: opts.thresholds,
+      sysctls: sysctlReaders(),
+    });
+  }
+
+  /** Loads the kernel program, starts reading the ring and seeds the table from snapshots. */
+  static open(opts: LocalSourceOptions): LocalSource {
+    const tracer = Tracer.open({ netns: opts.netns.map((n) => n.inode), ports: opts.ports, family: opts.family, ringBytes: opts.ringBytes, objectPath: opts.objectPath });
+    try {
+      const s = new LocalSource(tracer, opts);
+      s.start();
+      return s;
+    } catch (err) {
+      tracer.close();
+      throw err;
+    }
+  }
+
+  private start(): void {
+    this.tracer.readRing((batch) => {
+      const events: TcpEvent[] = [];
+      decodeRingBatch(batch, (e) => events.push(e), this.stats);
+      this.events += events.length;
+      this.tracker.ingest(events);
+    });
+    const all = listNetns();
+    const wanted = this.opts.netns.length ? this.opts.netns.map((n) => (n.path ? n : (all.find((a) => a.inode === n.inode) ?? n))) : all;
+    for (const ns of wanted) {
+      if (!ns.path) continue;
+      const mine: TcpEvent[] = [];
+      decodeRecords(this.tracer.snapshot(ns), (e) => mine.push(e), this.stats);
+      // Events already in the ring are older than this snapshot: apply them first (as the agent does).
+      this.tracer.drainRing();
+      this.tracker.seed(ns.inode, mine);
+    }
+  }
+
+  private bootToMs = (ns: bigint) => Number((ns + this.offsetNs) / 1_000_000n);
+
+  /** Everything now. Lists every socket (up to a cap) only when the view filters by port or process. */
+  tick(nowMs: number, view: ViewState): TopData {
+    this.tracer.drainRing();
+    this.hist.merge(this.tracker.takeHistograms());
+    if (nowMs - this.lastEvaluateMs >= EVALUATE_EVERY_MS) {
+      this.lastEvaluateMs = nowMs;
+      this.alerts.sync(this.host, this.tracker.evaluate(), nowMs, this.bootToMs);
+    }
+    const table = this.tracker.table();
+    const withHost = (list: ReturnType<Tracker['stuck']>): SocketRow[] => list.map((s) => ({ ...s, host: this.host }));
+    const needList = view.port !== null || view.process !== null;
+    const sockets = needList ? withHost(this.tracker.stuck({ perState: SOCKET_LIST_CAP })) : null;
+    const k = this.tracer.counters();
+    const dwell = dwellTables(this.hist);
+    const host: HostView = {
+      host: this.host,
+      atMs: nowMs,
+      byNetns: table.byNetns,
+      stuck: withHost(this.tracker.stuck({ perState: 10 })),
+      sockets,
+      socketsTruncated: sockets !== null && sockets.length >= SOCKET_LIST_CAP,
+      dwell,
+      drops: [
+        ['ring full', k.lost_ring_full],
+        ['malformed', this.stats.malformed],
+        ['no storage', k.lost_no_storage],
+        ['kernel skipped', k.skipped_transitions + k.skipped_timer],
+        ['state gaps', k.state_gaps],
+      ],
+      events: this.events,
+    };
+    this.history.push(nowMs, [host]);
+    const filters = [
+      this.opts.netns.length ? `netns ${this.opts.netns.map((n) => n.inode).join(',')}` : '',
+      this.opts.ports.length ? `port ${this.opts.ports.join(',')}` : '',
+      this.opts.family ? this.opts.family : '',
+    ].filter(Boolean);
+    return {
+      source: `local ${this.host}${filters.length ? ` (kernel filter: ${filters.join(', ')})` : ''}`,
+      fleet: false,
+      hosts: [host],
+      dwell,
+      history: this.history.samples,
+      alerts: this.alerts.list(),
+      failures: this.failures.list(),
+      status: null,
+    };
+  }
+
+  close(): void {
+    this.tracer.close();
+  }
+}
