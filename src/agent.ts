@@ -315,6 +315,11 @@ export class Agent {
     }
   }
 
+  /** Changes detector thresholds (control service `config`); returns them all. */
+  setThresholds(t: Partial<DetectorThresholds>): DetectorThresholds {
+    return this.tracker.setThresholds(t);
+  }
+
   /** The live socket table now (control service `states`). */
   states(): LiveTableSnapshot {
     return this.tracker.table();

@@ -9,6 +9,7 @@ import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { AgentStatus } from '../agent.js';
 import type { TracerOptions } from '../tracer.js';
+import { parseThresholdValue, type DetectorThresholds } from '../track/detectors.js';
 
 /** What the service needs from the agent. */
 export interface ControlTarget {
@@ -16,6 +17,8 @@ export interface ControlTarget {
   status(): AgentStatus;
   snapshotNow(): number;
   setFilters(f: Pick<TracerOptions, 'netns' | 'ports' | 'family'>): void;
+  /** detector thresholds at run time; throws (UsageError) on a bad one, changing nothing */
+  setThresholds?(t: Partial<DetectorThresholds>): unknown;
   /** live socket counts per state (from the agent core), if it keeps them */
   states?(): unknown;
 }
@@ -33,8 +36,12 @@ function json(msg: ServiceMsg, body: unknown) {
   msg.respond(JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
 }
 
-/** Validates a `config` request: { netns?: number[], ports?: number[], family?: "inet"|"inet6"|null }. */
-export function parseConfigRequest(text: string): Pick<TracerOptions, 'netns' | 'ports' | 'family'> {
+/**
+ * Validates a `config` request: { netns?: number[], ports?: number[], family?: "inet"|"inet6"|null,
+ * thresholds?: { closeWaitAgeNs: "30s", connectFailures: 20, ... } }. When any filter field is given,
+ * the filters are replaced as a whole (those not given are cleared); thresholds are merged.
+ */
+export function parseConfigRequest(text: string): { filters?: Pick<TracerOptions, 'netns' | 'ports' | 'family'>; thresholds?: Partial<DetectorThresholds> } {
   let body: unknown;
   try {
     body = JSON.parse(text || '{}');
@@ -44,7 +51,7 @@ export function parseConfigRequest(text: string): Pick<TracerOptions, 'netns' | 
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new Error('config: the request must be a JSON object');
   const o = body as Record<string, unknown>;
   for (const key of Object.keys(o)) {
-    if (!['netns', 'ports', 'family'].includes(key)) throw new Error(`config: unknown field "${key}" (known: netns, ports, family)`);
+    if (!['netns', 'ports', 'family', 'thresholds'].includes(key)) throw new Error(`config: unknown field "${key}" (known: netns, ports, family, thresholds)`);
   }
   const ints = (name: string, max: number) => {
     const v = o[name];
@@ -58,7 +65,23 @@ export function parseConfigRequest(text: string): Pick<TracerOptions, 'netns' | 
   if (family !== undefined && family !== null && family !== 'inet' && family !== 'inet6') {
     throw new Error('config: "family" must be "inet", "inet6" or null');
   }
-  return { netns: ints('netns', 0xffffffff), ports: ints('ports', 65535), family: (family as 'inet' | 'inet6' | null | undefined) ?? null };
+  let thresholds: Partial<DetectorThresholds> | undefined;
+  if (o.thresholds !== undefined) {
+    if (typeof o.thresholds !== 'object' || o.thresholds === null || Array.isArray(o.thresholds)) {
+      throw new Error('config: "thresholds" must be an object, e.g. {"closeWaitAgeNs":"30s"}');
+    }
+    thresholds = {};
+    for (const [name, value] of Object.entries(o.thresholds)) {
+      try {
+        (thresholds as Record<string, unknown>)[name] = parseThresholdValue(name, value);
+      } catch (err) {
+        throw new Error(`config: ${(err as Error).message}`);
+      }
+    }
+  }
+  const filters = { netns: ints('netns', 0xffffffff), ports: ints('ports', 65535), family: (family as 'inet' | 'inet6' | null | undefined) ?? null };
+  const hasFilters = 'netns' in o || 'ports' in o || 'family' in o;
+  return { ...(hasFilters ? { filters } : {}), ...(thresholds ? { thresholds } : {}) };
 }
 
 export async function startControlService(nc: NatsConnection, agent: ControlTarget, opts: { config?: boolean } = {}): Promise<ControlService> {
@@ -79,9 +102,10 @@ export async function startControlService(nc: NatsConnection, agent: ControlTarg
       return;
     }
     try {
-      const f = parseConfigRequest(msg.string());
-      agent.setFilters(f);
-      json(msg, { ok: true, filters: agent.status().filters });
+      const { filters, thresholds } = parseConfigRequest(msg.string());
+      const applied = thresholds && agent.setThresholds ? agent.setThresholds(thresholds) : undefined;
+      if (filters) agent.setFilters(filters);
+      json(msg, { ok: true, filters: agent.status().filters, thresholds: applied });
     } catch (err) {
       msg.respondError(400, (err as Error).message);
     }

@@ -73,6 +73,24 @@ export function resolveThresholds(over: Partial<DetectorThresholds> = {}): Detec
 }
 
 /** The sysctls the TIME_WAIT detector compares against, per network namespace (they are per-namespace). */
+const DURATION_NS: Record<string, bigint> = { ns: 1n, us: 1000n, ms: 1_000_000n, s: 1_000_000_000n, m: 60_000_000_000n, h: 3_600_000_000_000n };
+
+/**
+ * One threshold from text or JSON: durations ("300ms", "60s", "5m", or ns as an integer) for the
+ * *Ns thresholds, numbers for the others. Throws UsageError naming what is expected.
+ */
+export function parseThresholdValue(name: string, value: unknown): bigint | number {
+  if (!(name in DEFAULT_THRESHOLDS)) throw new UsageError(`unknown threshold ${name}; known: ${Object.keys(DEFAULT_THRESHOLDS).join(', ')}`);
+  if (typeof DEFAULT_THRESHOLDS[name as keyof DetectorThresholds] === 'bigint') {
+    const d = /^(\d+)(ns|us|ms|s|m|h)?$/.exec(String(value));
+    if (!d || BigInt(d[1]!) === 0n) throw new UsageError(`threshold ${name} is a duration, e.g. 300ms, 60s or 5m`);
+    return BigInt(d[1]!) * DURATION_NS[d[2] ?? 'ns']!;
+  }
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`threshold ${name} must be a positive number`);
+  return n;
+}
+
 export interface SysctlReaders {
   /** net.ipv4.ip_local_port_range of a namespace, or null when it cannot be read */
   portRange?: (netns: number) => { low: number; high: number } | null;
@@ -142,9 +160,14 @@ export class Detectors {
   fired = 0;
 
   constructor(
-    private readonly t: DetectorThresholds,
+    private t: DetectorThresholds,
     private readonly readers: SysctlReaders,
   ) {}
+
+  /** New thresholds from the next evaluation on; what is firing stays firing until it is not. */
+  setThresholds(t: DetectorThresholds): void {
+    this.t = t;
+  }
 
   evaluate(table: LiveTable, inputs: DetectorInputs, nowNs: bigint): Alert[] {
     const findings: Finding[] = [];

@@ -75,8 +75,10 @@ export class Tracker {
   private readonly maxHistograms: number;
   private hist: HistogramSet;
   private histogramsDropped = 0;
-  private readonly inputs: DetectorInputs;
+  private inputs: DetectorInputs;
   private readonly detectors: Detectors;
+  private thresholds: DetectorThresholds;
+  private readonly maxDetectorKeys: number;
   private readonly s: Counters = {
     events: 0,
     transitions: 0,
@@ -99,6 +101,8 @@ export class Tracker {
 
   constructor(opts: TrackerOptions) {
     const thresholds = resolveThresholds(opts.thresholds);
+    this.thresholds = thresholds;
+    this.maxDetectorKeys = opts.maxDetectorKeys ?? 10_000;
     this.clock = opts.clock;
     this.onDwell = opts.onDwell;
     this.maxHistograms = opts.maxHistograms ?? 4096;
@@ -210,6 +214,18 @@ export class Tracker {
     this.histogramsDropped += h.dropped;
     this.hist = new HistogramSet(this.maxHistograms);
     return h;
+  }
+
+  /**
+   * Changes detector thresholds at run time (the control service's `config`). A bad value throws
+   * UsageError and changes nothing. A new window starts the windowed counts afresh.
+   */
+  setThresholds(over: Partial<DetectorThresholds>): DetectorThresholds {
+    const t = resolveThresholds({ ...this.thresholds, ...over });
+    if (t.windowNs !== this.thresholds.windowNs) this.inputs = new DetectorInputs(t.windowNs, this.maxDetectorKeys);
+    this.detectors.setThresholds(t);
+    this.thresholds = t;
+    return t;
   }
 
   /** Runs the detectors at the clock's now; returns the alerts firing now. */

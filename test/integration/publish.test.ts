@@ -152,8 +152,14 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     expect(events.length).toBe(2 * (30 * 11 + 2));
   });
 
-  it('dwell records, the summary (live table, histograms, stuck sockets) and a CLOSE_WAIT leak alert reach the stream', async () => {
-    const agent = await startAgent({ thresholds: { closeWaitAgeNs: 300_000_000n, closeWaitMinSockets: 1 } });
+  it('dwell records, the summary (live table, histograms, stuck sockets) and a CLOSE_WAIT leak alert (threshold lowered at run time) reach the stream', async () => {
+    // Default thresholds (60 s) at start; lowered at run time through the control service.
+    const agent = await startAgent();
+    const nc = await connect({ servers: nats.url });
+    const set = (await nc.request('tcpdwell.control.test-host.config', JSON.stringify({ thresholds: { closeWaitAgeNs: '300ms', closeWaitMinSockets: 1 } }), { timeout: 2000 })).json<{ ok: boolean; thresholds: { closeWaitAgeNs: string } }>();
+    await nc.close();
+    expect(set.ok).toBe(true);
+    expect(set.thresholds.closeWaitAgeNs).toBe('300000000');
     const hold = netns.start('mix', '127.0.0.1', 8561, '1,1,2');
     try {
       const w = await hold.ready;

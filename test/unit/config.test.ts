@@ -61,7 +61,12 @@ describe('connection settings: flags over environment over file', () => {
 
 describe("the control service's config request", () => {
   it('accepts filters and rejects anything else with a reason', () => {
-    expect(parseConfigRequest('{"ports":[443],"family":"inet6"}')).toEqual({ ports: [443], netns: undefined, family: 'inet6' });
+    expect(parseConfigRequest('{"ports":[443],"family":"inet6"}')).toEqual({ filters: { ports: [443], netns: undefined, family: 'inet6' } });
+    expect(parseConfigRequest('{"thresholds":{"closeWaitAgeNs":"30s","connectFailures":20}}')).toEqual({
+      thresholds: { closeWaitAgeNs: 30_000_000_000n, connectFailures: 20 },
+    });
+    expect(() => parseConfigRequest('{"thresholds":{"closeWaitAgeNs":"soon"}}')).toThrow(/closeWaitAgeNs is a duration/);
+    expect(() => parseConfigRequest('{"thresholds":{"bogus":1}}')).toThrow(/unknown threshold bogus/);
     expect(() => parseConfigRequest('{"port":[1]}')).toThrow(/unknown field "port"/);
     expect(() => parseConfigRequest('{"ports":[0]}')).toThrow(/integers from 1 to 65535/);
     expect(() => parseConfigRequest('nope')).toThrow(/must be JSON/);
