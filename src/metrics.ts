@@ -22,7 +22,7 @@ export interface MetricsSource {
 export const DWELL_BUCKETS_S = [1e-5, 1e-4, 1e-3, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 900, 3600];
 
 /** A Counter that mirrors a cumulative number read at scrape time. */
-function mirrorCounter(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
+export function mirrorCounter(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
   const last = new Map<string, number>();
   return new Counter({
     name,
@@ -39,6 +39,34 @@ function mirrorCounter(registry: Registry, name: string, help: string, labelName
       }
     },
   });
+}
+
+/** An HTTP server answering /metrics from the registry on HOST:PORT (port 0: any free one). */
+export async function serveMetrics(registry: Registry, spec: string, who: string): Promise<Server> {
+  const m = /^(.*):(\d+)$/.exec(spec);
+  if (!m || Number(m[2]) > 65535) throw new UsageError(`--metrics-listen ${spec}: give HOST:PORT, e.g. 127.0.0.1:9464`);
+  const host = m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0';
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end(`${who}: metrics are at /metrics\n`);
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500).end(`${err.message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new UsageError(`--metrics-listen ${spec}: ${err.message}`)));
+    server.listen(Number(m[2]), host, resolve);
+  });
+  return server;
+}
+
+/** Where a metrics server listens, as a URL. */
+export function metricsUrl(server: Server): string {
+  const addr = server.address() as { address: string; port: number };
+  return `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}/metrics`;
 }
 
 export class AgentMetrics {
@@ -97,27 +125,10 @@ export class AgentMetrics {
     this.dwell.observe({ state: rec.timewait ? `${rec.state}_tw` : rec.state }, Number(rec.dwellNs) / 1e9);
   }
 
-  /** Serves /metrics on HOST:PORT. */
+  /** Serves /metrics on HOST:PORT; returns the URL. */
   async listen(spec: string): Promise<string> {
-    const m = /^(.*):(\d+)$/.exec(spec);
-    if (!m || Number(m[2]) > 65535) throw new UsageError(`--metrics-listen ${spec}: give HOST:PORT, e.g. 127.0.0.1:9464`);
-    const host = m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0';
-    this.server = createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end('tcpdwell: metrics are at /metrics\n');
-        return;
-      }
-      this.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
-        (err: Error) => res.writeHead(500).end(`${err.message}\n`),
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', (err) => reject(new UsageError(`--metrics-listen ${spec}: ${err.message}`)));
-      this.server!.listen(Number(m[2]), host, resolve);
-    });
-    const addr = this.server.address() as { address: string; port: number };
-    return `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}/metrics`;
+    this.server = await serveMetrics(this.registry, spec, 'tcpdwell');
+    return metricsUrl(this.server);
   }
 
   async close(): Promise<void> {

@@ -8,33 +8,13 @@
  * Label sets are bounded: hosts (the fleet), states, reasons, a capped set of destinations,
  * listening ports and processes (views.ts bounds; stuck sockets are a few per host).
  */
-import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Registry } from 'prom-client';
+import type { Server } from 'node:http';
+import { Gauge, Registry } from 'prom-client';
 import * as hdr from 'hdr-histogram-js';
-import { UsageError } from '../errors.js';
-import { DWELL_BUCKETS_S } from '../metrics.js';
+import { DWELL_BUCKETS_S, metricsUrl, mirrorCounter, serveMetrics } from '../metrics.js';
 import { HistogramSet } from '../track/index.js';
 import type { Collector } from './collector.js';
 import { missingCount } from './continuity.js';
-
-/** A Counter mirroring cumulative values read at scrape time. */
-function mirrorCounter(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
-  const last = new Map<string, number>();
-  return new Counter({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect() {
-      for (const [labels, value] of read()) {
-        const k = JSON.stringify(labels);
-        const delta = value - (last.get(k) ?? 0);
-        if (delta > 0 || !last.has(k)) this.inc(labels, Math.max(0, delta));
-        last.set(k, value);
-      }
-    },
-  });
-}
 
 function gauge(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
   return new Gauge({
@@ -175,25 +155,8 @@ export class CollectorMetrics {
 
   /** Serves /metrics on HOST:PORT; returns the URL. */
   async listen(spec: string): Promise<string> {
-    const m = /^(.*):(\d+)$/.exec(spec);
-    if (!m || Number(m[2]) > 65535) throw new UsageError(`--metrics-listen ${spec}: give HOST:PORT, e.g. 127.0.0.1:9465`);
-    const host = m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0';
-    this.server = createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end('tcpdwell collect: metrics are at /metrics\n');
-        return;
-      }
-      this.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
-        (err: Error) => res.writeHead(500).end(`${err.message}\n`),
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', (err) => reject(new UsageError(`--metrics-listen ${spec}: ${err.message}`)));
-      this.server!.listen(Number(m[2]), host, resolve);
-    });
-    const addr = this.server.address() as { address: string; port: number };
-    return `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}/metrics`;
+    this.server = await serveMetrics(this.registry, spec, 'tcpdwell collect');
+    return metricsUrl(this.server);
   }
 
   async close(): Promise<void> {

@@ -3,8 +3,7 @@
  * work is in src/collect/.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { connectionSettings, loadConfigFile } from '../config.js';
-import type { ConnectionSettings } from '../publish/nats-options.js';
+import { addConnectionOptions, parsePort, parseSeconds, resolveConnection, type ConnectionFlags } from './options.js';
 import { UsageError } from '../errors.js';
 import { Collector } from '../collect/collector.js';
 import { CollectorMetrics } from '../collect/metrics.js';
@@ -12,59 +11,10 @@ import { DEFAULT_FLEET_THRESHOLDS, type FleetRuleThresholds } from '../collect/r
 import { parseSpan, parseTime, runQuery } from '../collect/query.js';
 import { runAgents } from '../collect/agents.js';
 
-interface ConnectionFlags {
-  nats?: string;
-  user?: string;
-  password?: string;
-  token?: string;
-  nkeySeed?: string;
-  creds?: string;
-  tlsCa?: string;
-  config?: string;
-}
-
-/** The same connection flags as run and tail (src/cli.ts). */
-function addConnectionOptions(cmd: Command): Command {
-  return cmd
-    .option('--nats <urls>', 'NATS server URL(s), comma-separated (env TCPDWELL_NATS_URL)')
-    .option('--user <user>', 'NATS user (env TCPDWELL_NATS_USER)')
-    .option('--password <password>', 'NATS password (env TCPDWELL_NATS_PASSWORD; prefer the env or a config file)')
-    .option('--token <token>', 'NATS token (env TCPDWELL_NATS_TOKEN)')
-    .option('--nkey-seed <file>', 'file with an NKey seed (env TCPDWELL_NATS_NKEY_SEED_FILE)')
-    .option('--creds <file>', 'NATS credentials file (env TCPDWELL_NATS_CREDS)')
-    .option('--tls-ca <file>', 'CA certificate to verify the server (env TCPDWELL_NATS_TLS_CA)')
-    .option('--config <file>', 'JSON config file (see README: Configuration)');
-}
-
-function connection(o: ConnectionFlags): ConnectionSettings {
-  const file = o.config ? loadConfigFile(o.config, (l) => process.stderr.write(`${l}\n`)) : {};
-  const flags: Partial<ConnectionSettings> = {
-    servers: o.nats?.split(',').map((s) => s.trim()).filter(Boolean),
-    user: o.user,
-    password: o.password,
-    token: o.token,
-    nkeySeedFile: o.nkeySeed,
-    credsFile: o.creds,
-    tlsCaFile: o.tlsCa,
-  };
-  return connectionSettings(flags, process.env, file, ['nats://127.0.0.1:4222']);
-}
-
 const positiveInt = (what: string) => (v: string) => {
   if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`'${v}' is not ${what}: give a whole number of at least 1.`);
   return Number(v);
 };
-
-function parsePort(v: string): number {
-  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw new InvalidArgumentError(`'${v}' is not a port: give a number from 1 to 65535.`);
-  return Number(v);
-}
-
-function parseSeconds(v: string): number {
-  const n = Number(v);
-  if (!/^\d+(\.\d+)?$/.test(v) || !(n > 0)) throw new InvalidArgumentError(`'${v}' is not a duration: give seconds > 0, e.g. 10 or 0.5.`);
-  return n;
-}
 
 function parseCookie(v: string): bigint {
   if (!/^\d+$/.test(v) || BigInt(v) >= 1n << 64n) throw new InvalidArgumentError(`'${v}' is not a socket cookie: give the decimal number trace and tail print.`);
@@ -119,7 +69,7 @@ export function registerCollectCommands(program: Command): void {
         },
       ) => {
         const log = (l: string) => process.stderr.write(`tcpdwell collect: ${l}\n`);
-        const conn = connection(o);
+        const conn = resolveConnection(o);
         const metricsSpec = o.metricsListen;
         if (metricsSpec && !/^(.*):(\d+)$/.test(metricsSpec)) throw new UsageError(`--metrics-listen ${metricsSpec}: give HOST:PORT, e.g. 127.0.0.1:9465`);
         const c = await Collector.start({
@@ -186,7 +136,7 @@ export function registerCollectCommands(program: Command): void {
       ) => {
         const now = Date.now();
         const r = await runQuery({
-          connection: connection(o),
+          connection: resolveConnection(o),
           stream: o.stream,
           host: o.host,
           sinceMs: parseTime(o.since, '--since', now),
@@ -208,7 +158,7 @@ export function registerCollectCommands(program: Command): void {
     .addOption(new Option('--format <format>', 'a table or JSON lines (default: text on a terminal)').choices(['json', 'text']))
     .action(async (o: ConnectionFlags & { timeout: number; format?: 'json' | 'text' }) => {
       await runAgents({
-        connection: connection(o),
+        connection: resolveConnection(o),
         timeoutMs: o.timeout * 1000,
         format: o.format ?? (process.stdout.isTTY ? 'text' : 'json'),
         out: process.stdout,

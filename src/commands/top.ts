@@ -1,40 +1,12 @@
 /** The operator's commands: `tcpdwell top` (the live view) and `tcpdwell explain [STATE]`. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { UsageError } from '../errors.js';
 import { resolveNetns } from '../netns.js';
-import { connectionSettings, loadConfigFile } from '../config.js';
+import { addConnectionOptions, parsePort, parseRingBytes, parseSeconds, repeatable, resolveConnection, type ConnectionFlags } from './options.js';
 import { explain } from '../explain.js';
 import { runTop } from '../top/run.js';
 
-// The same rules as cli.ts applies to trace/run flags (kept here so this file stands alone).
-const collect = <T>(parse: (v: string) => T) => (value: string, previous: T[] = []) => [...previous, parse(value)];
-
-function parsePort(v: string): number {
-  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw new InvalidArgumentError(`'${v}' is not a port: give a number from 1 to 65535.`);
-  return Number(v);
-}
-
-function parseSeconds(v: string): number {
-  const n = Number(v);
-  if (!/^\d+(\.\d+)?$/.test(v) || !(n > 0)) throw new InvalidArgumentError(`'${v}' is not a duration: give seconds > 0, e.g. 10 or 0.5.`);
-  return n;
-}
-
-function parseRingBytes(v: string): number {
-  const n = Number(v);
-  if (!/^\d+$/.test(v) || n < 4096 || (n & (n - 1)) !== 0) throw new InvalidArgumentError(`'${v}' is not a ring size: give a power of two of at least 4096 (bytes).`);
-  return n;
-}
-
-interface TopFlags {
-  nats?: string;
-  user?: string;
-  password?: string;
-  token?: string;
-  nkeySeed?: string;
-  creds?: string;
-  tlsCa?: string;
-  config?: string;
+interface TopFlags extends ConnectionFlags {
   host?: string;
   netns: string[];
   port: number[];
@@ -46,20 +18,15 @@ interface TopFlags {
 
 /** Adds `top` and `explain` to the program. */
 export function registerTopCommands(program: Command): void {
-  program
-    .command('top')
-    .description('live full-screen view: counts per state with trend, dwell percentiles, oldest sockets, connect failures, alerts, drops (this host; the fleet with --nats)')
-    .option('--nats <urls>', 'show the fleet: read the agents\' summaries, alerts and dwell records from these NATS servers (env TCPDWELL_NATS_URL for the rest of the connection settings)')
-    .option('--user <user>', 'NATS user (env TCPDWELL_NATS_USER)')
-    .option('--password <password>', 'NATS password (env TCPDWELL_NATS_PASSWORD)')
-    .option('--token <token>', 'NATS token (env TCPDWELL_NATS_TOKEN)')
-    .option('--nkey-seed <file>', 'file with an NKey seed (env TCPDWELL_NATS_NKEY_SEED_FILE)')
-    .option('--creds <file>', 'NATS credentials file (env TCPDWELL_NATS_CREDS)')
-    .option('--tls-ca <file>', 'CA certificate to verify the server (env TCPDWELL_NATS_TLS_CA)')
-    .option('--config <file>', 'JSON config file for the NATS connection (see README: Configuration)')
+  addConnectionOptions(
+    program
+      .command('top')
+      .description('live full-screen view: counts per state with trend, dwell percentiles, oldest sockets, connect failures, alerts, drops (this host; the fleet with --nats)'),
+    "show the fleet: read the agents' summaries, alerts and dwell records from these NATS servers (env TCPDWELL_NATS_URL for the rest of the connection settings)",
+  )
     .option('--host <name>', 'with --nats: only this host')
-    .option('--netns <name|path|inode>', 'this host: only this network namespace (repeatable; filtered in the kernel)', collect(String), [])
-    .option('--port <n>', 'this host: only sockets with this port at either end (repeatable; filtered in the kernel)', collect(parsePort), [])
+    .option('--netns <name|path|inode>', 'this host: only this network namespace (repeatable; filtered in the kernel)', repeatable(String), [])
+    .option('--port <n>', 'this host: only sockets with this port at either end (repeatable; filtered in the kernel)', repeatable(parsePort), [])
     .addOption(new Option('--family <4|6>', 'this host: only IPv4 or only IPv6').choices(['4', '6']))
     .option('--ring-bytes <n>', 'this host: kernel ring buffer size in bytes (power of two)', parseRingBytes)
     .option('--interval <seconds>', 'refresh every this many seconds (default 1 on a terminal, 5 otherwise)', parseSeconds)
@@ -70,22 +37,7 @@ export function registerTopCommands(program: Command): void {
         throw new UsageError('--netns, --port, --family and --ring-bytes load the kernel program on this host; with --nats, filter in the view (keys n, p, c)');
       }
       if (!fleet && o.host) throw new UsageError('--host picks one host of the fleet: give --nats too');
-      const connection = fleet
-        ? connectionSettings(
-            {
-              servers: o.nats!.split(',').map((s) => s.trim()).filter(Boolean),
-              user: o.user,
-              password: o.password,
-              token: o.token,
-              nkeySeedFile: o.nkeySeed,
-              credsFile: o.creds,
-              tlsCaFile: o.tlsCa,
-            },
-            process.env,
-            o.config ? loadConfigFile(o.config) : {},
-            [],
-          )
-        : null;
+      const connection = fleet ? resolveConnection(o, []) : null;
       await runTop({
         connection: connection ? { ...connection, name: 'tcpdwell-top' } : null,
         host: o.host,

@@ -4,13 +4,13 @@
  * holds into TopData on each tick.
  */
 import { hostname } from 'node:os';
-import { readFileSync, statSync } from 'node:fs';
+import { ownNetnsSysctls } from '../sysctl.js';
 import { clockBoottimeNs } from 'bpf-ts-loader';
 import { decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../decode.js';
 import { bootToEpochOffsetNs } from '../clock.js';
 import { listNetns, type Netns } from '../netns.js';
 import { Tracer } from '../tracer.js';
-import { HistogramSet, Tracker, type DetectorThresholds, type SysctlReaders } from '../track/index.js';
+import { HistogramSet, Tracker, type DetectorThresholds } from '../track/index.js';
 import { subjectToken } from '../agent.js';
 import { AlertBook, dwellTables, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
 import type { ViewState } from './view.js';
@@ -29,24 +29,6 @@ export const EVALUATE_EVERY_MS = 10_000;
 /** Sockets listed per state when a port or process filter needs the whole table. */
 export const SOCKET_LIST_CAP = 200_000;
 
-/** The sysctls of our own namespace (others' cannot be read from here). */
-function sysctlReaders(): SysctlReaders {
-  const own = statSync('/proc/self/ns/net').ino;
-  const read = (path: string) => {
-    try {
-      return readFileSync(path, 'utf8').trim().split(/\s+/).map(Number);
-    } catch {
-      return null;
-    }
-  };
-  return {
-    portRange: (netns) => {
-      const v = netns === own ? read('/proc/sys/net/ipv4/ip_local_port_range') : null;
-      return v && v.length === 2 ? { low: v[0]!, high: v[1]! } : null;
-    },
-    maxTwBuckets: (netns) => (netns === own ? (read('/proc/sys/net/ipv4/tcp_max_tw_buckets')?.[0] ?? null) : null),
-  };
-}
 
 export class LocalSource {
   readonly host = subjectToken(hostname());
@@ -68,7 +50,7 @@ export class LocalSource {
       clock: clockBoottimeNs,
       onDwell: (r) => this.failures.add(this.host, r, Date.now()),
       thresholds: opts.thresholds,
-      sysctls: sysctlReaders(),
+      sysctls: ownNetnsSysctls(),
     });
   }
 
