@@ -23,8 +23,8 @@ BPFTOOL    ?= $(firstword $(wildcard /usr/sbin/bpftool /usr/bin/bpftool) bpftool
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(OUTPUT) -Ibpf
 
 # What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
-DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux
-DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux
+DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl
+DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl
 TS_SRC     := $(shell find src -name '*.ts' -not -path 'src/generated/pb/*' 2>/dev/null) tsconfig.json
 PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/generated/pb/tcpdwell.js
@@ -41,6 +41,7 @@ deps: .deps.stamp node_modules/.package-lock.json
 	$(call msg,DEPS,debian packages)
 	$(Q)missing=""; for c in $(DEB_CHECK); do command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing=1; done; \
 	[ -f /usr/include/bpf/libbpf.h ] && [ -f /usr/include/gelf.h ] && [ -f /usr/include/zlib.h ] || missing=1; \
+	/usr/bin/python3 -c 'import yaml' 2>/dev/null || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "tcpdwell: missing Debian packages; run as root or: sudo apt-get install $(DEB_PKGS)" >&2; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) >/dev/null; \
@@ -63,7 +64,7 @@ $(BPF_OBJ): bpf/tcpdwell.bpf.c bpf/tcpdwell.h $(VMLINUX_H)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c bpf/tcpdwell.bpf.c -o $@
 
 # ---- native addon ----------------------------------------------------------------------
-$(ADDON): bpf-ts-loader/src/binding.c bpf-ts-loader/binding.gyp | node_modules/.package-lock.json
+$(ADDON): $(wildcard bpf-ts-loader/src/*.c) bpf-ts-loader/binding.gyp | node_modules/.package-lock.json
 	$(call msg,ADDON,$@)
 	$(Q)cd bpf-ts-loader && npm run --silent install >/dev/null
 

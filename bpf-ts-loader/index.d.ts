@@ -194,3 +194,42 @@ export class RingBufferReader {
 
 /** CLOCK_BOOTTIME now, in ns: the clock of bpf_ktime_get_boot_ns(), to turn event times into wall-clock time. */
 export function clockBoottimeNs(): bigint;
+
+/** Linux capability names, indexed by capability number ("CAP_CHOWN" = 0 ... "CAP_CHECKPOINT_RESTORE" = 40). */
+export const CAPABILITY_NAMES: readonly string[];
+
+/** A capability by name: "CAP_BPF", or case-insensitively without the prefix ("bpf"). */
+export type CapabilityName = string;
+
+export interface CapabilitySets {
+  effective: string[];
+  permitted: string[];
+  inheritable: string[];
+  bounding: string[];
+  ambient: string[];
+}
+
+/** The capability sets of the calling thread, or of process/thread `pid` (from /proc/PID/status). */
+export function capabilities(pid?: number): CapabilitySets;
+
+export interface DropCapabilitiesResult {
+  /** the canonical names dropped */
+  dropped: string[];
+  /** threads (this one included) that dropped them */
+  threads: number;
+  /**
+   * Ids of threads that could not be reached because they block every signal (in Node, the
+   * inspector's SIGUSR1 thread, which runs no JavaScript): they keep their capabilities.
+   */
+  unreached: number[];
+  /** whether the bounding set was changed too (needs CAP_SETPCAP) */
+  bounding: boolean;
+}
+
+/**
+ * Drops capabilities, irreversibly, from the effective, permitted, inheritable and ambient sets
+ * — and the bounding set, when `bounding` (default true) and CAP_SETPCAP is held — of every
+ * thread of the process (capabilities are per thread: capset() on each, through a real-time
+ * signal). Unknown names → TypeError "Usage: ..."; a failing capset() → BpfError with errno.
+ */
+export function dropCapabilities(names: readonly CapabilityName[], options?: { bounding?: boolean }): DropCapabilitiesResult;

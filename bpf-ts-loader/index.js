@@ -461,8 +461,76 @@ function clockBoottimeNs() {
   return native.clockBoottimeNs();
 }
 
+// ---- capabilities (src/caps.c) -------------------------------------------------
+// Names in the kernel's numbering (include/uapi/linux/capability.h), index = capability number.
+const CAPABILITY_NAMES = Object.freeze(['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER',
+  'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE',
+  'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_IPC_LOCK',
+  'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT',
+  'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG',
+  'CAP_MKNOD', 'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE',
+  'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON',
+  'CAP_BPF', 'CAP_CHECKPOINT_RESTORE']);
+
+function capabilityNumber(name) {
+  if (typeof name !== 'string') throw new TypeError('Usage: capability names are strings like "CAP_BPF" or "bpf"');
+  const upper = name.toUpperCase();
+  const i = CAPABILITY_NAMES.indexOf(upper.startsWith('CAP_') ? upper : `CAP_${upper}`);
+  if (i < 0) throw new TypeError(`Usage: unknown capability ${JSON.stringify(name)} (known: ${CAPABILITY_NAMES.join(', ')})`);
+  return i;
+}
+
+function namesOf(hex) {
+  const mask = BigInt(`0x${hex}`);
+  return CAPABILITY_NAMES.filter((_, i) => (mask >> BigInt(i)) & 1n);
+}
+
+/** The capability sets of the calling thread (or of thread/process `pid`), from /proc. */
+function capabilities(pid) {
+  const file = pid === undefined ? '/proc/thread-self/status' : `/proc/${pid}/status`;
+  const text = require('node:fs').readFileSync(file, 'utf8');
+  const set = (field) => namesOf(new RegExp(`^${field}:\\s*([0-9a-f]+)$`, 'm').exec(text)?.[1] ?? '0');
+  return { effective: set('CapEff'), permitted: set('CapPrm'), inheritable: set('CapInh'), bounding: set('CapBnd'), ambient: set('CapAmb') };
+}
+
+/**
+ * Drops capabilities from the effective, permitted, inheritable and ambient sets (and the
+ * bounding set, when `bounding` is true and CAP_SETPCAP is held) of every thread of the process.
+ * Irreversible. Returns how many threads dropped them and the ids of threads that could not
+ * be reached (they block all signals); throws BpfError (code EPERM, ...) if capset() fails.
+ */
+function dropCapabilities(names, options = {}) {
+  if (!Array.isArray(names)) throw new TypeError('Usage: dropCapabilities(names: string[], { bounding?: boolean })');
+  const bounding = options.bounding ?? true;
+  if (typeof bounding !== 'boolean') throw new TypeError('Usage: dropCapabilities(): bounding must be a boolean');
+  let lo = 0;
+  let hi = 0;
+  for (const n of names) {
+    const c = capabilityNumber(n);
+    if (c < 32) lo = (lo | (1 << c)) >>> 0;
+    else hi = (hi | (1 << (c - 32))) >>> 0;
+  }
+  let r;
+  try {
+    r = native.dropCapabilities(lo, hi, bounding);
+  } catch (err) {
+    if (err instanceof TypeError) throw err;
+    const code = errnoCode(err.errno);
+    throw new BpfError(`dropping capabilities failed: ${err.message} (${code ?? err.errno})`, { cause: err, errno: err.errno, code });
+  }
+  return {
+    dropped: names.map((n) => CAPABILITY_NAMES[capabilityNumber(n)]),
+    threads: r.threads,
+    unreached: r.unreached,
+    bounding: r.bounding,
+  };
+}
+
 module.exports = {
   clockBoottimeNs,
+  CAPABILITY_NAMES,
+  capabilities,
+  dropCapabilities,
   BpfError,
   BpfLoadError,
   BpfObject,

@@ -266,12 +266,23 @@ export class Agent {
     }
   }
 
+  /**
+   * False once the agent has dropped CAP_SYS_ADMIN (src/privileges.ts, no --resnapshot): a
+   * snapshot then covers only its own network namespace, which needs no setns().
+   */
+  enterNetns = true;
+
   private publishSnapshot(netns?: Netns[]) {
     const events: TcpEvent[] = [];
     const wanted = this.filters.netns?.length ? listNetns().filter((n) => this.filters.netns!.includes(n.inode)) : listNetns();
-    for (const ns of netns ?? wanted) {
+    const own = statSync('/proc/self/ns/net').ino;
+    const reachable = (netns ?? wanted).filter((ns) => this.enterNetns || ns.inode === own);
+    const skipped = (netns ?? wanted).length - reachable.length;
+    if (skipped > 0) this.opts.log?.(`snapshot: ${skipped} other network namespaces skipped (capabilities dropped; start with --resnapshot to keep CAP_SYS_ADMIN for this)`);
+    for (const ns of reachable) {
       const mine: TcpEvent[] = [];
-      decodeRecords(this.tracer.snapshot(ns), (e) => mine.push(e), this.decodeStats);
+      // The agent's own namespace needs no setns() (and so no CAP_SYS_ADMIN).
+      decodeRecords(this.tracer.snapshot(ns.inode === own ? { inode: ns.inode, path: '' } : ns), (e) => mine.push(e), this.decodeStats);
       // Events already read are older than this snapshot: apply them first.
       this.tracer.drainRing();
       this.tracker.seed(ns.inode, mine);

@@ -145,10 +145,11 @@ export function buildProgram(): Command {
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--pin-dir <dir>', 'bpffs directory keeping per-socket state across agent restarts (dwells stay exact)', DEFAULT_PIN_DIR)
     .option('--no-pin', 'keep no per-socket state across restarts')
+    .option('--resnapshot', 'keep CAP_SYS_ADMIN and CAP_SYS_PTRACE after start, so the control service can snapshot other network namespaces later (otherwise dropped)')
     .option('--threshold <name=value>', `detector threshold (repeatable), e.g. closeWaitAgeNs=30s; names: ${Object.keys(DEFAULT_THRESHOLDS).join(', ')}`, parseThreshold, {})
     .option('--stream-max-age <seconds>', 'retention of the JetStream stream when the agent creates it (default 7 days)', parseSeconds)
     .option('--stream-max-bytes <n>', 'size bound of the JetStream stream when the agent creates it (default 1GiB)', parseBytes)
-    .action(async (o: ConnectionFlags & { pinDir: string; pin: boolean; metricsListen?: string; threshold: Partial<DetectorThresholds>; streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; controlConfig: boolean }) => {
+    .action(async (o: ConnectionFlags & { pinDir: string; pin: boolean; resnapshot?: boolean; metricsListen?: string; threshold: Partial<DetectorThresholds>; streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; controlConfig: boolean }) => {
       await runAgent({
         connection: connectionFlags(o),
         configPath: o.config,
@@ -166,6 +167,7 @@ export function buildProgram(): Command {
         metricsListen: o.metricsListen,
         thresholds: o.threshold,
         pinDir: o.pin ? o.pinDir : null,
+        resnapshot: o.resnapshot ?? false,
         streamMaxBytes: o.streamMaxBytes,
         err: process.stderr,
       });

@@ -114,9 +114,11 @@ export function formatAddress(buf: Buffer, offset: number, family: number): stri
 
 /**
  * Decodes one record of EVENT_SIZE bytes at buf[offset..]. Returns null for a record that
- * cannot be an event (unknown type or family); the caller counts it.
+ * cannot be an event (unknown type or family, or fewer than EVENT_SIZE bytes); the caller counts it.
  */
 export function decodeEvent(buf: Buffer, offset: number): TcpEvent | null {
+  // A record that does not fit is not an event (found by fuzzing: it was an out-of-bounds RangeError).
+  if (!(offset >= 0) || offset + EVENT_SIZE > buf.length) return null;
   const kind = KIND[buf.readUInt8(offset + F.type.offset)];
   const familyValue = buf.readUInt16LE(offset + F.family.offset);
   if (!kind || (familyValue !== AF_INET && familyValue !== AF_INET6)) return null;

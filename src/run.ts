@@ -7,6 +7,7 @@ import { startLocalNats, type LocalNats } from './nats-server.js';
 import type { ConnectionSettings } from './publish/nats-options.js';
 import type { Netns } from './netns.js';
 import type { DetectorThresholds } from './track/index.js';
+import { dropAfterStart } from './privileges.js';
 
 /** The project folder for the embedded server's data and the default spool of `make run`. */
 export const PROJECT_VAR_DIR = fileURLToPath(new URL('../var/', import.meta.url));
@@ -33,6 +34,8 @@ export interface RunOptions {
   thresholds?: Partial<DetectorThresholds>;
   /** bpffs directory for per-socket state kept across restarts; null = none */
   pinDir?: string | null;
+  /** keep CAP_SYS_ADMIN + CAP_SYS_PTRACE after start, for snapshots of other namespaces on request */
+  resnapshot?: boolean;
   err: Writable;
   env?: NodeJS.ProcessEnv;
 }
@@ -75,6 +78,15 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
     await local?.stop();
     throw err;
   });
+  // Loaded, attached, snapshotted and connected: give up what is no longer needed (src/privileges.ts).
+  const dropped = dropAfterStart({ resnapshot: opts.resnapshot ?? false });
+  if (dropped) {
+    agent.enterNetns = opts.resnapshot ?? false;
+    say(
+      `capabilities after start: ${dropped.kept.length ? dropped.kept.join(', ') : 'none'} (dropped ${dropped.dropped.length})` +
+        (dropped.unreached.length ? `; ${dropped.unreached.length} thread(s) blocking all signals kept theirs (Node's inspector signal thread, which runs no JavaScript)` : ''),
+    );
+  }
   say(`publishing to tcpdwell.v1.${agent.host}.{transitions,summary,snapshot} (spool ${spoolDir}); Ctrl-C to stop`);
   const line = (s: AgentStatus) =>
     `${s.events} events in ${s.batches} messages, ${s.nats.published} published, spool ${s.spool.messages} (${s.spool.bytes} B), ` +

@@ -5,7 +5,7 @@ import { toJson } from './decode.js';
 import { formatText } from './format.js';
 import { isoTime } from './clock.js';
 import { natsConnectOptions, type ConnectionSettings } from './publish/nats-options.js';
-import { big, decodeDwell, decodeTransitions, KINDS, pb } from './publish/wire.js';
+import { big, decodeDwell, decodeMessage, decodeTransitions, KINDS, pb } from './publish/wire.js';
 import { formatDuration } from './format.js';
 import { EnvironmentError, UsageError } from './errors.js';
 
@@ -25,7 +25,7 @@ const bigints = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString(
 export function renderMessage(subject: string, data: Uint8Array, format: 'json' | 'text'): string[] {
   const [, , host, kind] = subject.split('.');
   if (kind === 'transitions' || kind === 'snapshot') {
-    const bytes = kind === 'snapshot' ? pb.TransitionBatch.encode(pb.Snapshot.decode(data).sockets ?? {}).finish() : data;
+    const bytes = kind === 'snapshot' ? pb.TransitionBatch.encode(decodeMessage(pb.Snapshot, 'Snapshot', data).sockets ?? {}).finish() : data;
     const { header, events } = decodeTransitions(bytes);
     const offset = big(header.bootToUnixNs as number);
     return events.map((e) =>
@@ -45,7 +45,7 @@ export function renderMessage(subject: string, data: Uint8Array, format: 'json' 
   }
   const type = kind === 'summary' ? pb.Summary : kind === 'alerts' ? pb.Alert : null;
   if (!type) return [JSON.stringify({ host, kind, bytes: data.length, note: 'unknown kind' })];
-  const obj = type.toObject(type.decode(data) as never, { longs: String, bytes: String, defaults: false });
+  const obj = type.toObject(decodeMessage(type as { decode(b: Uint8Array): unknown }, kind === 'summary' ? 'Summary' : 'Alert', data) as never, { longs: String, bytes: String, defaults: false });
   return [format === 'json' ? JSON.stringify({ host, kind, ...obj }, bigints) : `${String(host).padEnd(16)} ${kind} ${JSON.stringify(obj, bigints)}`];
 }
 

@@ -1345,6 +1345,9 @@ static napi_value possible_cpus(napi_env env, napi_callback_info info)
 	return v;
 }
 
+/* src/caps.c: dropCapabilities() (capset/prctl on every thread). */
+napi_value caps_drop(napi_env env, napi_callback_info info);
+
 /* ------------------------------------------------------------------ */
 
 NAPI_MODULE_INIT()
@@ -1373,6 +1376,7 @@ NAPI_MODULE_INIT()
 		{ "mapKeys", map_keys },
 		{ "possibleCpus", possible_cpus },
 		{ "clockBoottimeNs", clock_boottime_ns },
+		{ "dropCapabilities", caps_drop },
 		{ "ringOpen", ring_open },
 		{ "ringConsume", ring_consume },
 		{ "ringStats", ring_stats },

@@ -95,6 +95,19 @@ class Strings {
   }
 }
 
+/**
+ * Decodes a protobuf message from untrusted bytes. protobufjs throws RangeError for truncation
+ * and TypeError for invalid UTF-8 in a string field (found by fuzzing); both become one Error
+ * saying which message was malformed, with the original as cause.
+ */
+export function decodeMessage<T>(type: { decode(bytes: Uint8Array): T }, name: string, bytes: Uint8Array): T {
+  try {
+    return type.decode(bytes);
+  } catch (err) {
+    throw new Error(`malformed ${name}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** Encodes events (at least one) as a TransitionBatch. */
 export function encodeTransitions(events: readonly TcpEvent[], header: Header, firstEventSeq: bigint): Uint8Array {
   const base = events.reduce((m, e) => (e.tsNs < m ? e.tsNs : m), events[0]!.tsNs);
@@ -157,7 +170,7 @@ export function encodeTransitions(events: readonly TcpEvent[], header: Header, f
 
 /** Rows of a TransitionBatch back as TcpEvents. Throws if the columns disagree with count. */
 export function decodeTransitions(bytes: Uint8Array): { header: Header; firstEventSeq: bigint; events: TcpEvent[] } {
-  const m = pb.TransitionBatch.decode(bytes);
+  const m = decodeMessage(pb.TransitionBatch, 'TransitionBatch', bytes);
   const n = m.count;
   const cols = [m.tsDeltaNs, m.kind, m.cookie, m.newState, m.netns, m.family, m.saddr, m.daddr, m.sport, m.dport];
   if (cols.some((c) => c.length !== n)) throw new Error(`malformed TransitionBatch: columns do not all have ${n} rows`);
@@ -267,7 +280,7 @@ export function encodeDwell(records: readonly DwellRecord[], header: Header): Ui
 
 /** Rows of a DwellBatch back as DwellRecords. Throws if the columns disagree with count. */
 export function decodeDwell(bytes: Uint8Array): { header: Header; records: DwellRecord[] } {
-  const m = pb.DwellBatch.decode(bytes);
+  const m = decodeMessage(pb.DwellBatch, 'DwellBatch', bytes);
   const n = m.count;
   if ([m.cookie, m.state, m.leftDeltaNs, m.dwellNs, m.netns, m.family, m.saddr, m.daddr].some((c) => c.length !== n)) {
     throw new Error(`malformed DwellBatch: columns do not all have ${n} rows`);

@@ -5,6 +5,9 @@ import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+// The tests expect this process's comm (the socket owner's name) to be "node"; Node 24 names its
+// main thread "MainThread". process.title sets the comm of this (the main) thread.
+process.title = 'node';
 const [scenario, host = '127.0.0.1', portArg = '0', arg] = process.argv.slice(2);
 const port = Number(portArg);
 
