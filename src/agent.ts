@@ -15,6 +15,7 @@ import { encodeAlert, encodeDwell, encodeSummary, encodeTransitions, pb, type Dr
 import { Tracker, type Alert, type DetectorThresholds, type DwellRecord, type LiveTableSnapshot, type TrackerStats } from './track/index.js';
 import { statSync } from 'node:fs';
 import { AgentMetrics } from './metrics.js';
+import { ownNetnsSysctls } from './sysctl.js';
 import type { ConnectionSettings } from './publish/nats-options.js';
 import { startControlService, type ControlService } from './publish/service.js';
 import { clockBoottimeNs } from 'bpf-ts-loader';
@@ -57,28 +58,6 @@ export interface AgentStatus {
   filters: Pick<TracerOptions, 'netns' | 'ports' | 'family'>;
   tracker: TrackerStats;
   alertsFiring: number;
-}
-
-/** The agent's own namespace's sysctls; other namespaces' are not readable from here (null). */
-function sysctlReaders() {
-  const own = statSync('/proc/self/ns/net').ino;
-  const read = (path: string) => {
-    try {
-      return readFileSync(path, 'utf8').trim().split(/\s+/).map(Number);
-    } catch {
-      return null;
-    }
-  };
-  return {
-    portRange: (netns: number) => {
-      const v = netns === own ? read('/proc/sys/net/ipv4/ip_local_port_range') : null;
-      return v && v.length === 2 ? { low: v[0]!, high: v[1]! } : null;
-    },
-    maxTwBuckets: (netns: number) => {
-      const v = netns === own ? read('/proc/sys/net/ipv4/tcp_max_tw_buckets') : null;
-      return v ? v[0]! : null;
-    },
-  };
 }
 
 /** A subject token: no dots, spaces or wildcards. */
@@ -132,7 +111,7 @@ export class Agent {
         this.metrics?.observeDwell(r);
       },
       thresholds: opts.thresholds,
-      sysctls: sysctlReaders(),
+      sysctls: ownNetnsSysctls(),
     });
   }
 

@@ -8,93 +8,31 @@ import { removePinned } from './tracer.js';
 import { runTail } from './tail.js';
 import { runStates } from './states.js';
 import { DEFAULT_THRESHOLDS, type DetectorThresholds } from './track/index.js';
-import { connectionSettings, loadConfigFile } from './config.js';
-import type { ConnectionSettings } from './publish/nats-options.js';
+import { parseThresholdValue } from './track/detectors.js';
+import {
+  addConnectionOptions,
+  connectionFlags,
+  parseBytes,
+  parsePort,
+  parseRingBytes,
+  parseSeconds,
+  repeatable,
+  resolveConnection,
+  type ConnectionFlags,
+} from './commands/options.js';
 import { registerTopCommands } from './commands/top.js';
 import { registerCollectCommands } from './commands/collect.js';
-
-const collect = <T>(parse: (v: string) => T) => (value: string, previous: T[] = []) => [...previous, parse(value)];
-
-function parsePort(v: string): number {
-  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 65535) {
-    throw new InvalidArgumentError(`'${v}' is not a port: give a number from 1 to 65535.`);
-  }
-  return Number(v);
-}
-
-function parseSeconds(v: string): number {
-  const n = Number(v);
-  if (!/^\d+(\.\d+)?$/.test(v) || !(n > 0)) throw new InvalidArgumentError(`'${v}' is not a duration: give seconds > 0, e.g. 10 or 0.5.`);
-  return n;
-}
-
-function parseRingBytes(v: string): number {
-  const n = Number(v);
-  if (!/^\d+$/.test(v) || n < 4096 || (n & (n - 1)) !== 0) {
-    throw new InvalidArgumentError(`'${v}' is not a ring size: give a power of two of at least 4096 (bytes).`);
-  }
-  return n;
-}
-
-function parseBytes(v: string): number {
-  const m = /^(\d+)([KMG]i?B?)?$/i.exec(v);
-  if (!m) throw new InvalidArgumentError(`'${v}' is not a size: give bytes, or e.g. 256MiB.`);
-  const unit = (m[2] ?? '').toUpperCase()[0];
-  return Number(m[1]) * (unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1);
-}
-
-const DURATION_UNITS: Record<string, bigint> = { ns: 1n, us: 1000n, ms: 1_000_000n, s: 1_000_000_000n, m: 60_000_000_000n, h: 3_600_000_000_000n };
 
 /** --threshold NAME=VALUE (repeatable): durations like 300ms or 60s for the *Ns thresholds. */
 function parseThreshold(v: string, previous: Partial<DetectorThresholds> = {}): Partial<DetectorThresholds> {
   const m = /^(\w+)=(.+)$/.exec(v);
   const known = Object.keys(DEFAULT_THRESHOLDS).join(', ');
   if (!m || !(m[1]! in DEFAULT_THRESHOLDS)) throw new InvalidArgumentError(`'${v}': give NAME=VALUE with NAME one of ${known}.`);
-  const name = m[1] as keyof DetectorThresholds;
-  if (typeof DEFAULT_THRESHOLDS[name] === 'bigint') {
-    const d = /^(\d+)(ns|us|ms|s|m|h)?$/.exec(m[2]!);
-    if (!d || BigInt(d[1]!) === 0n) throw new InvalidArgumentError(`'${v}': ${name} is a duration, e.g. 300ms, 60s or 5m.`);
-    return { ...previous, [name]: BigInt(d[1]!) * DURATION_UNITS[d[2] ?? 'ns']! };
+  try {
+    return { ...previous, [m[1]!]: parseThresholdValue(m[1]!, m[2]!) };
+  } catch (err) {
+    throw new InvalidArgumentError(`'${v}': ${(err as Error).message}.`);
   }
-  const n = Number(m[2]);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`'${v}': ${name} must be a positive number.`);
-  return { ...previous, [name]: n };
-}
-
-/** NATS connection flags, shared by run and tail. */
-function addConnectionOptions(cmd: Command): Command {
-  return cmd
-    .option('--nats <urls>', 'NATS server URL(s), comma-separated (env TCPDWELL_NATS_URL)')
-    .option('--user <user>', 'NATS user (env TCPDWELL_NATS_USER)')
-    .option('--password <password>', 'NATS password (env TCPDWELL_NATS_PASSWORD; prefer the env or a config file)')
-    .option('--token <token>', 'NATS token (env TCPDWELL_NATS_TOKEN)')
-    .option('--nkey-seed <file>', 'file with an NKey seed (env TCPDWELL_NATS_NKEY_SEED_FILE)')
-    .option('--creds <file>', 'NATS credentials file (env TCPDWELL_NATS_CREDS)')
-    .option('--tls-ca <file>', 'CA certificate to verify the server (env TCPDWELL_NATS_TLS_CA)')
-    .option('--config <file>', 'JSON config file (see README: Configuration)');
-}
-
-interface ConnectionFlags {
-  nats?: string;
-  user?: string;
-  password?: string;
-  token?: string;
-  nkeySeed?: string;
-  creds?: string;
-  tlsCa?: string;
-  config?: string;
-}
-
-function connectionFlags(o: ConnectionFlags): Partial<ConnectionSettings> {
-  return {
-    servers: o.nats?.split(',').map((s) => s.trim()).filter(Boolean),
-    user: o.user,
-    password: o.password,
-    token: o.token,
-    nkeySeedFile: o.nkeySeed,
-    credsFile: o.creds,
-    tlsCaFile: o.tlsCa,
-  };
 }
 
 export function buildProgram(): Command {
@@ -107,8 +45,8 @@ export function buildProgram(): Command {
     .command('trace')
     .description('print every TCP state transition, timewait phase and (at start) existing socket')
     .addOption(new Option('--format <format>', 'json lines or a text table (default: text on a terminal, json otherwise)').choices(['json', 'text']))
-    .option('--netns <name|path|inode>', 'only this network namespace (repeatable): a name from `ip netns`, a path like /proc/PID/ns/net, or an inode', collect(String), [])
-    .option('--port <n>', 'only sockets with this port at either end (repeatable)', collect(parsePort), [])
+    .option('--netns <name|path|inode>', 'only this network namespace (repeatable): a name from `ip netns`, a path like /proc/PID/ns/net, or an inode', repeatable(String), [])
+    .option('--port <n>', 'only sockets with this port at either end (repeatable)', repeatable(parsePort), [])
     .addOption(new Option('--family <4|6>', 'only IPv4 or only IPv6').choices(['4', '6']))
     .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
     .option('--no-snapshot', 'do not list the sockets that exist when tracing starts')
@@ -135,8 +73,8 @@ export function buildProgram(): Command {
     .option('--host <name>', 'host id in subjects and messages (default: the hostname; env TCPDWELL_HOST)')
     .option('--spool-dir <dir>', 'store-and-forward spool directory (env TCPDWELL_SPOOL_DIR)')
     .option('--spool-max-bytes <n>', 'spool bound; the oldest messages are dropped (and counted) past it (e.g. 256MiB)', parseBytes)
-    .option('--netns <name|path|inode>', 'only this network namespace (repeatable)', collect(String), [])
-    .option('--port <n>', 'only sockets with this port at either end (repeatable)', collect(parsePort), [])
+    .option('--netns <name|path|inode>', 'only this network namespace (repeatable)', repeatable(String), [])
+    .option('--port <n>', 'only sockets with this port at either end (repeatable)', repeatable(parsePort), [])
     .addOption(new Option('--family <4|6>', 'only IPv4 or only IPv6').choices(['4', '6']))
     .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 5)
@@ -185,7 +123,7 @@ export function buildProgram(): Command {
   program
     .command('states')
     .description('print the live socket table once (counts per state, per network namespace), from the kernel socket tables')
-    .option('--netns <name|path|inode>', 'only this network namespace (repeatable)', collect(String), [])
+    .option('--netns <name|path|inode>', 'only this network namespace (repeatable)', repeatable(String), [])
     .addOption(new Option('--format <format>', 'json or a text table (default: text on a terminal)').choices(['json', 'text']))
     .action((o: { netns: string[]; format?: 'json' | 'text' }) => {
       runStates({
@@ -202,9 +140,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--format <format>', 'json lines or readable text (default: text on a terminal)').choices(['json', 'text']))
     .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
     .action(async (o: ConnectionFlags & { host?: string; kind?: string; format?: 'json' | 'text'; duration?: number }) => {
-      const file = o.config ? loadConfigFile(o.config) : {};
       await runTail({
-        connection: connectionSettings(connectionFlags(o), process.env, file, ['nats://127.0.0.1:4222']),
+        connection: resolveConnection(o),
         host: o.host,
         kind: o.kind,
         format: o.format ?? (process.stdout.isTTY ? 'text' : 'json'),
