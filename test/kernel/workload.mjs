@@ -131,7 +131,14 @@ switch (scenario) {
     child.resume();
     client.end();
     child.end();
-    await sleep(50);
+    // Both ends must have sent (and lost) their FIN before the rule goes: wait until ss shows
+    // both in FIN-WAIT-1 (a fixed sleep raced on a loaded machine).
+    const bothInFinWait1 = () =>
+      execFileSync('ss', ['-Htn', 'state', 'fin-wait-1', `( sport = :${port} or dport = :${port} )`], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .filter(Boolean).length === 2;
+    for (let i = 0; i < 500 && !bothInFinWait1(); i++) await sleep(10);
     nft('delete', 'table', 'inet', 'tcpdwell_sim');
     await Promise.all([closed(client), closed(child)]);
     server.close();
