@@ -3,7 +3,7 @@
  * filters, loads and attaches it, and hands out raw batches. Bytes only — decoding lives in
  * decode.ts.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statfsSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmdirSync, rmSync, statfsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, BpfError, type RingBufferReader } from 'bpf-ts-loader';
@@ -78,7 +78,7 @@ export function removePinned(dir: string): string[] {
     }
   }
   try {
-    rmSync(dir, { recursive: false });
+    rmdirSync(dir); // only if empty: something else may be pinned there
   } catch {
     // not empty, or absent
   }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { Svcm } from '@nats-io/services';
 import { Agent } from '../../src/agent.js';
@@ -114,8 +114,12 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
   });
 
   it('the agent SIGKILLed with a full spool and restarted: the spool is re-sent, nothing lost, nothing doubled', async () => {
+    const { removePinned } = await import('../../src/tracer.js');
+    const killPinDir = `/sys/fs/bpf/tcpdwell-kill-${process.pid}`;
+    onTestFinished(() => void removePinned(killPinDir));
     const run = () => {
-      const child = spawn(bin, ['run', '--nats', nats.url, '--spool-dir', spoolDir, '--netns', netns.name, '--host', 'killed', '--status-interval', '60'], {
+      // Its own pin dir: the per-socket state survives the SIGKILL too, and no other test shares it.
+      const child = spawn(bin, ['run', '--nats', nats.url, '--spool-dir', spoolDir, '--pin-dir', killPinDir, '--netns', netns.name, '--host', 'killed', '--status-interval', '60'], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let err = '';
