@@ -57,6 +57,7 @@ export interface DecodeStats {
 }
 
 const STATE_NAMES = new Map<number, string>(Object.entries(TcpState).map(([name, value]) => [value, name]));
+const STATE_VALUES = new Map<string, number>(Object.entries(TcpState));
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name]));
 const KIND: Record<number, EventKind | undefined> = {
   [EventType.TRANSITION]: 'transition',
@@ -70,6 +71,15 @@ const AF_INET6 = 10;
 /** Kernel TCP state name without the TCP_ prefix; values the kernel may add later decode as UNKNOWN(n). */
 export function stateName(value: number): string {
   return STATE_NAMES.get(value) ?? `UNKNOWN(${value})`;
+}
+
+/** The inverse of stateName: a kernel state name (or UNKNOWN(n)) to its value; 0 for null or garbage. */
+export function stateValue(name: string | null): number {
+  if (name === null) return 0;
+  const v = STATE_VALUES.get(name);
+  if (v !== undefined) return v;
+  const m = /^UNKNOWN\((\d+)\)$/.exec(name);
+  return m ? Number(m[1]) : 0;
 }
 
 /** errno name for a positive errno value (E.g. 111 → ECONNREFUSED); unknown values as ERRNO(n). */

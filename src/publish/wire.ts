@@ -4,8 +4,7 @@
  */
 import Long from 'long';
 import { tcpdwell } from '../generated/pb/tcpdwell.js';
-import { TcpState } from '../generated/abi.js';
-import { errnoName, formatAddress, stateName, type TcpEvent } from '../decode.js';
+import { errnoName, formatAddress, stateName, stateValue, type TcpEvent } from '../decode.js';
 import type { Alert, DwellRecord, LiveTableSnapshot, StuckSocket } from '../track/types.js';
 import type { EncodedHistogram } from '../track/histograms.js';
 
@@ -19,16 +18,7 @@ export type MessageKind = (typeof KINDS)[number];
 
 const KIND_VALUE = { transition: 1, timewait_start: 2, timewait_end: 3, snapshot: 4 } as const;
 const KIND_NAME = ['unspecified', 'transition', 'timewait_start', 'timewait_end', 'snapshot'] as const;
-const STATE_VALUE = new Map<string, number>(Object.entries(TcpState));
 const ERRNO_VALUE = new Map<string, number>();
-
-function stateValue(name: string | null): number {
-  if (name === null) return 0;
-  const v = STATE_VALUE.get(name);
-  if (v !== undefined) return v;
-  const m = /^UNKNOWN\((\d+)\)$/.exec(name);
-  return m ? Number(m[1]) : 0;
-}
 
 function errnoValue(name: string | null): number {
   if (name === null) return 0;
@@ -108,6 +98,36 @@ export function decodeMessage<T>(type: { decode(bytes: Uint8Array): T }, name: s
   }
 }
 
+/** The socket columns TransitionBatch and DwellBatch share (same names in both messages). */
+interface SocketColumns {
+  netns: number[];
+  cgroupId: (number | Long)[];
+  family: number[];
+  saddr: Uint8Array[];
+  sport: number[];
+  daddr: Uint8Array[];
+  dport: number[];
+  ownerPid: number[];
+  ownerCommIdx: number[];
+}
+
+/** Appends one socket's identity (namespace, cgroup, ends, owner) to those columns. */
+function pushSocket(
+  c: SocketColumns,
+  x: Pick<TcpEvent, 'netns' | 'cgroupId' | 'family' | 'saddr' | 'sport' | 'daddr' | 'dport' | 'ownerPid' | 'ownerComm'>,
+  strings: Strings,
+): void {
+  c.netns.push(x.netns);
+  c.cgroupId.push(u64(x.cgroupId));
+  c.family.push(x.family === 'inet' ? 4 : 6);
+  c.saddr.push(addrBytes(x.saddr, x.family));
+  c.sport.push(x.sport);
+  c.daddr.push(addrBytes(x.daddr, x.family));
+  c.dport.push(x.dport);
+  c.ownerPid.push(x.ownerPid ?? 0);
+  c.ownerCommIdx.push(strings.id(x.ownerComm));
+}
+
 /** Encodes events (at least one) as a TransitionBatch. */
 export function encodeTransitions(events: readonly TcpEvent[], header: Header, firstEventSeq: bigint): Uint8Array {
   const base = events.reduce((m, e) => (e.tsNs < m ? e.tsNs : m), events[0]!.tsNs);
@@ -151,17 +171,9 @@ export function encodeTransitions(events: readonly TcpEvent[], header: Header, f
     b.twReason!.push(e.reason === 'expired' ? 1 : e.reason === 'killed' ? 2 : 0);
     b.ageNsPlus1!.push(e.enteredNs === null || e.enteredNs > e.tsNs ? 0 : u64(e.tsNs - e.enteredNs + 1n));
     b.expiresDeltaNs!.push(e.expiresNs === null ? 0 : u64(e.expiresNs > e.tsNs ? e.expiresNs - e.tsNs : 0n));
-    b.netns!.push(e.netns);
-    b.cgroupId!.push(u64(e.cgroupId));
-    b.family!.push(e.family === 'inet' ? 4 : 6);
-    b.saddr!.push(addrBytes(e.saddr, e.family));
-    b.sport!.push(e.sport);
-    b.daddr!.push(addrBytes(e.daddr, e.family));
-    b.dport!.push(e.dport);
+    pushSocket(b as SocketColumns, e, strings);
     b.pid!.push(e.pid);
     b.commIdx!.push(strings.id(e.comm));
-    b.ownerPid!.push(e.ownerPid ?? 0);
-    b.ownerCommIdx!.push(strings.id(e.ownerComm));
     b.error!.push(errnoValue(e.error));
     b.flags!.push((e.actorIsOwner ? 1 : 0) | (e.child ? 2 : 0) | (e.gap ? 4 : 0));
   }
@@ -264,15 +276,7 @@ export function encodeDwell(records: readonly DwellRecord[], header: Header): Ui
     b.nextState!.push(stateValue(r.nextState));
     b.endReason!.push(r.timewaitEnd === 'expired' ? 1 : r.timewaitEnd === 'killed' ? 2 : 0);
     b.error!.push(errnoValue(r.error));
-    b.netns!.push(r.netns);
-    b.cgroupId!.push(u64(r.cgroupId));
-    b.family!.push(r.family === 'inet' ? 4 : 6);
-    b.saddr!.push(addrBytes(r.saddr, r.family));
-    b.sport!.push(r.sport);
-    b.daddr!.push(addrBytes(r.daddr, r.family));
-    b.dport!.push(r.dport);
-    b.ownerPid!.push(r.ownerPid ?? 0);
-    b.ownerCommIdx!.push(strings.id(r.ownerComm));
+    pushSocket(b as SocketColumns, r, strings);
     b.enteredBackPlus1Ns!.push(r.enteredNs === null || r.enteredNs > r.leftNs ? 0 : u64(r.leftNs - r.enteredNs + 1n));
   }
   return pb.DwellBatch.encode(b).finish();

@@ -9,6 +9,7 @@
  * since a count is only decremented for a slot that holds it.
  */
 import type { Family } from '../decode.js';
+import type { SocketIdentity } from './types.js';
 import { STATE_SLOTS, stateName } from './states.js';
 
 /** Slot flags (one byte per slot). */
@@ -64,17 +65,7 @@ class Interner {
 }
 
 /** What a slot is created or refreshed from (a decoded event has all of it). */
-export interface SlotSource {
-  netns: number;
-  cgroupId: bigint;
-  family: Family;
-  saddr: string;
-  sport: number;
-  daddr: string;
-  dport: number;
-  ownerPid: number | null;
-  ownerComm: string | null;
-}
+export type SlotSource = Omit<SocketIdentity, 'cookie'>;
 
 /** Cookies are a global 64-bit counter that starts at 1, so in practice they fit a double exactly. */
 export type CookieKey = number | bigint;

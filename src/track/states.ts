@@ -1,20 +1,14 @@
 /** TCP state values and names for the tracker, from the generated ABI (never a hand-written table). */
 import { TcpState } from '../generated/abi.js';
-import { stateName } from '../decode.js';
+import { stateName, stateValue as anyStateValue } from '../decode.js';
 
 /** One past the largest state value the table can hold (kernel values are u8; 13 is the largest today). */
 export const STATE_SLOTS = 32;
 
-const BY_NAME = new Map<string, number>(Object.entries(TcpState));
-
-/** State value by kernel name; unknown names (e.g. UNKNOWN(40)) map to 0, which is never counted as a state. */
+/** State value by kernel name, for the table's slots: values past STATE_SLOTS (e.g. UNKNOWN(40)) map to 0, which is never counted as a state. */
 export function stateValue(name: string | null): number {
-  if (name === null) return 0;
-  const v = BY_NAME.get(name);
-  if (v !== undefined) return v;
-  const m = /^UNKNOWN\((\d+)\)$/.exec(name);
-  const n = m ? Number(m[1]) : 0;
-  return n > 0 && n < STATE_SLOTS ? n : 0;
+  const n = anyStateValue(name);
+  return n < STATE_SLOTS ? n : 0;
 }
 
 export { stateName };
