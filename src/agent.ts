@@ -11,14 +11,18 @@ import { listNetns, type Netns } from './netns.js';
 import { Tracer, type KernelCounters, type TracerOptions } from './tracer.js';
 import { Publisher, type PublisherOptions } from './publish/publisher.js';
 import { Spool } from './publish/spool.js';
-import { encodeAlert, encodeDwell, encodeSummary, encodeTransitions, pb, type Drops, type Header, type MessageKind } from './publish/wire.js';
-import { Tracker, type Alert, type DetectorThresholds, type DwellRecord, type LiveTableSnapshot, type TrackerStats } from './track/index.js';
+import { encodeAlert, encodeSummary, encodeTransitions, pb, type Drops, type Header, type MessageKind } from './publish/wire.js';
+import { DwellColumns, TransitionColumns } from './publish/columns.js';
+import { Tracker, type Alert, type DetectorThresholds, type LiveTableSnapshot, type TrackerStats } from './track/index.js';
 import { statSync } from 'node:fs';
 import { AgentMetrics } from './metrics.js';
 import { ownNetnsSysctls } from './sysctl.js';
 import type { ConnectionSettings } from './publish/nats-options.js';
 import { startControlService, type ControlService } from './publish/service.js';
 import { clockBoottimeNs } from 'bpf-ts-loader';
+
+/** The most bytes one row of a TransitionBatch or DwellBatch can take (varints at full width, two comm strings). */
+const ROW_BYTES_MAX = 256;
 
 export const AGENT_VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -78,7 +82,8 @@ export class Agent {
   private readonly bootId = readBootId();
   private readonly startedAt = Date.now();
   private readonly decodeStats: DecodeStats = { records: 0, malformed: 0 };
-  private pending: TcpEvent[] = [];
+  /** transitions read since the last flush, as TransitionBatch columns straight from the records */
+  private readonly transitions = new TransitionColumns();
   private seq = 0n;
   private eventSeq = 1n;
   private events = 0;
@@ -89,7 +94,7 @@ export class Agent {
   private service: ControlService | null = null;
   private readonly offsetNs = bootToEpochOffsetNs();
   private readonly tracker: Tracker;
-  private dwellPending: DwellRecord[] = [];
+  private readonly dwellRows = new DwellColumns();
   /** alerts firing, by key, to publish each once when it fires and once when it resolves */
   private readonly firing = new Map<string, Alert>();
   private metrics: AgentMetrics | null = null;
@@ -107,8 +112,9 @@ export class Agent {
     this.tracker = new Tracker({
       clock: clockBoottimeNs,
       onDwell: (r) => {
-        this.dwellPending.push(r);
+        this.dwellRows.push(r);
         this.metrics?.observeDwell(r);
+        if (this.dwellRows.length >= this.maxRows()) this.flushDwell();
       },
       thresholds: opts.thresholds,
       sysctls: ownNetnsSysctls(),
@@ -146,13 +152,25 @@ export class Agent {
     return agent;
   }
 
+  /**
+   * Rows per message: batchMaxEvents, and few enough that a message cannot pass the server's
+   * max_payload (a row takes at most ROW_BYTES_MAX encoded), so batches never need splitting.
+   */
+  private maxRows(): number {
+    return Math.max(1, Math.min(this.opts.batchMaxEvents ?? 4096, Math.floor((this.publisher.maxPayload - 1024) / ROW_BYTES_MAX)));
+  }
+
   private begin() {
+    const events: TcpEvent[] = [];
+    const take = (e: TcpEvent, buf: Buffer, offset: number) => {
+      events.push(e);
+      this.transitions.appendRecord(buf, offset);
+      if (this.transitions.length >= this.maxRows()) this.flushTransitions();
+    };
     this.tracer.readRing((batch) => {
-      const events: TcpEvent[] = [];
-      decodeRingBatch(batch, (e) => events.push(e), this.decodeStats);
+      events.length = 0;
+      decodeRingBatch(batch, take, this.decodeStats);
       this.tracker.ingest(events);
-      for (const e of events) this.pending.push(e);
-      if (this.pending.length >= (this.opts.batchMaxEvents ?? 4096)) this.flush();
     });
     this.publishSnapshot();
     this.flushTimer = setInterval(() => this.flush(), this.opts.flushIntervalMs ?? 100);
@@ -197,13 +215,12 @@ export class Agent {
     this.publisher.kick();
   }
 
-  /** Encodes events as TransitionBatches, split so that none exceeds the server's max payload. */
-  private putTransitions(kind: 'transitions' | 'snapshot', events: TcpEvent[]) {
+  /** Encodes snapshot events as Snapshots, split so that none exceeds the server's max payload. */
+  private putTransitions(kind: 'snapshot', events: TcpEvent[]) {
     if (events.length === 0) return;
     const header = this.header();
     const first = this.eventSeq;
-    let payload = encodeTransitions(events, header, first);
-    if (kind === 'snapshot') payload = pb.Snapshot.encode({ header, sockets: pb.TransitionBatch.decode(payload) }).finish();
+    const payload = pb.Snapshot.encode({ header, sockets: pb.TransitionBatch.decode(encodeTransitions(events, header, first)) }).finish();
     if (payload.length > this.publisher.maxPayload - 1024 && events.length > 1) {
       this.seq--; // this header was not used
       const half = Math.ceil(events.length / 2);
@@ -216,33 +233,29 @@ export class Agent {
     this.put(kind, header, payload, events.length);
   }
 
-  /** Encodes dwell records as DwellBatches, split like transitions. */
-  private putDwell(records: DwellRecord[]) {
-    if (records.length === 0) return;
+  /** Publishes the transitions read so far as one TransitionBatch. */
+  private flushTransitions(): void {
+    const n = this.transitions.length;
+    if (n === 0) return;
     const header = this.header();
-    const payload = encodeDwell(records, header);
-    if (payload.length > this.publisher.maxPayload - 1024 && records.length > 1) {
-      this.seq--;
-      const half = Math.ceil(records.length / 2);
-      this.putDwell(records.slice(0, half));
-      this.putDwell(records.slice(half));
-      return;
-    }
-    this.put('dwell', header, payload, records.length);
+    const payload = this.transitions.encode(header, this.eventSeq);
+    this.eventSeq += BigInt(n);
+    this.events += n;
+    this.put('transitions', header, payload, n);
+  }
+
+  /** Publishes the dwell records so far as one DwellBatch. */
+  private flushDwell(): void {
+    const n = this.dwellRows.length;
+    if (n === 0) return;
+    const header = this.header();
+    this.put('dwell', header, this.dwellRows.encode(header), n);
   }
 
   /** Publishes what has been batched so far. */
   flush(): void {
-    if (this.pending.length > 0) {
-      const events = this.pending;
-      this.pending = [];
-      this.putTransitions('transitions', events);
-    }
-    if (this.dwellPending.length > 0) {
-      const records = this.dwellPending;
-      this.dwellPending = [];
-      this.putDwell(records);
-    }
+    this.flushTransitions();
+    this.flushDwell();
   }
 
   /**

@@ -44,15 +44,16 @@ export function buildProgram(): Command {
   program
     .command('trace')
     .description('print every TCP state transition, timewait phase and (at start) existing socket')
-    .addOption(new Option('--format <format>', 'json lines or a text table (default: text on a terminal, json otherwise)').choices(['json', 'text']))
+    .addOption(new Option('--format <format>', 'json lines, a text table, or raw kernel records to replay later (default: text on a terminal, json otherwise)').choices(['json', 'text', 'raw']))
     .option('--netns <name|path|inode>', 'only this network namespace (repeatable): a name from `ip netns`, a path like /proc/PID/ns/net, or an inode', repeatable(String), [])
     .option('--port <n>', 'only sockets with this port at either end (repeatable)', repeatable(parsePort), [])
     .addOption(new Option('--family <4|6>', 'only IPv4 or only IPv6').choices(['4', '6']))
     .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
     .option('--no-snapshot', 'do not list the sockets that exist when tracing starts')
     .option('--ring-bytes <n>', 'kernel ring buffer size in bytes (power of two)', parseRingBytes)
-    .action(async (o: { format?: 'json' | 'text'; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; snapshot: boolean; ringBytes?: number }) => {
+    .action(async (o: { format?: 'json' | 'text' | 'raw'; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; snapshot: boolean; ringBytes?: number }) => {
       const netns = o.netns.map((spec) => resolveNetns(spec));
+      if (o.format === 'raw' && process.stdout.isTTY) throw new UsageError('--format raw writes binary records: redirect it to a file (tcpdwell trace --format raw > capture.ring)');
       await runTrace({
         format: o.format ?? (process.stdout.isTTY ? 'text' : 'json'),
         netns,

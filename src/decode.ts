@@ -180,7 +180,7 @@ export const RING_HEADER_BYTES = 8;
  * A record of the wrong length, or that does not decode, is counted in stats.malformed and
  * skipped; a truncated batch stops there (the rest is counted as one malformed record).
  */
-export function decodeRingBatch(batch: Buffer, onEvent: (e: TcpEvent) => void, stats: DecodeStats): void {
+export function decodeRingBatch(batch: Buffer, onEvent: (e: TcpEvent, buf: Buffer, offset: number) => void, stats: DecodeStats): void {
   let off = 0;
   while (off < batch.length) {
     if (batch.length - off < RING_HEADER_BYTES) {
@@ -195,19 +195,19 @@ export function decodeRingBatch(batch: Buffer, onEvent: (e: TcpEvent) => void, s
     }
     stats.records++;
     const ev = len === EVENT_SIZE ? decodeEvent(batch, body) : null;
-    if (ev) onEvent(ev);
+    if (ev) onEvent(ev, batch, body);
     else stats.malformed++;
     off = body + ((len + 7) & ~7);
   }
 }
 
 /** Decodes back-to-back records with no headers (what the iter/tcp program writes). */
-export function decodeRecords(buf: Buffer, onEvent: (e: TcpEvent) => void, stats: DecodeStats): void {
+export function decodeRecords(buf: Buffer, onEvent: (e: TcpEvent, buf: Buffer, offset: number) => void, stats: DecodeStats): void {
   let off = 0;
   for (; off + EVENT_SIZE <= buf.length; off += EVENT_SIZE) {
     stats.records++;
     const ev = decodeEvent(buf, off);
-    if (ev) onEvent(ev);
+    if (ev) onEvent(ev, buf, off);
     else stats.malformed++;
   }
   if (off !== buf.length) stats.malformed++;

@@ -1,13 +1,20 @@
-/** `tcpdwell trace`: every TCP transition, timewait phase and existing socket, as text or JSON lines. */
+/**
+ * `tcpdwell trace`: every TCP transition, timewait phase and existing socket, as text or JSON
+ * lines — or `raw`: the kernel's records as bpf-ts-loader batches, undecoded ([u32 len][u32 0]
+ * [record][pad to 8], back to back; a recording is itself one valid batch). Raw is the cheapest
+ * capture there is (no decoding in the loop); `decodeRingBatch` reads it back, and `make bench`
+ * replays such recordings through the agent's pipeline.
+ */
 import type { Writable } from 'node:stream';
-import { decodeRecords, decodeRingBatch, toJson, type DecodeStats, type TcpEvent } from './decode.js';
+import { decodeRecords, decodeRingBatch, RING_HEADER_BYTES, toJson, type DecodeStats, type TcpEvent } from './decode.js';
+import { EVENT_SIZE } from './generated/abi.js';
 import { formatText, TEXT_HEADER } from './format.js';
 import { bootToEpochOffsetNs, isoTime, wallClock } from './clock.js';
 import { listNetns, type Netns } from './netns.js';
 import { Tracer, type TracerOptions } from './tracer.js';
 
 export interface TraceOptions {
-  format: 'json' | 'text';
+  format: 'json' | 'text' | 'raw';
   netns: Netns[];
   ports: number[];
   family: 'inet' | 'inet6' | null;
@@ -76,10 +83,18 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
 
   try {
     if (opts.format === 'text') opts.out.write(`${TEXT_HEADER}\n`);
-    const reader = tracer.readRing((batch) => {
-      decodeRingBatch(batch, collect, stats);
-      flush();
-    });
+    const reader = tracer.readRing(
+      opts.format === 'raw'
+        ? (batch) => {
+            // Counted, not decoded: each entry is [u32 len][u32 0][record][pad to 8].
+            for (let off = 0; off + RING_HEADER_BYTES <= batch.length; off += RING_HEADER_BYTES + ((batch.readUInt32LE(off) + 7) & ~7)) events++;
+            if (!outputClosed) opts.out.write(batch);
+          }
+        : (batch) => {
+            decodeRingBatch(batch, collect, stats);
+            flush();
+          },
+    );
 
     if (opts.snapshot) {
       const all = listNetns();
@@ -92,8 +107,14 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
           opts.err.write(`tcpdwell trace: no path opens network namespace ${ns.inode}; its existing sockets are not listed\n`);
           continue;
         }
-        decodeRecords(tracer.snapshot(ns), collect, stats);
-        flush();
+        const records = tracer.snapshot(ns);
+        if (opts.format === 'raw') {
+          if (!outputClosed) opts.out.write(frameRecords(records));
+          events += Math.floor(records.length / EVENT_SIZE);
+        } else {
+          decodeRecords(records, collect, stats);
+          flush();
+        }
       }
     }
     opts.err.write('tcpdwell trace: tracing TCP state transitions (Ctrl-C to stop)\n');
@@ -135,4 +156,17 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
   } finally {
     tracer.close();
   }
+}
+
+/** Back-to-back iterator records as one ring batch (the framing `--format raw` writes). */
+export function frameRecords(records: Buffer): Buffer {
+  const n = Math.floor(records.length / EVENT_SIZE);
+  const padded = (EVENT_SIZE + 7) & ~7;
+  const out = Buffer.alloc(n * (RING_HEADER_BYTES + padded));
+  for (let i = 0; i < n; i++) {
+    const at = i * (RING_HEADER_BYTES + padded);
+    out.writeUInt32LE(EVENT_SIZE, at);
+    records.copy(out, at + RING_HEADER_BYTES, i * EVENT_SIZE, (i + 1) * EVENT_SIZE);
+  }
+  return out;
 }

@@ -20,7 +20,7 @@ const KIND_VALUE = { transition: 1, timewait_start: 2, timewait_end: 3, snapshot
 const KIND_NAME = ['unspecified', 'transition', 'timewait_start', 'timewait_end', 'snapshot'] as const;
 const ERRNO_VALUE = new Map<string, number>();
 
-function errnoValue(name: string | null): number {
+export function errnoValue(name: string | null): number {
   if (name === null) return 0;
   let v = ERRNO_VALUE.get(name);
   if (v === undefined) {
@@ -40,7 +40,7 @@ export function big(v: number | Long | null | undefined): bigint {
   return typeof v === 'number' ? BigInt(v) : v.toBigInt();
 }
 
-function addrBytes(text: string, family: 'inet' | 'inet6'): Uint8Array {
+export function addrBytes(text: string, family: 'inet' | 'inet6'): Uint8Array {
   if (family === 'inet') return Uint8Array.from(text.split('.').map(Number));
   // IPv6 text from decode.ts: expand "::" and an embedded IPv4 tail.
   let t = text;
