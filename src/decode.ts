@@ -92,6 +92,58 @@ function cString(buf: Buffer, offset: number, size: number): string {
   return buf.toString('latin1', offset, end < 0 || end > offset + size ? offset + size : end);
 }
 
+// Decoding caches: a host has few program names and local addresses, and decoding them again
+// for every event was a fifth of the decoder's time. Direct-mapped, so they never grow; a
+// miss decodes as before. Entries hold the raw bytes and are compared in full: no collisions.
+const COMM_SLOTS = 256;
+const commRaw = new Int32Array(COMM_SLOTS * 4);
+const commText: (string | undefined)[] = new Array(COMM_SLOTS);
+const V4_SLOTS = 4096;
+const v4Raw = new Int32Array(V4_SLOTS);
+const v4Text: (string | undefined)[] = new Array(V4_SLOTS);
+
+// TASK_COMM_LEN: the cache compares comm as four 32-bit words.
+if (F.comm.size !== 16 || F.owner_comm.size !== 16) throw new Error('decode.ts: comm fields are no longer 16 bytes; update comm()');
+
+/** cString for the kernel's 16-byte comm fields, through the cache. */
+function comm(buf: Buffer, offset: number): string {
+  const a = buf.readInt32LE(offset);
+  const b = buf.readInt32LE(offset + 4);
+  const c = buf.readInt32LE(offset + 8);
+  const d = buf.readInt32LE(offset + 12);
+  const slot = ((Math.imul(a, 0x9e3779b1) ^ Math.imul(b, 0x85ebca77) ^ Math.imul(c, 0xc2b2ae3d) ^ Math.imul(d, 0x27d4eb2f)) >>> 24) & (COMM_SLOTS - 1);
+  const at = slot * 4;
+  const cached = commText[slot];
+  if (cached !== undefined && commRaw[at] === a && commRaw[at + 1] === b && commRaw[at + 2] === c && commRaw[at + 3] === d) return cached;
+  const text = cString(buf, offset, 16);
+  commRaw[at] = a;
+  commRaw[at + 1] = b;
+  commRaw[at + 2] = c;
+  commRaw[at + 3] = d;
+  commText[slot] = text;
+  return text;
+}
+
+/** formatAddress, through the cache for IPv4. */
+function address(buf: Buffer, offset: number, family: number): string {
+  if (family !== AF_INET) return formatAddress(buf, offset, family);
+  const v = buf.readInt32LE(offset);
+  const slot = (Math.imul(v, 0x9e3779b1) >>> 20) & (V4_SLOTS - 1);
+  const cached = v4Text[slot];
+  if (cached !== undefined && v4Raw[slot] === v) return cached;
+  const text = formatAddress(buf, offset, family);
+  v4Raw[slot] = v;
+  v4Text[slot] = text;
+  return text;
+}
+
+/** A u64 field as BigInt, with one allocation when it fits 53 bits (Buffer's reader makes three). */
+function u64(buf: Buffer, offset: number): bigint {
+  const lo = buf.readUInt32LE(offset);
+  const hi = buf.readUInt32LE(offset + 4);
+  return hi < 0x200000 ? BigInt(hi * 4294967296 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
+}
+
 /** RFC 5952 text form of an address held in network byte order at buf[offset..]. */
 export function formatAddress(buf: Buffer, offset: number, family: number): string {
   if (family === AF_INET) return `${buf[offset]}.${buf[offset + 1]}.${buf[offset + 2]}.${buf[offset + 3]}`;
@@ -133,10 +185,10 @@ export function decodeEvent(buf: Buffer, offset: number): TcpEvent | null {
   const familyValue = buf.readUInt16LE(offset + F.family.offset);
   if (!kind || (familyValue !== AF_INET && familyValue !== AF_INET6)) return null;
   const flags = buf.readUInt8(offset + F.flags.offset);
-  const tsNs = buf.readBigUInt64LE(offset + F.ts_ns.offset);
-  const entered = buf.readBigUInt64LE(offset + F.entered_ns.offset);
+  const tsNs = u64(buf, offset + F.ts_ns.offset);
+  const entered = u64(buf, offset + F.entered_ns.offset);
   const enteredNs = flags & EventFlags.ENTERED_KNOWN && entered !== 0n ? entered : null;
-  const expires = buf.readBigUInt64LE(offset + F.expires_ns.offset);
+  const expires = u64(buf, offset + F.expires_ns.offset);
   const ownerKnown = (flags & EventFlags.OWNER_KNOWN) !== 0;
   const errno = buf.readInt32LE(offset + F.error.offset);
   const isTimewait = kind === 'timewait_start' || kind === 'timewait_end';
@@ -145,22 +197,22 @@ export function decodeEvent(buf: Buffer, offset: number): TcpEvent | null {
   return {
     type: kind,
     tsNs,
-    cookie: buf.readBigUInt64LE(offset + F.cookie.offset),
+    cookie: u64(buf, offset + F.cookie.offset),
     enteredNs,
     // A timewait start has no dwell of its own: it opens the timewait phase.
     dwellNs: enteredNs !== null && kind !== 'timewait_start' && kind !== 'snapshot' ? tsNs - enteredNs : null,
     expiresNs: expires !== 0n ? expires : null,
     netns: buf.readUInt32LE(offset + F.netns.offset),
-    cgroupId: buf.readBigUInt64LE(offset + F.cgroup_id.offset),
+    cgroupId: u64(buf, offset + F.cgroup_id.offset),
     family: familyValue === AF_INET ? 'inet' : 'inet6',
-    saddr: formatAddress(buf, offset + F.saddr.offset, familyValue),
+    saddr: address(buf, offset + F.saddr.offset, familyValue),
     sport: buf.readUInt16LE(offset + F.sport.offset),
-    daddr: formatAddress(buf, offset + F.daddr.offset, familyValue),
+    daddr: address(buf, offset + F.daddr.offset, familyValue),
     dport: buf.readUInt16LE(offset + F.dport.offset),
     pid: buf.readUInt32LE(offset + F.pid.offset),
-    comm: cString(buf, offset + F.comm.offset, F.comm.size),
+    comm: comm(buf, offset + F.comm.offset),
     ownerPid: ownerKnown ? buf.readUInt32LE(offset + F.owner_pid.offset) : null,
-    ownerComm: ownerKnown ? cString(buf, offset + F.owner_comm.offset, F.owner_comm.size) : null,
+    ownerComm: ownerKnown ? comm(buf, offset + F.owner_comm.offset) : null,
     oldState: kind === 'transition' ? stateName(buf.readUInt8(offset + F.old_state.offset)) : null,
     newState: stateName(buf.readUInt8(offset + F.new_state.offset)),
     substate: isTimewait || substate !== 0 ? stateName(substate) : null,

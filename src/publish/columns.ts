@@ -216,9 +216,11 @@ class AddressColumn {
     for (let i = 0; i < this.n; i++) {
       const l = this.len[i]!;
       w.varint(tag);
-      w.buf[w.pos++] = l;
-      w.buf.set(this.bytes.subarray(16 * i, 16 * i + l), w.pos);
-      w.pos += l;
+      const b = w.buf;
+      let p = w.pos;
+      b[p++] = l;
+      for (let j = 16 * i, end = j + l; j < end; j++) b[p++] = this.bytes[j]!;
+      w.pos = p;
     }
   }
 }
@@ -280,6 +282,12 @@ class CommDictionary {
     const bytes = textEncoder.encode(s);
     w.bytes(field, bytes);
   }
+}
+
+/** The 16 comm bytes at a and at b of src are equal. */
+function sameComm(src: Uint8Array, a: number, b: number): boolean {
+  for (let i = 0; i < 16; i++) if (src[a + i] !== src[b + i]) return false;
+  return true;
 }
 
 const KIND_VALUE = new Uint8Array(256);
@@ -444,7 +452,8 @@ export class TransitionColumns {
       const src = this.sources[i]!;
       const off = this.commOff.a[i]!;
       ownerComm.push(this.ownerKnown.a[i] ? strings.idRaw(src, off + F.owner_comm.offset) : 0);
-      comm.push(strings.idRaw(src, off + F.comm.offset));
+      // The actor is most often the owner: the same 16 bytes, the same index.
+      comm.push(this.ownerKnown.a[i] && sameComm(src, off + F.comm.offset, off + F.owner_comm.offset) ? ownerComm.a[i]! : strings.idRaw(src, off + F.comm.offset));
     }
     comm.write(w, 22);
     this.ownerPid.write(w, 23);

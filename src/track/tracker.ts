@@ -67,7 +67,13 @@ export class Tracker {
   private readonly clock: () => bigint;
   private readonly onDwell: ((r: DwellRecord) => void) | undefined;
   private readonly live = new LiveTable();
-  private readonly closed = new Map<CookieKey, number>();
+  /**
+   * Recently closed sockets (cookie → close time), in two generations: a new one starts when
+   * the current one is half of rememberClosed, and the one before it is dropped. Cheaper than
+   * evicting the oldest key per close (an iterator per event), and as bounded.
+   */
+  private closed = new Map<CookieKey, number>();
+  private closedBefore = new Map<CookieKey, number>();
   private readonly rememberClosed: number;
   private readonly seededAt = new Map<number, number>();
   private readonly requests = new Map<string, { key: CookieKey; seenNs: number }>();
@@ -307,7 +313,7 @@ export class Tracker {
   private applyTransition(e: TcpEvent, key: CookieKey, slot: number, oldV: number, newV: number, ts: number): boolean {
     // The namespace was seeded from a snapshot taken after this event: it is already reflected.
     if (ts < (this.seededAt.get(e.netns) ?? -Infinity)) return false;
-    const closedAt = this.closed.get(key);
+    const closedAt = this.closedAt(key);
     if (newV === S.CLOSE) {
       if (slot < 0) {
         if (closedAt !== undefined && ts <= closedAt) return this.lateOrDuplicate(ts === closedAt);
@@ -328,6 +334,7 @@ export class Tracker {
       if (closedAt !== undefined) {
         if (ts <= closedAt) return this.lateOrDuplicate(ts === closedAt);
         this.closed.delete(key); // used again after a close (connect after a failed connect)
+        this.closedBefore.delete(key);
       }
       const fresh = oldV === S.CLOSE || (e.child && oldV === S.LISTEN);
       if (!fresh) this.s.unknownSockets++;
@@ -368,7 +375,7 @@ export class Tracker {
       this.live.refresh(slot, e);
       return;
     }
-    const closedAt = this.closed.get(key);
+    const closedAt = this.closedAt(key);
     if (closedAt !== undefined && ts <= closedAt) {
       this.lateOrDuplicate(false);
       return;
@@ -401,7 +408,7 @@ export class Tracker {
           this.markClosed(key, ts);
         }
       } else {
-        const closedAt = this.closed.get(key);
+        const closedAt = this.closedAt(key);
         if (closedAt !== undefined && ts <= closedAt) {
           this.lateOrDuplicate(ts === closedAt);
           return;
@@ -450,7 +457,7 @@ export class Tracker {
     const key = cookieKey(e.cookie);
     const slot = this.live.find(key);
     if (slot < 0) {
-      const closedAt = this.closed.get(key);
+      const closedAt = this.closedAt(key);
       if (closedAt !== undefined && closedAt >= ts) return; // closed after the walk saw it
       if (healing) this.s.healedAdded++;
       this.live.add(key, e.cookie, state, flags, entered, e);
@@ -481,10 +488,16 @@ export class Tracker {
     return true;
   }
 
+  private closedAt(key: CookieKey): number | undefined {
+    return this.closed.get(key) ?? this.closedBefore.get(key);
+  }
+
   private markClosed(key: CookieKey, ts: number): void {
-    this.closed.delete(key);
     this.closed.set(key, ts);
-    if (this.closed.size > this.rememberClosed) this.closed.delete(this.closed.keys().next().value!);
+    if (this.closed.size >= this.rememberClosed / 2) {
+      this.closedBefore = this.closed;
+      this.closed = new Map();
+    }
   }
 
   private removeSlot(key: CookieKey, slot: number): void {
