@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { kernelAvailable, TestNetns } from './helpers.js';
+import { decodeRingBatch, toJson, type TcpEvent } from '../../src/decode.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
 
@@ -48,6 +49,39 @@ describe.skipIf(!kernelAvailable)('tcpdwell trace, end to end', () => {
       expect(m).not.toBeNull();
       expect(Number(m![1])).toBe(lines.length);
       expect(Number(m![2])).toBe(0);
+    } finally {
+      netns.delete();
+    }
+  });
+
+  it('--format raw records kernel batches that decode to exactly what --format json printed', async () => {
+    const netns = new TestNetns();
+    try {
+      // Two tracers on the same traffic: raw bytes to a pipe, JSON lines beside it.
+      const raw = spawn(bin, ['trace', '--netns', netns.name, '--format', 'raw', '--duration', '4'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const chunks: Buffer[] = [];
+      let rawErr = '';
+      raw.stdout.on('data', (d: Buffer) => chunks.push(d));
+      raw.stderr.on('data', (d) => (rawErr += d));
+      const rawDone = new Promise<number | null>((resolve) => raw.on('close', resolve));
+      const json = trace(['--netns', netns.name, '--format', 'json', '--duration', '4']);
+      await json.ready;
+      while (!rawErr.includes('tracing TCP state transitions')) await new Promise((r) => setTimeout(r, 50));
+      await netns.run('client-first', '127.0.0.1', 8305);
+      await netns.run('refused', '127.0.0.1', 8306);
+      expect(await rawDone).toBe(0);
+      const j = await json.done;
+      const events: TcpEvent[] = [];
+      const stats = { records: 0, malformed: 0 };
+      decodeRingBatch(Buffer.concat(chunks), (e) => events.push(e), stats);
+      expect(stats.malformed).toBe(0);
+      expect(Number(/(\d+) events seen, 0 lost/.exec(rawErr)?.[1])).toBe(events.length);
+      // Each tracer's program stamps its own time: compare what happened, to which socket.
+      const key = (o: Record<string, unknown>) => `${o.type} ${o.cookie} ${o.oldState ?? ''} ${o.newState ?? o.state ?? ''} ${o.sport} ${o.dport} ${o.error}`;
+      const fromJson = j.stdout.trim().split('\n').map((l) => key(JSON.parse(l)));
+      const fromRaw = events.map((e) => key(toJson(e)));
+      expect(fromRaw.filter((k) => k.startsWith('transition')).length).toBeGreaterThanOrEqual(10);
+      expect(new Set(fromRaw)).toEqual(new Set(fromJson));
     } finally {
       netns.delete();
     }
