@@ -313,7 +313,8 @@ export class Tracker {
   private applyTransition(e: TcpEvent, key: CookieKey, slot: number, oldV: number, newV: number, ts: number): boolean {
     // The namespace was seeded from a snapshot taken after this event: it is already reflected.
     if (ts < (this.seededAt.get(e.netns) ?? -Infinity)) return false;
-    const closedAt = this.closedAt(key);
+    // Only a socket not in the table can have closed before (two Map lookups, so only then).
+    const closedAt = slot < 0 ? this.closedAt(key) : undefined;
     if (newV === S.CLOSE) {
       if (slot < 0) {
         if (closedAt !== undefined && ts <= closedAt) return this.lateOrDuplicate(ts === closedAt);
