@@ -12,6 +12,7 @@
 //   BENCH_REPS=5  BENCH_SECONDS=10  BENCH_COUNT=0 (connections per run; 0 = time only)
 //   BENCH_RATE=0 (connections per second in all, paced by churn --rate; 0 = as fast as the CPUs
 //     allow. 10000 = 100 k transition events/s in the close-first modes, issue 6's latency target)
+//   BENCH_FLUSH_MS= (tcpdwell run --flush-interval in ms; unset = the agent's default, 100 ms)
 //   BENCH_MODES=client-first (comma list: client-first, server-first, rst)
 //   BENCH_CONTENDERS=none,tcpdwell-trace,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace  BENCH_THREADS=<nproc>
 //   BENCH_ADDRS=8  BENCH_PORTS=8 (destinations per thread: 127.0.0.1..N x ports)
@@ -37,6 +38,7 @@ const cfg = {
   seconds: num('BENCH_SECONDS', 10),
   count: num('BENCH_COUNT', 0),
   rate: num('BENCH_RATE', 0),
+  flushMs: num('BENCH_FLUSH_MS', null),
   modes: (env.BENCH_MODES || 'client-first').split(',').filter(Boolean),
   contenders: (env.BENCH_CONTENDERS || 'none,tcpdwell-trace,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace').split(',').filter(Boolean),
   threads: num('BENCH_THREADS', cpus().length),
@@ -127,6 +129,7 @@ const CONTENDERS = {
     argv: (ctx) => [
       TCPDWELL, 'run', '--nats', ctx.nats.url, '--host', RUN_HOST, '--netns', ctx.netns,
       '--spool-dir', ctx.spoolDir, '--pin-dir', ctx.pinDir, '--status-interval', '3600',
+      ...(cfg.flushMs ? ['--flush-interval', String(cfg.flushMs / 1000)] : []),
     ],
     readyLine: /publishing to tcpdwell\.v1\./,
     drainPath: (ctx) => ctx.subOut,
@@ -656,7 +659,7 @@ function markdown(state) {
   if (runRows.length) {
     L.push('');
     L.push(
-      `\`tcpdwell run\` in detail (medians over reps; latency max and worst p99: over all reps). Its row above counts the agent process only; ` +
+      `\`tcpdwell run\` in detail (flush interval ${cfg.flushMs ? `${cfg.flushMs} ms (\`--flush-interval\`)` : '100 ms (the default)'}; medians over reps; latency max and worst p99: over all reps). Its row above counts the agent process only; ` +
         'the nats-server (started by the harness for each run: free loopback port, JetStream file store in a temp dir) and the latency ' +
         'subscriber are separate processes on the same two cores, measured over the same window and divided by the same events ' +
         '(what the agent published: transitions + timewait events):',
