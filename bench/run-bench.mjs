@@ -10,8 +10,11 @@
 //
 // Configuration (environment; `make bench BENCH_REPS=1 BENCH_SECONDS=2` for a smoke run):
 //   BENCH_REPS=5  BENCH_SECONDS=10  BENCH_COUNT=0 (connections per run; 0 = time only)
+//   BENCH_RATE=0 (connections per second in all, paced by churn --rate; 0 = as fast as the CPUs
+//     allow. 10000 = 100 k transition events/s in the close-first modes, issue 6's latency target)
+//   BENCH_FLUSH_MS= (tcpdwell run --flush-interval in ms; unset = the agent's default, 100 ms)
 //   BENCH_MODES=client-first (comma list: client-first, server-first, rst)
-//   BENCH_CONTENDERS=none,tcpdwell-trace,tcpdwell-kernel,tcpstates,bpftrace  BENCH_THREADS=<nproc>
+//   BENCH_CONTENDERS=none,tcpdwell-trace,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace  BENCH_THREADS=<nproc>
 //   BENCH_ADDRS=8  BENCH_PORTS=8 (destinations per thread: 127.0.0.1..N x ports)
 //   BENCH_MAX_TW=1048576 (tcp_max_tw_buckets in the namespace)  BENCH_TW_REUSE=1
 //   BENCH_DECODE_RECORDS=1000000  BENCH_DECODE=0 to skip the microbenchmark
@@ -34,8 +37,10 @@ const cfg = {
   reps: num('BENCH_REPS', 5),
   seconds: num('BENCH_SECONDS', 10),
   count: num('BENCH_COUNT', 0),
+  rate: num('BENCH_RATE', 0),
+  flushMs: num('BENCH_FLUSH_MS', null),
   modes: (env.BENCH_MODES || 'client-first').split(',').filter(Boolean),
-  contenders: (env.BENCH_CONTENDERS || 'none,tcpdwell-trace,tcpdwell-kernel,tcpstates,bpftrace').split(',').filter(Boolean),
+  contenders: (env.BENCH_CONTENDERS || 'none,tcpdwell-trace,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace').split(',').filter(Boolean),
   threads: num('BENCH_THREADS', cpus().length),
   addrs: num('BENCH_ADDRS', 8),
   ports: num('BENCH_PORTS', 8),
@@ -62,10 +67,11 @@ const log = (...a) => console.error('bench:', ...a);
 
 // ---- contenders ----------------------------------------------------------------------------
 // One entry per contender: how to start it, when it is attached, and how to count what it wrote.
-// To add `tcpdwell run` (issue 6's main contender) when it can be measured: an entry with its argv
-// (e.g. [TCPDWELL, 'run', '--netns', ctx.netns, '--spool-dir', ctx.dir]), a `ready` test (a line
-// it prints once attached) and a `count` that reads what reached NATS — e.g. a `tcpdwell tail`
-// started next to it writing to ctx.out — plus `summary` for its own "seen/lost" line.
+// Optional hooks (used by tcpdwell-run): `setup(ctx)` starts what it needs before it (a NATS server,
+// a subscriber), `drainPath(ctx)` names the file whose growth means "still delivering",
+// `sidecars(ctx)` lists other processes whose CPU and RSS are measured in the same window,
+// `teardown(ctx)` stops and removes what setup made (also on failure).
+const RUN_HOST = 'bench';
 const CONTENDERS = {
   none: { label: 'no tracer' },
   'tcpdwell-trace': {
@@ -89,6 +95,87 @@ const CONTENDERS = {
     count: countTcpdwell,
     kernelOnly: true,
     summary: (stderr) => CONTENDERS['tcpdwell-trace'].summary(stderr),
+  },
+  // The full agent: decode, tracker, dwell records, spool, JetStream publish to a nats-server of
+  // our own (fresh per run, free loopback port, JetStream in the run's temp dir), so that its CPU is
+  // measured apart from the agent's. Filtered to the bench namespace (--netns), so everything in the
+  // stream is bench traffic. Captured = transitions in the stream after the run (what reached
+  // JetStream); loss counters = the kernel's, from the message headers. A core-NATS subscriber
+  // (bench/nats-bench.mjs sub) measures event time → receipt for every event.
+  'tcpdwell-run': {
+    label: '`tcpdwell run` → NATS (agent process)',
+    run: true,
+    setup: async (ctx) => {
+      const { startLocalNats } = await import(join(ROOT, 'dist/nats-server.js'));
+      ctx.pinDir = `/sys/fs/bpf/tcpdwell-bench-${process.pid}-${ctx.runIndex}`;
+      pinDirs.add(ctx.pinDir);
+      ctx.spoolDir = join(ctx.dir, `spool-${ctx.runIndex}`);
+      ctx.nats = await startLocalNats({ storeDir: join(ctx.dir, `nats-${ctx.runIndex}`) });
+      live.add(ctx.nats.process);
+      ctx.subOut = join(ctx.dir, `${ctx.name}.sub`);
+      const sub = spawn('node', [join(ROOT, 'bench/nats-bench.mjs'), 'sub', ctx.nats.url, `tcpdwell.v1.${RUN_HOST}.transitions`], {
+        stdio: ['ignore', ctx.openOut(ctx.subOut), 'pipe'],
+      });
+      live.add(sub);
+      ctx.sub = { child: sub, stderr: '', exited: new Promise((r) => sub.on('exit', r)) };
+      sub.stderr.setEncoding('utf8');
+      sub.stderr.on('data', (d) => (ctx.sub.stderr += d));
+      const deadline = Date.now() + 20_000;
+      while (!ctx.sub.stderr.includes('subscribed')) {
+        if (sub.exitCode !== null || Date.now() > deadline) throw new Error(`latency subscriber did not start: ${ctx.sub.stderr.trim()}`);
+        await sleep(50);
+      }
+    },
+    argv: (ctx) => [
+      TCPDWELL, 'run', '--nats', ctx.nats.url, '--host', RUN_HOST, '--netns', ctx.netns,
+      '--spool-dir', ctx.spoolDir, '--pin-dir', ctx.pinDir, '--status-interval', '3600',
+      ...(cfg.flushMs ? ['--flush-interval', String(cfg.flushMs / 1000)] : []),
+    ],
+    readyLine: /publishing to tcpdwell\.v1\./,
+    drainPath: (ctx) => ctx.subOut,
+    sidecars: (ctx) => ({ nats: ctx.nats.process.pid, sub: ctx.sub.child.pid }),
+    // After the agent has stopped (it drains its spool into NATS before exiting).
+    count: async (_path, ctx, r) => {
+      ctx.sub.child.kill('SIGTERM');
+      await Promise.race([ctx.sub.exited, sleep(30_000)]);
+      const last = readFileSync(ctx.subOut, 'utf8').trim().split('\n').pop() ?? '';
+      r.latency = last.startsWith('result ') ? JSON.parse(last.slice(7)) : null;
+      const out = await new Promise((resolve, reject) => {
+        const child = spawn('node', [join(ROOT, 'bench/nats-bench.mjs'), 'count', ctx.nats.url, RUN_HOST, String(PORT_LO), String(PORT_HI)], { stdio: ['ignore', 'pipe', 'pipe'] });
+        live.add(child);
+        let o = '';
+        let e = '';
+        child.stdout.on('data', (d) => (o += d));
+        child.stderr.on('data', (d) => (e += d));
+        child.on('exit', (code) => {
+          live.delete(child);
+          code === 0 ? resolve(o) : reject(new Error(`counting the stream failed (${code}): ${e.trim()}`));
+        });
+      });
+      r.stream = JSON.parse(out.trim().split('\n').pop());
+      r.drops = r.stream.drops;
+      return { transitions: r.stream.transitions, timewaitStart: r.stream.timewaitStart, timewaitEnd: r.stream.timewaitEnd, other: r.stream.otherPorts };
+    },
+    // "tcpdwell run: stopped: N events in M messages, P published, spool S (B B), lost: R ring full, K malformed, D spool-dropped"
+    summary: (stderr) => {
+      const m = /stopped: (\d+) events in (\d+) messages, (\d+) published, spool (\d+) \((\d+) B\), lost: (\d+) ring full, (\d+) malformed, (\d+) spool-dropped/.exec(stderr);
+      return m ? { seen: +m[1], messages: +m[2], published: +m[3], spoolLeft: +m[4], lost: +m[6] + +m[7] + +m[8], ringFull: +m[6], malformed: +m[7], spoolDropped: +m[8] } : null;
+    },
+    teardown: async (ctx) => {
+      if (ctx.sub && ctx.sub.child.exitCode === null && ctx.sub.child.signalCode === null) ctx.sub.child.kill('SIGKILL');
+      if (ctx.sub) live.delete(ctx.sub.child);
+      if (ctx.nats) {
+        await ctx.nats.stop().catch(() => {});
+        live.delete(ctx.nats.process);
+        rmSync(ctx.nats.storeDir, { recursive: true, force: true });
+      }
+      if (ctx.pinDir) {
+        rmSync(ctx.pinDir, { recursive: true, force: true });
+        pinDirs.delete(ctx.pinDir);
+      }
+      if (ctx.spoolDir) rmSync(ctx.spoolDir, { recursive: true, force: true });
+      if (ctx.subOut) rmSync(ctx.subOut, { force: true });
+    },
   },
   tcpstates: {
     label: 'libbpf-tools `tcpstates` → file',
@@ -188,6 +275,7 @@ async function countBpftrace(path) {
 
 // ---- set-up and clean-up -------------------------------------------------------------------
 const live = new Set(); // child processes to stop on the way out
+const pinDirs = new Set(); // bpffs directories of tcpdwell run, removed on the way out (never /sys/fs/bpf/tcpdwell)
 let netnsUp = false;
 
 function netnsCreate() {
@@ -221,6 +309,7 @@ function cleanup() {
       // exited meanwhile
     }
   }
+  for (const d of pinDirs) rmSync(d, { recursive: true, force: true });
   netnsDelete();
 }
 
@@ -349,6 +438,7 @@ async function waitDrained(path) {
 async function runChurn(mode) {
   const args = ['netns', 'exec', NETNS, CHURN, '--mode', mode, '--threads', String(cfg.threads), '--duration', String(cfg.seconds), '--addrs', String(cfg.addrs), '--ports', String(cfg.ports), '--base-port', String(cfg.basePort)];
   if (cfg.count) args.push('--count', String(cfg.count));
+  if (cfg.rate) args.push('--rate', String(cfg.rate));
   const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let stdout = '';
@@ -371,6 +461,7 @@ async function settle() {
   }
 }
 
+let runIndex = 0;
 async function measure(name, mode, dir, opts = {}) {
   const c = CONTENDERS[name];
   await settle();
@@ -381,6 +472,7 @@ async function measure(name, mode, dir, opts = {}) {
     name,
     netns: NETNS,
     dir,
+    runIndex: runIndex++,
     openOut: (p) => {
       const fd = openSync(p, 'w');
       fds.push(fd);
@@ -389,20 +481,26 @@ async function measure(name, mode, dir, opts = {}) {
   };
   let t = null;
   try {
+    if (c.setup) await c.setup(ctx);
     if (c.argv) {
       t = startTracer(c, ctx, opts.argv);
       await waitReady(c, t);
     }
     const cpu0 = t ? procCpuS(t.child.pid) : 0;
+    const sidecars = c.sidecars?.(ctx) ?? {};
+    const sideCpu0 = Object.fromEntries(Object.entries(sidecars).map(([k, pid]) => [k, procCpuS(pid)]));
     const host0 = hostCpu();
     const churn = await runChurn(mode);
     const host1 = hostCpu();
     const r = { contender: name, mode, churn, connPerS: churn.connPerS, hostBusyPct: Number(busyPct(host0, host1).toFixed(1)) };
     r.expected = churn.connections * EVENTS_PER_CONN[mode] + churn.failedConnects * 2;
     if (t) {
-      await waitDrained(t.out.path);
+      await waitDrained(c.drainPath ? c.drainPath(ctx) : t.out.path);
       r.tracerCpuS = procCpuS(t.child.pid) - cpu0;
       r.peakRssKiB = procStatus(t.child.pid, 'VmHWM');
+      r.sidecars = Object.fromEntries(
+        Object.entries(sidecars).map(([k, pid]) => [k, { cpuS: procCpuS(pid) - sideCpu0[k], peakRssKiB: procStatus(pid, 'VmHWM') }]),
+      );
       t.child.kill('SIGINT');
       const ex = await Promise.race([t.exited, sleep(60_000).then(() => null)]);
       if (!ex) {
@@ -414,17 +512,19 @@ async function measure(name, mode, dir, opts = {}) {
       r.stderrTail = t.out.stderr.trim().split('\n').slice(-3).join(' | ');
       r.summary = c.summary?.(t.out.stderr) ?? null;
       r.outBytes = statSync(t.out.path).size;
-      r.captured = await c.count(t.out.path);
+      r.captured = await c.count(t.out.path, ctx, r);
       // Every event the tracer handled, for CPU per event: its own count when it has one.
       r.eventsHandled = r.summary?.seen ?? r.captured.transitions + (r.captured.other ?? 0);
       // Kernel-only: nothing reaches user space by design; its CPU is per event the kernel handled.
       r.lossPct = c.kernelOnly ? null : (100 * (r.expected - r.captured.transitions)) / r.expected;
       r.cpuNsPerEvent = c.kernelOnly ? (r.tracerCpuS * 1e9) / r.expected : r.eventsHandled ? (r.tracerCpuS * 1e9) / r.eventsHandled : null;
+      for (const s of Object.values(r.sidecars)) s.cpuNsPerEvent = r.eventsHandled ? (s.cpuS * 1e9) / r.eventsHandled : null;
       rmSync(t.out.path, { force: true });
     }
     return r;
   } finally {
     if (t && t.child.exitCode === null && t.child.signalCode === null) t.child.kill('SIGKILL');
+    if (c.teardown) await c.teardown(ctx);
     for (const fd of fds) closeSync(fd);
     netnsDelete();
   }
@@ -455,6 +555,38 @@ function summarizeCpuProfile(dir) {
 // ---- report ----------------------------------------------------------------------------------
 const fmt = (x, d = 0) => (x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
 
+// tcpdwell run only: the NATS side, the latency subscriber and the loss counters in the headers.
+function summarizeRun(rs) {
+  const med = (f) => median(rs.map((r) => { try { return f(r); } catch { return null; } }));
+  const max = (f) => Math.max(...rs.map((r) => { try { return f(r) ?? -Infinity; } catch { return -Infinity; } }));
+  const dropKeys = [...new Set(rs.flatMap((r) => Object.keys(r.drops ?? {})))];
+  return {
+    // Events the agent published per second of churn (transitions + timewait), and the subscriber's
+    // median over whole seconds of event time.
+    eventsPerS: med((r) => r.summary.seen / r.churn.durationS),
+    transitionsPerS: med((r) => r.captured.transitions / r.churn.durationS),
+    subEventsPerS: med((r) => r.latency.eventsPerSecond.median),
+    subEvents: med((r) => r.latency.events),
+    published: med((r) => r.summary.seen),
+    p50Ms: med((r) => r.latency.latencyUs.p50 / 1000),
+    p99Ms: med((r) => r.latency.latencyUs.p99 / 1000),
+    worstP99Ms: max((r) => r.latency.latencyUs.p99 / 1000),
+    maxMs: max((r) => r.latency.latencyUs.max / 1000),
+    agentPartP50Ms: med((r) => r.latency.agentPartUs.p50 / 1000),
+    agentPartP99Ms: med((r) => r.latency.agentPartUs.p99 / 1000),
+    transitP99Ms: med((r) => r.latency.transitUs.p99 / 1000),
+    eventsPerMessage: med((r) => r.latency.eventsPerMessage),
+    natsCpuNsPerEvent: med((r) => r.sidecars.nats.cpuNsPerEvent),
+    natsCpuPct: med((r) => (100 * r.sidecars.nats.cpuS) / r.churn.durationS),
+    natsRssMiB: max((r) => r.sidecars.nats.peakRssKiB / 1024),
+    subCpuNsPerEvent: med((r) => r.sidecars.sub.cpuNsPerEvent),
+    subCpuPct: med((r) => (100 * r.sidecars.sub.cpuS) / r.churn.durationS),
+    dwellRecords: med((r) => r.stream.dwellRecords),
+    streamMiB: med((r) => Object.values(r.stream.bytes).reduce((a, b) => a + b, 0) / 2 ** 20),
+    drops: Object.fromEntries(dropKeys.map((k) => [k, med((r) => r.drops?.[k] ?? 0)])),
+  };
+}
+
 function summarize(results) {
   const rows = [];
   for (const mode of cfg.modes) {
@@ -476,6 +608,7 @@ function summarize(results) {
         expected: median(rs.map((r) => r.expected)),
         captured: traced ? median(rs.map((r) => r.captured.transitions)) : null,
         lossPct: traced ? median(rs.map((r) => r.lossPct)) : null,
+        p99Ms: CONTENDERS[name].run ? median(rs.map((r) => (r.latency ? r.latency.latencyUs.p99 / 1000 : null))) : null,
         maxLossPct: traced ? Math.max(...rs.map((r) => r.lossPct)) : null,
         ownLost: rs[0].summary ? median(rs.map((r) => r.summary?.lost ?? null)) : null,
         ownSeen: rs[0].summary ? median(rs.map((r) => r.summary?.seen ?? null)) : null,
@@ -483,6 +616,7 @@ function summarize(results) {
         tracerCpuPct: name === 'none' ? null : median(rs.map((r) => (100 * r.tracerCpuS) / r.churn.durationS)),
         peakRssMiB: name === 'none' ? null : Math.max(...rs.map((r) => r.peakRssKiB ?? 0)) / 1024,
         hostBusyPct: median(rs.map((r) => r.hostBusyPct)),
+        run: CONTENDERS[name].run ? summarizeRun(rs) : null,
       });
     }
   }
@@ -501,15 +635,15 @@ function markdown(state) {
   L.push(`- **Load:** before \`${loadBefore}\`; after \`${loadAfter}\``);
   L.push(
     `- **Workload:** \`bench/churn\` ${cfg.modes.join(', ')}, ${cfg.threads} threads, ${cfg.addrs} addresses × ${cfg.ports} ports per thread, ` +
-      `${cfg.reps} reps × ${cfg.seconds} s${cfg.count ? ` (or ${cfg.count} connections)` : ''}, contenders interleaved round-robin (order rotated each rep); ` +
+      `${cfg.reps} reps × ${cfg.seconds} s${cfg.count ? ` (or ${cfg.count} connections)` : ''}${cfg.rate ? `, **paced to ${fmt(cfg.rate)} conn/s** (\`churn --rate\`)` : ', unpaced (as fast as the CPUs allow)'}, contenders interleaved round-robin (order rotated each rep); ` +
       `netns sysctls tcp_tw_reuse=${cfg.twReuse}, tcp_max_tw_buckets=${cfg.maxTw}; a fresh namespace per run`,
   );
   L.push('');
-  L.push('| mode | tracer | conn/s (median) | min–max | vs no tracer | events expected | captured | lost | tracer\'s own count: seen / lost | tracer CPU per event | tracer CPU (% of a core) | peak RSS | host busy |');
-  L.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  L.push('| mode | tracer | conn/s (median) | min–max | vs no tracer | events expected | captured | lost | tracer\'s own count: seen / lost | tracer CPU per event | tracer CPU (% of a core) | peak RSS | host busy | NATS p99 latency |');
+  L.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     L.push(
-      `| ${r.mode} | ${r.label} | ${fmt(r.connPerS)} | ${fmt(r.minConnPerS)}–${fmt(r.maxConnPerS)} | ${r.ratio === null ? '—' : `**${fmt(r.ratio, 2)}×**`} | ${fmt(r.expected)} | ${fmt(r.captured)} | ${r.lossPct === null ? '—' : `${fmt(r.lossPct, 1)} %${r.maxLossPct !== r.lossPct ? ` (max ${fmt(r.maxLossPct, 1)} %)` : ''}`} | ${r.ownSeen === null ? '—' : `${fmt(r.ownSeen)} / ${fmt(r.ownLost)}`} | ${r.cpuNsPerEvent === null ? '—' : `${fmt(r.cpuNsPerEvent / 1000, 2)} µs`} | ${fmt(r.tracerCpuPct)} % | ${r.peakRssMiB === null ? '—' : `${fmt(r.peakRssMiB, 0)} MiB`} | ${fmt(r.hostBusyPct)} % |`,
+      `| ${r.mode} | ${r.label} | ${fmt(r.connPerS)} | ${fmt(r.minConnPerS)}–${fmt(r.maxConnPerS)} | ${r.ratio === null ? '—' : `**${fmt(r.ratio, 2)}×**`} | ${fmt(r.expected)} | ${fmt(r.captured)} | ${r.lossPct === null ? '—' : `${fmt(r.lossPct, 1)} %${r.maxLossPct !== r.lossPct ? ` (max ${fmt(r.maxLossPct, 1)} %)` : ''}`} | ${r.ownSeen === null ? '—' : `${fmt(r.ownSeen)} / ${fmt(r.ownLost)}`} | ${r.cpuNsPerEvent === null ? '—' : `${fmt(r.cpuNsPerEvent / 1000, 2)} µs`} | ${fmt(r.tracerCpuPct)} % | ${r.peakRssMiB === null ? '—' : `${fmt(r.peakRssMiB, 0)} MiB`} | ${fmt(r.hostBusyPct)} % | ${r.p99Ms === null ? '—' : `${fmt(r.p99Ms, 1)} ms`} |`,
     );
   }
   L.push('');
@@ -521,6 +655,37 @@ function markdown(state) {
     'drained output (/proc/PID/stat), so the kernel-side cost of the BPF programs is not in it: it shows up as the lower conn/s. ' +
     '`tcpdwell trace --port 9` runs the same kernel programs with a port filter nothing matches: all the kernel-side work is done and ' +
     'every record is dropped at emit, so its conn/s is the kernel side\'s cost alone.');
+  const runRows = rows.filter((r) => r.run);
+  if (runRows.length) {
+    L.push('');
+    L.push(
+      `\`tcpdwell run\` in detail (flush interval ${cfg.flushMs ? `${cfg.flushMs} ms (\`--flush-interval\`)` : '100 ms (the default)'}; medians over reps; latency max and worst p99: over all reps). Its row above counts the agent process only; ` +
+        'the nats-server (started by the harness for each run: free loopback port, JetStream file store in a temp dir) and the latency ' +
+        'subscriber are separate processes on the same two cores, measured over the same window and divided by the same events ' +
+        '(what the agent published: transitions + timewait events):',
+    );
+    L.push('');
+    L.push('| mode | events/s published (subscriber: median whole second) | transitions/s | agent CPU per event | nats-server CPU per event (% of a core) | subscriber CPU per event (% of a core) | nats-server peak RSS | NATS latency p50 / p99 / max | worst p99 | in the agent (p50 / p99) | events per message | dwell records | stream size | kernel loss counters (headers) |');
+    L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+    for (const r of runRows) {
+      const x = r.run;
+      const drops = Object.entries(x.drops).filter(([, v]) => v).map(([k, v]) => `${k} ${fmt(v)}`).join(', ') || 'all 0';
+      L.push(
+        `| ${r.mode} | ${fmt(x.eventsPerS)} (${fmt(x.subEventsPerS)}) | ${fmt(x.transitionsPerS)} | ${r.cpuNsPerEvent === null ? '—' : `${fmt(r.cpuNsPerEvent / 1000, 2)} µs`} | ` +
+          `${fmt(x.natsCpuNsPerEvent / 1000, 2)} µs (${fmt(x.natsCpuPct)} %) | ${fmt(x.subCpuNsPerEvent / 1000, 2)} µs (${fmt(x.subCpuPct)} %) | ${fmt(x.natsRssMiB)} MiB | ` +
+          `${fmt(x.p50Ms, 1)} / **${fmt(x.p99Ms, 1)}** / ${fmt(x.maxMs, 0)} ms | ${fmt(x.worstP99Ms, 1)} ms | ${fmt(x.agentPartP50Ms, 1)} / ${fmt(x.agentPartP99Ms, 1)} ms | ${fmt(x.eventsPerMessage)} | ${fmt(x.dwellRecords)} | ${fmt(x.streamMiB, 1)} MiB | ${drops} |`,
+      );
+    }
+    L.push('');
+    L.push(
+      'Latency = CLOCK_BOOTTIME when the subscriber (bench/nats-bench.mjs, a core NATS subscription on `tcpdwell.v1.bench.transitions`) ' +
+        'received the batch − the event\'s kernel time (base_ts_ns + ts_delta_ns), for every event; "in the agent" = the batch header\'s ' +
+        'sent_at_boot_ns − the event time (ring wake-up, decode, batching, flush). "Captured" in the table above = transitions in the ' +
+        'JetStream stream after the run (read back with an ordered consumer, decoded with the project\'s protobuf code, listeners\' own ' +
+        'events left out); the agent runs with `--netns` on the bench namespace, its own `--pin-dir` and `--spool-dir`, both removed ' +
+        'after the run. Kernel loss counters: the largest value in any message header of the run (they are cumulative).',
+    );
+  }
   if (decode) {
     L.push('');
     L.push(`User-space microbenchmark (\`bench/decode-bench.mjs\`, \`taskset -c ${decode.cpu}\`, one core): test/fixtures/*.ring (${decode.fixtureRecords} records) replicated to ${fmt(decode.records)} records in batches of ${decode.batchRecords} (256 KiB, the wake-up size); medians of ${decode.passes} passes after a warm-up:`);
@@ -582,6 +747,7 @@ async function main() {
           log(
             `rep ${rep + 1}/${cfg.reps} ${mode} ${name}: ${fmt(r.connPerS)} conn/s` +
               (r.captured ? `, ${fmt(r.captured.transitions)}/${fmt(r.expected)} events (${fmt(r.lossPct, 1)} % lost), ${fmt(r.cpuNsPerEvent)} ns CPU/event, RSS ${fmt(r.peakRssKiB / 1024)} MiB${r.summary ? `, own: ${r.summary.seen} seen ${r.summary.lost} lost` : ''}` : '') +
+              (r.latency ? `, NATS latency p50 ${fmt(r.latency.latencyUs.p50 / 1000, 1)} p99 ${fmt(r.latency.latencyUs.p99 / 1000, 1)} max ${fmt(r.latency.latencyUs.max / 1000)} ms at ${fmt(r.latency.eventsPerSecond.median)} events/s, nats-server ${fmt(r.sidecars.nats.cpuNsPerEvent)} ns/event, drops ${JSON.stringify(r.drops)}` : '') +
               `, host ${r.hostBusyPct} % busy`,
           );
         }

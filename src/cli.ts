@@ -80,6 +80,7 @@ export function buildProgram(): Command {
     .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 5)
     .option('--summary-interval <seconds>', 'publish a summary this often', parseSeconds, 10)
+    .option('--flush-interval <seconds>', 'publish a batch of transitions at least this often (also at 4096 events)', parseSeconds, 0.1)
     .option('--no-control-config', "refuse the control service's config endpoint")
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--pin-dir <dir>', 'bpffs directory keeping per-socket state across agent restarts (dwells stay exact)', DEFAULT_PIN_DIR)
@@ -88,7 +89,7 @@ export function buildProgram(): Command {
     .option('--threshold <name=value>', `detector threshold (repeatable), e.g. closeWaitAgeNs=30s; names: ${Object.keys(DEFAULT_THRESHOLDS).join(', ')}`, parseThreshold, {})
     .option('--stream-max-age <seconds>', 'retention of the JetStream stream when the agent creates it (default 7 days)', parseSeconds)
     .option('--stream-max-bytes <n>', 'size bound of the JetStream stream when the agent creates it (default 1GiB)', parseBytes)
-    .action(async (o: ConnectionFlags & { pinDir: string; pin: boolean; resnapshot?: boolean; metricsListen?: string; threshold: Partial<DetectorThresholds>; streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; controlConfig: boolean }) => {
+    .action(async (o: ConnectionFlags & { pinDir: string; pin: boolean; resnapshot?: boolean; metricsListen?: string; threshold: Partial<DetectorThresholds>; streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; flushInterval: number; controlConfig: boolean }) => {
       await runAgent({
         connection: connectionFlags(o),
         configPath: o.config,
@@ -102,6 +103,7 @@ export function buildProgram(): Command {
         controlConfig: o.controlConfig,
         statusIntervalS: o.statusInterval,
         summaryIntervalS: o.summaryInterval,
+        flushIntervalS: o.flushInterval,
         streamMaxAgeS: o.streamMaxAge,
         metricsListen: o.metricsListen,
         thresholds: o.threshold,

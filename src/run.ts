@@ -28,6 +28,8 @@ export interface RunOptions {
   controlConfig: boolean;
   statusIntervalS: number;
   summaryIntervalS: number;
+  /** a batch of transitions is published at least this often (default 0.1 s) */
+  flushIntervalS?: number;
   streamMaxAgeS?: number;
   streamMaxBytes?: number;
   metricsListen?: string;
@@ -62,6 +64,7 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
     spoolDir,
     spoolMaxBytes: opts.spoolMaxBytes ?? file.spool?.maxBytes,
     summaryIntervalMs: opts.summaryIntervalS * 1000,
+    flushIntervalMs: opts.flushIntervalS !== undefined ? opts.flushIntervalS * 1000 : undefined,
     tracer: {
       netns: opts.netns.length ? opts.netns.map((n) => n.inode) : file.filters?.netns,
       ports: opts.ports.length ? opts.ports : file.filters?.ports,
