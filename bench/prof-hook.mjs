@@ -11,7 +11,7 @@ session.connect();
 let started = false;
 const write = process.stderr.write.bind(process.stderr);
 process.stderr.write = (chunk, ...rest) => {
-  if (!started && String(chunk).includes('tracing TCP state transitions')) {
+  if (!started && /tracing TCP state transitions|: publishing to /.test(String(chunk))) {
     started = true;
     session.post('Profiler.enable', () => session.post('Profiler.start'));
   }

@@ -4,6 +4,7 @@ import { EnvironmentError, UsageError } from './errors.js';
 import { resolveNetns } from './netns.js';
 import { runTrace } from './trace.js';
 import { DEFAULT_PIN_DIR, runAgent } from './run.js';
+import { DEFAULT_FLUSH_MS } from './agent.js';
 import { removePinned } from './tracer.js';
 import { runTail } from './tail.js';
 import { runStates } from './states.js';
@@ -80,7 +81,7 @@ export function buildProgram(): Command {
     .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 5)
     .option('--summary-interval <seconds>', 'publish a summary this often', parseSeconds, 10)
-    .option('--flush-interval <seconds>', 'publish a batch of transitions at least this often (also at 4096 events)', parseSeconds, 0.1)
+    .option('--flush-interval <seconds>', 'publish a batch of transitions at least this often (also at 4096 events)', parseSeconds, DEFAULT_FLUSH_MS / 1000)
     .option('--no-control-config', "refuse the control service's config endpoint")
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--pin-dir <dir>', 'bpffs directory keeping per-socket state across agent restarts (dwells stay exact)', DEFAULT_PIN_DIR)

@@ -255,8 +255,8 @@ export class Tracer {
    * Reads the ring buffer: onBatch gets one Buffer per batch (bpf-ts-loader's format).
    * The reader polls every pollIntervalMs, since the kernel side wakes it only for big batches.
    */
-  readRing(onBatch: (batch: Buffer) => void, pollIntervalMs = 10): RingBufferReader {
-    const reader = this.obj.openRingBuffer('events', onBatch, { pollIntervalMs });
+  readRing(onBatch: (batch: Buffer) => void, pollIntervalMs = 10, maxBatchBytes?: number): RingBufferReader {
+    const reader = this.obj.openRingBuffer('events', onBatch, { pollIntervalMs, maxBatchBytes });
     this.readers.push(reader);
     return reader;
   }

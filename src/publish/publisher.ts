@@ -181,14 +181,30 @@ export class Publisher {
     });
   }
 
-  /** Sends what is pending, oldest first, with a window in flight; stops at the first failure. */
+  /**
+   * Sends what is pending, oldest first, with a window in flight, until nothing is pending and
+   * nothing is in flight; stops at the first failure. Messages spooled meanwhile go out at once
+   * (kick() wakes the wait), not after the window drains.
+   */
   private async sendPending(): Promise<void> {
     const spool = this.opts.spool;
     const window = this.opts.maxInFlight ?? 64;
-    const inFlight = new Set<Promise<void>>();
+    const inFlight = new Map<string, Promise<void>>();
+    /** keys in flight, and keys whose file was gone (dropped by the bound meanwhile) */
+    const skip = new Set<string>();
     let failed = false;
-    for (const key of spool.pending()) {
-      if (failed || this.stopped || !this.stats_.connected) break;
+    while (!failed && !this.stopped && this.stats_.connected) {
+      const key = inFlight.size < window ? spool.firstPendingExcept(skip) : undefined;
+      if (key === undefined) {
+        if (inFlight.size === 0) break;
+        // An ack frees a slot; a kick brings a new message.
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+          void Promise.race(inFlight.values()).then(resolve);
+        });
+        continue;
+      }
+      skip.add(key);
       const m = spool.read(key);
       if (!m) continue;
       const p = this.js!.publish(m.subject, m.payload, { msgID: m.msgId, timeout: 5000 }).then(
@@ -202,11 +218,15 @@ export class Publisher {
           failed = true;
         },
       );
-      const tracked = p.finally(() => inFlight.delete(tracked));
-      inFlight.add(tracked);
-      if (inFlight.size >= window) await Promise.race(inFlight);
+      inFlight.set(
+        key,
+        p.finally(() => {
+          inFlight.delete(key);
+          skip.delete(key);
+        }),
+      );
     }
-    await Promise.all(inFlight);
+    await Promise.all(inFlight.values());
     if (failed) await sleep(500);
   }
 

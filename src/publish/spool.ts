@@ -74,6 +74,15 @@ export class Spool {
   /** pending file names, oldest first, with their sizes */
   private readonly queue: { name: string; bytes: number; events: number }[] = [];
   private readonly stats_: SpoolStats = { messages: 0, bytes: 0, dropped: 0, droppedEvents: 0, corrupt: 0 };
+  /**
+   * Messages appended by this process and not yet acked, kept in memory (up to memoryBytes) so
+   * that publishing them does not read back the file just written: each read was an open(),
+   * a read and a checksum on the agent's only thread. The file is still written first.
+   */
+  private readonly inMemory = new Map<string, SpoolMessage>();
+  private inMemoryBytes = 0;
+  /** cap on the bytes kept in memory (default 32 MiB); older messages are read from their files */
+  memoryBytes = 32 << 20;
 
   /** The agent start number, one more than the last run's (persisted here). */
   readonly epoch: bigint;
@@ -129,6 +138,7 @@ export class Spool {
       this.stats_.bytes -= old.bytes;
       this.stats_.dropped++;
       this.stats_.droppedEvents += old.events;
+      this.forgetInMemory(old.name);
       try {
         unlinkSync(join(this.dir, old.name));
       } catch {
@@ -145,8 +155,19 @@ export class Spool {
     writeFileSync(tmp, data);
     renameSync(tmp, join(this.dir, name));
     this.push(name, data.length, m.events);
+    if (this.inMemoryBytes + m.payload.length <= this.memoryBytes) {
+      this.inMemory.set(name, m);
+      this.inMemoryBytes += m.payload.length;
+    }
     this.enforceBound();
     return name;
+  }
+
+  private forgetInMemory(key: string): void {
+    const m = this.inMemory.get(key);
+    if (!m) return;
+    this.inMemory.delete(key);
+    this.inMemoryBytes -= m.payload.length;
   }
 
   /** The pending keys, oldest first. */
@@ -154,8 +175,16 @@ export class Spool {
     return this.queue.map((q) => q.name);
   }
 
+  /** The oldest pending key not in `except`, or undefined. */
+  firstPendingExcept(except: { has(key: string): boolean }): string | undefined {
+    for (const q of this.queue) if (!except.has(q.name)) return q.name;
+    return undefined;
+  }
+
   /** Reads a pending message; null if it was dropped meanwhile or is corrupt (counted). */
   read(key: string): SpoolMessage | null {
+    const kept = this.inMemory.get(key);
+    if (kept) return kept;
     let buf: Buffer;
     try {
       buf = readFileSync(join(this.dir, key));
@@ -175,6 +204,7 @@ export class Spool {
     const i = this.queue.findIndex((q) => q.name === key);
     if (i < 0) return;
     const [q] = this.queue.splice(i, 1);
+    this.forgetInMemory(key);
     this.stats_.messages--;
     this.stats_.bytes -= q!.bytes;
     try {
