@@ -26,6 +26,28 @@ describe('the store-and-forward spool', () => {
     expect(b.pending().at(-1)).toMatch(/^0000000002-/);
   });
 
+  it('serves what it wrote from memory up to its cap, from the file past it, and writes every file first', () => {
+    const s = new Spool(dir, 1 << 20);
+    s.memoryBytes = 250;
+    for (let i = 1; i <= 4; i++) s.append(BigInt(i), msg(i, 100));
+    expect(readdirSync(dir).filter((n) => n.endsWith('.msg'))).toHaveLength(4);
+    const [k1, , k3] = s.pending();
+    // the first two fit the cap (kept), the last two are read back from disk: equal either way
+    expect(s.read(k1!)).toEqual(msg(1, 100));
+    expect(s.read(k3!)).toMatchObject({ msgId: 'h.b.1.3', events: 3 });
+    expect(Buffer.from(s.read(k3!)!.payload).equals(msg(3, 100).payload)).toBe(true);
+    // a corrupt file is only noticed when it is read from disk
+    writeFileSync(join(dir, k3!), 'garbage');
+    expect(s.read(k1!)).not.toBeNull();
+    expect(s.read(k3!)).toBeNull();
+    expect(s.stats().corrupt).toBe(1);
+    // acked messages leave memory: a new one fits again
+    s.ack(k1!);
+    s.append(5n, msg(5, 100));
+    rmSync(join(dir, s.pending().at(-1)!));
+    expect(s.read(s.pending().at(-1)!)).toMatchObject({ msgId: 'h.b.1.5' });
+  });
+
   it('when full, drops the oldest messages and counts them and their events', () => {
     const s = new Spool(dir, 1000);
     for (let i = 1; i <= 10; i++) s.append(BigInt(i), msg(i, 200));
