@@ -14,7 +14,9 @@
 //     allow. 10000 = 100 k transition events/s in the close-first modes, issue 6's latency target)
 //   BENCH_FLUSH_MS= (tcpdwell run --flush-interval in ms; unset = the agent's default, 100 ms)
 //   BENCH_MODES=client-first (comma list: client-first, server-first, rst)
-//   BENCH_CONTENDERS=none,tcpdwell-trace,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace  BENCH_THREADS=<nproc>
+//   BENCH_CONTENDERS=none,tcpdwell-trace,tcpdwell-raw,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace  BENCH_THREADS=<nproc>
+//   BENCH_PIPELINE=0 to skip the pipeline microbenchmark (bench/pipeline-bench.mjs on the last
+//   tcpdwell-raw recording; one 3 s recording run is made when tcpdwell-raw is not a contender)
 //   BENCH_ADDRS=8  BENCH_PORTS=8 (destinations per thread: 127.0.0.1..N x ports)
 //   BENCH_MAX_TW=1048576 (tcp_max_tw_buckets in the namespace)  BENCH_TW_REUSE=1
 //   BENCH_DECODE_RECORDS=1000000  BENCH_DECODE=0 to skip the microbenchmark
@@ -40,7 +42,8 @@ const cfg = {
   rate: num('BENCH_RATE', 0),
   flushMs: num('BENCH_FLUSH_MS', null),
   modes: (env.BENCH_MODES || 'client-first').split(',').filter(Boolean),
-  contenders: (env.BENCH_CONTENDERS || 'none,tcpdwell-trace,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace').split(',').filter(Boolean),
+  contenders: (env.BENCH_CONTENDERS || 'none,tcpdwell-trace,tcpdwell-raw,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace').split(',').filter(Boolean),
+  pipeline: env.BENCH_PIPELINE !== '0',
   threads: num('BENCH_THREADS', cpus().length),
   addrs: num('BENCH_ADDRS', 8),
   ports: num('BENCH_PORTS', 8),
@@ -84,6 +87,15 @@ const CONTENDERS = {
       const m = /(\d+) events seen, (\d+) lost \((\d+) ring full, (\d+) malformed/.exec(stderr);
       return m ? { seen: +m[1], lost: +m[2], ringFull: +m[3], malformed: +m[4] } : null;
     },
+  },
+  // The cheapest capture: kernel records to a file undecoded (`trace --format raw`); its output
+  // is also the recording the pipeline microbenchmark replays.
+  'tcpdwell-raw': {
+    label: '`tcpdwell trace --format raw` → file',
+    argv: (ctx) => [TCPDWELL, 'trace', '--format', 'raw', '--no-snapshot', '--netns', ctx.netns],
+    readyLine: /tracing TCP state transitions/,
+    count: countRaw,
+    summary: (stderr) => CONTENDERS['tcpdwell-trace'].summary(stderr),
   },
   // The same kernel programs with a port filter nothing matches: all the kernel-side work
   // (socket storage, owner, timewait timers) is done and every record is dropped at emit, so
@@ -241,6 +253,21 @@ async function countTcpdwell(path) {
     else if (l.includes('"type":"timewait_end"')) c.timewaitEnd++;
     else if (l) c.other++;
   });
+  return c;
+}
+
+async function countRaw(path) {
+  const { decodeRingBatch } = await import(join(ROOT, 'dist/decode.js'));
+  const c = { transitions: 0, timewaitStart: 0, timewaitEnd: 0, other: 0 };
+  const stats = { records: 0, malformed: 0 };
+  decodeRingBatch(readFileSync(path), (e) => {
+    if (e.type === 'transition') {
+      if (!isListenerEvent(e.oldState, e.newState)) c.transitions++;
+    } else if (e.type === 'timewait_start') c.timewaitStart++;
+    else if (e.type === 'timewait_end') c.timewaitEnd++;
+    else c.other++;
+  }, stats);
+  c.other += stats.malformed;
   return c;
 }
 
@@ -694,6 +721,18 @@ function markdown(state) {
     L.push('|---|---:|---:|---:|');
     for (const r of decode.results) L.push(`| ${r.name} | ${fmt(r.events)} | ${fmt(r.eventsPerS)} | ${fmt(r.nsPerEvent)} |`);
   }
+  if (state.pipeline) {
+    const p = state.pipeline;
+    L.push('');
+    L.push(`Pipeline microbenchmark (\`bench/pipeline-bench.mjs\`, \`taskset -c ${p.cpu}\`, one core): the agent's per-event work on a recording of this run's churn (\`tcpdwell trace --format raw\`, ${fmt(p.records)} kernel records, in 256 KiB batches), medians of ${p.passes} passes after a warm-up; ns per event from the process's CPU time (wall time beside). Publishing is in the \`tcpdwell run\` rows above:`);
+    L.push('');
+    L.push('| step | events/s on one core | CPU ns per event | wall ns per event | |');
+    L.push('|---|---:|---:|---:|---|');
+    for (const r of p.results) {
+      const extra = r.dwellRecords !== undefined ? `${fmt(r.dwellRecords)} dwell records` : r.bytesPerEvent !== undefined ? `${r.messages} messages, ${r.bytesPerEvent} B per event` : '';
+      L.push(`| ${r.name} | ${fmt(r.eventsPerS)} | ${fmt(r.nsPerEvent)} | ${fmt(r.wallNsPerEvent)} | ${extra} |`);
+    }
+  }
   if (state.errors?.length) L.push('', `Not measured this time: ${state.errors.join('; ')}.`);
   if (profile) {
     L.push('');
@@ -777,6 +816,28 @@ async function main() {
       } catch (err) {
         log(`decode microbenchmark failed: ${err.message}`);
         state.errors.push(`decode microbenchmark: ${err.message.split('\n')[0]}`);
+      }
+    }
+    if (cfg.pipeline) {
+      const cpu = cpus().length - 1;
+      try {
+        const recording = join(dir, 'tcpdwell-raw.out');
+        if (!existsSync(recording)) {
+          log('recording a churn for the pipeline microbenchmark (tcpdwell trace --format raw, 3 s)');
+          const seconds = cfg.seconds;
+          cfg.seconds = 3;
+          try {
+            await measure('tcpdwell-raw', cfg.modes[0], dir);
+          } finally {
+            cfg.seconds = seconds;
+          }
+        }
+        log(`pipeline microbenchmark on CPU ${cpu} (${(statSync(recording).size / 2 ** 20).toFixed(0)} MiB recording)`);
+        const out = sh('taskset', ['-c', String(cpu), 'node', join(ROOT, 'bench/pipeline-bench.mjs')], { env: { ...env, BENCH_RECORDING: recording }, maxBuffer: 1 << 20 });
+        state.pipeline = { ...JSON.parse(out.trim().split('\n').pop()), cpu };
+      } catch (err) {
+        log(`pipeline microbenchmark failed: ${err.message}`);
+        state.errors.push(`pipeline microbenchmark: ${err.message.split('\n')[0]}`);
       }
     }
   } finally {
