@@ -153,7 +153,7 @@ static __always_inline __u64 wakeup_flags(const struct tcpdwell_config *cfg)
 	 * polls on a timer, so a quiet ring is still read within its poll interval.
 	 * Wake once, on the record whose reserve made the unread data cross wakeup_bytes, not on
 	 * every record while it stays above: when the reader lags behind (the workload holds the
-	 * CPUs), that was a wake-up (an IPI, a VM exit here) per record. Measured on the 2-CPU VM:
+	 * CPUs), that was a wake-up (irq_work, then waking the reader) per record. Measured on the 2-CPU VM:
 	 * `trace --format raw` let the churn run at 0.47x its rate with wake-ups while above,
 	 * and 0.78x with one wake-up per crossing (one 3 s rep each, no loss either way; the same
 	 * kernel work with nothing emitted: 0.74-0.80x). A crossing that concurrent producers both miss is caught
