@@ -295,18 +295,7 @@ export class Tracker {
       precision = 'lower-bound';
       enteredNs = Number.isNaN(since) ? null : BigInt(since);
     }
-    this.emit(e, {
-      state: e.oldState ?? stateName(oldV),
-      timewait: false,
-      enteredNs,
-      leftNs: e.tsNs,
-      precision,
-      nextState: twSubstate && newV === S.CLOSE ? stateName(twSubstate) : e.newState,
-      timewaitEnd: null,
-      error: e.error,
-      stateValue: oldV,
-      listenPort: accepted ? e.sport : null,
-    });
+    this.emit(e, oldV, false, enteredNs, e.tsNs, precision, twSubstate && newV === S.CLOSE ? stateName(twSubstate) : e.newState, null, e.error, accepted ? e.sport : null);
   }
 
   /** Applies a transition to the table; true when the event is a duplicate or late (drop it). */
@@ -425,17 +414,17 @@ export class Tracker {
     // Without the start (lost, or before the agent), a due time more than 60 s after the start
     // shows that the timer was re-armed: it began as an orphaned FIN_WAIT2.
     if (!startSub) startSub = endSub === S.TIME_WAIT && exact && flipNs !== null && flipNs - e.enteredNs! > FLIP_TOLERANCE_NS ? S.FIN_WAIT2 : endSub;
-    const base = { timewait: true, error: null, listenPort: accepted ? e.sport : null };
+    const listenPort = accepted ? e.sport : null;
     if (startSub === S.FIN_WAIT2 && endSub === S.TIME_WAIT) {
       if (flipNs !== null && flipNs <= e.tsNs && (start === null || flipNs >= start)) {
-        this.emit(e, { ...base, state: 'FIN_WAIT2', stateValue: S.FIN_WAIT2, enteredNs: start, leftNs: flipNs, precision: exact ? 'estimated' : 'lower-bound', nextState: 'TIME_WAIT', timewaitEnd: null });
-        this.emit(e, { ...base, state: 'TIME_WAIT', stateValue: S.TIME_WAIT, enteredNs: flipNs, leftNs: e.tsNs, precision: 'estimated', nextState: null, timewaitEnd: e.reason });
+        this.emit(e, S.FIN_WAIT2, true, start, flipNs, exact ? 'estimated' : 'lower-bound', 'TIME_WAIT', null, null, listenPort);
+        this.emit(e, S.TIME_WAIT, true, flipNs, e.tsNs, 'estimated', null, e.reason, null, listenPort);
       } else {
-        this.emit(e, { ...base, state: 'FIN_WAIT2', stateValue: S.FIN_WAIT2, enteredNs: start, leftNs: e.tsNs, precision: exact ? 'upper-bound' : 'lower-bound', nextState: 'TIME_WAIT', timewaitEnd: e.reason });
+        this.emit(e, S.FIN_WAIT2, true, start, e.tsNs, exact ? 'upper-bound' : 'lower-bound', 'TIME_WAIT', e.reason, null, listenPort);
       }
       return;
     }
-    this.emit(e, { ...base, state: stateName(endSub), stateValue: endSub, enteredNs: start, leftNs: e.tsNs, precision: exact ? 'exact' : 'lower-bound', nextState: null, timewaitEnd: e.reason });
+    this.emit(e, endSub, true, start, e.tsNs, exact ? 'exact' : 'lower-bound', null, e.reason, null, listenPort);
   }
 
   /** One snapshot record into the table (added, or corrected when the table disagrees). */
@@ -528,22 +517,34 @@ export class Tracker {
     }
   }
 
+  /**
+   * One dwell record out (positional, not an options object: this runs for most events, and
+   * building an object per call only to copy it into the record was measurable).
+   */
   private emit(
     e: TcpEvent,
-    r: Omit<DwellRecord, 'dwellNs' | keyof SocketFields> & { stateValue: number; listenPort: number | null },
+    stateValue: number,
+    timewait: boolean,
+    enteredNs: bigint | null,
+    leftNs: bigint,
+    precision: DwellPrecision,
+    nextState: string | null,
+    timewaitEnd: DwellRecord['timewaitEnd'],
+    error: string | null,
+    listenPort: number | null,
   ): void {
-    const dwellNs = r.enteredNs !== null ? r.leftNs - r.enteredNs : 0n;
+    const dwellNs = enteredNs !== null ? leftNs - enteredNs : 0n;
     const record: DwellRecord = {
       cookie: e.cookie,
-      state: r.state,
-      timewait: r.timewait,
+      state: stateName(stateValue),
+      timewait,
       dwellNs: dwellNs < 0n ? 0n : dwellNs,
-      enteredNs: r.enteredNs,
-      leftNs: r.leftNs,
-      precision: r.precision,
-      nextState: r.nextState,
-      timewaitEnd: r.timewaitEnd,
-      error: r.error,
+      enteredNs,
+      leftNs,
+      precision,
+      nextState,
+      timewaitEnd,
+      error,
       netns: e.netns,
       cgroupId: e.cgroupId,
       family: e.family,
@@ -555,16 +556,15 @@ export class Tracker {
       ownerComm: e.ownerComm,
     };
     this.s.dwellRecords++;
-    if (r.precision === 'lower-bound') this.s.lowerBoundRecords++;
-    else if (r.precision !== 'exact') this.s.estimatedRecords++;
+    if (precision === 'lower-bound') this.s.lowerBoundRecords++;
+    else if (precision !== 'exact') this.s.estimatedRecords++;
     // Bounds would bias a distribution: only exact and estimated (±2 jiffies) dwells go in.
-    if ((r.precision === 'exact' || r.precision === 'estimated') && dwellNs >= 0n) {
-      this.hist.record(r.stateValue, r.timewait, dwellNs, e.netns, e.cgroupId, r.listenPort);
+    if ((precision === 'exact' || precision === 'estimated') && dwellNs >= 0n) {
+      this.hist.record(stateValue, timewait, dwellNs, e.netns, e.cgroupId, listenPort);
     }
     this.onDwell?.(record);
   }
 }
 
-type SocketFields = Pick<DwellRecord, 'cookie' | 'netns' | 'cgroupId' | 'family' | 'saddr' | 'sport' | 'daddr' | 'dport' | 'ownerPid' | 'ownerComm'>;
 
 const tuple = (s: { netns: number; saddr: string; sport: number; daddr: string; dport: number }) => `${s.netns}|${s.saddr}|${s.sport}|${s.daddr}|${s.dport}`;
