@@ -26,6 +26,13 @@ export interface PublisherOptions {
   duplicateWindowS?: number;
   /** publishes awaiting their acknowledgement at once (default 64) */
   maxInFlight?: number;
+  /**
+   * Ping the server this often (default 20 s); two unanswered pings mark the connection dead
+   * and start a reconnect. A link that dies silently (cable, veth, firewall dropping packets)
+   * sends no RST: without pings the client would sit on the dead connection for the nats.js
+   * default of 2 x 2 min, reporting itself connected.
+   */
+  pingIntervalMs?: number;
   /** progress and trouble, one line each (connected, unreachable, resumed ...) */
   log?: (line: string) => void;
 }
@@ -97,7 +104,7 @@ export class Publisher {
   private async connectOnce(first: boolean): Promise<boolean> {
     const servers = this.opts.connection.servers.join(',');
     try {
-      const nc = await connect({ ...natsConnectOptions(this.opts.connection), maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+      const nc = await connect({ ...natsConnectOptions(this.opts.connection), maxReconnectAttempts: -1, reconnectTimeWait: 1000, pingInterval: this.opts.pingIntervalMs ?? 20_000, maxPingOut: 2 });
       this.nc = nc;
       this.stats_.maxPayload = nc.info?.max_payload ?? this.stats_.maxPayload;
       await this.ensureStream(nc);
