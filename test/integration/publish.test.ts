@@ -367,8 +367,9 @@ authorization {
   users = [
     { user: host1, password: pw1,
       permissions: {
-        publish: { allow: ["tcpdwell.v1.host1.>", "tcpdwell.control.host1.>", "$JS.API.INFO", "$JS.API.STREAM.INFO.TCPDWELL", "$JS.API.STREAM.CREATE.TCPDWELL", "$SRV.>", "_INBOX.>"] },
-        subscribe: { allow: ["_INBOX.>", "$SRV.>", "tcpdwell.control.host1.>"] } } },
+        publish: { allow: ["tcpdwell.v1.host1.>", "tcpdwell.control.host1.>", "$JS.API.INFO", "$JS.API.STREAM.INFO.TCPDWELL", "$JS.API.STREAM.CREATE.TCPDWELL", "$SRV.>"] },
+        allow_responses: true,
+        subscribe: { allow: ["_INBOX_host1.>", "$SRV.>", "tcpdwell.control.host1.>"] } } },
     { user: admin, password: adminpw }
   ]
 }`;
