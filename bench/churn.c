@@ -52,6 +52,7 @@ static uint64_t max_count; // 0 = unbounded
 static int n_addrs = 4;    // 127.0.0.1 .. 127.0.0.n_addrs
 static int n_ports = 4;    // listening ports per thread
 static int base_port = 20000;
+static double rate;        // connections per second over all threads; 0 = as fast as possible
 
 static atomic_bool stop;
 static atomic_uint_fast64_t started; // connections begun, for --count
@@ -93,8 +94,24 @@ static void *run(void *arg)
 	const struct linger rst = {.l_onoff = 1, .l_linger = 0};
 	unsigned next = 0;
 	char byte;
+	// --rate: each thread paces itself to rate / threads. A thread that fell more than a second
+	// behind (the process was stopped, e.g. by make soak while it samples) starts afresh rather
+	// than catching up in a burst.
+	const double interval = rate > 0 ? n_threads / rate : 0;
+	double due = now_s();
 
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		if (interval > 0) {
+			double t = now_s();
+			if (t - due > 1)
+				due = t;
+			if (due > t) {
+				double d = due - t;
+				struct timespec ts = {.tv_sec = (time_t)d, .tv_nsec = (long)((d - (time_t)d) * 1e9)};
+				nanosleep(&ts, NULL);
+			}
+			due += interval;
+		}
 		if (max_count && atomic_fetch_add_explicit(&started, 1, memory_order_relaxed) >= max_count)
 			break;
 		// Round-robin over (address, port) so consecutive connects land on different 4-tuple spaces.
@@ -166,7 +183,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"Usage: churn [--mode client-first|server-first|rst] [--threads N] [--duration S]\n"
-		"             [--count N] [--addrs N] [--ports N] [--base-port P]\n"
+		"             [--count N] [--addrs N] [--ports N] [--base-port P] [--rate CONN_PER_S]\n"
 		"Loopback TCP connection churn; prints one JSON line. Run it inside a network namespace.\n");
 	exit(2);
 }
@@ -177,11 +194,12 @@ int main(int argc, char **argv)
 		{"mode", required_argument, NULL, 'm'},     {"threads", required_argument, NULL, 't'},
 		{"duration", required_argument, NULL, 'd'}, {"count", required_argument, NULL, 'n'},
 		{"addrs", required_argument, NULL, 'a'},    {"ports", required_argument, NULL, 'p'},
-		{"base-port", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
+		{"base-port", required_argument, NULL, 'b'}, {"rate", required_argument, NULL, 'r'},
+		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	int o;
-	while ((o = getopt_long(argc, argv, "m:t:d:n:a:p:b:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "m:t:d:n:a:p:b:r:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'm':
 			if (!strcmp(optarg, "client-first"))
@@ -199,12 +217,13 @@ int main(int argc, char **argv)
 		case 'a': n_addrs = atoi(optarg); break;
 		case 'p': n_ports = atoi(optarg); break;
 		case 'b': base_port = atoi(optarg); break;
+		case 'r': rate = atof(optarg); break;
 		default: usage();
 		}
 	}
 	if (optind != argc || n_threads < 1 || n_threads > 256 || duration_s <= 0 || n_addrs < 1 ||
 	    n_addrs > 254 || n_ports < 1 || n_ports > 64 || base_port < 1 ||
-	    base_port + n_threads * n_ports > 65536)
+	    base_port + n_threads * n_ports > 65536 || rate < 0)
 		usage();
 	signal(SIGPIPE, SIG_IGN);
 
