@@ -219,11 +219,13 @@ export class Publisher {
 
   /**
    * Sends what is still spooled (up to timeoutMs), then closes the connection. What is left
-   * stays in the spool for the next start.
+   * stays in the spool for the next start. A connection that is being re-established (a
+   * server of the cluster went away a moment ago) is waited for within the same timeout; a
+   * server that was never reached is not.
    */
   async close(timeoutMs = 5000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (this.stats_.connected && this.opts.spool.pending().length > 0 && Date.now() < deadline) {
+    while (this.nc && !this.nc.isClosed() && this.opts.spool.pending().length > 0 && Date.now() < deadline) {
       this.wake();
       await sleep(20);
     }
