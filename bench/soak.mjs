@@ -236,6 +236,8 @@ agent.kill('SIGTERM');
 const agentEnd = await agentExit;
 await nc.close();
 live.clear();
+await nats.stop(); // its pipes would keep this process alive
+nats = null;
 const finalLine = /stopped: (.*)/.exec(agentLog)?.[1] ?? '(no final line)';
 
 // ---- verdict ---------------------------------------------------------------------------------
@@ -308,4 +310,4 @@ md = i >= 0 && j > i ? md.slice(0, i) + wrapped + md.slice(j + end.length) : `${
 writeFileSync(path, md);
 console.log(block);
 log(`results in ${path} and ${join(OUT_DIR, `soak-${cfg.label}.json`)}`);
-process.exitCode = pass ? 0 : 1;
+process.exit(pass ? 0 : 1); // the 'exit' handler deletes the namespace and the temp dir
