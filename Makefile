@@ -30,7 +30,7 @@ PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/generated/pb/tcpdwell.js
 PB_DTS     := src/generated/pb/tcpdwell.d.ts
 
-.PHONY: all deps test test-unit run bench clean abi check-abi
+.PHONY: all deps test test-unit run bench soak clean abi check-abi
 
 all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
 
@@ -119,6 +119,12 @@ $(BENCH_CHURN): bench/churn.c
 
 bench: deps all $(BENCH_CHURN)
 	node bench/run-bench.mjs
+
+# Soak (issue 7; not part of make test or CI; needs root): the agent under steady loopback churn
+# for SOAK_SECONDS (default 600), its RSS, fds and live table vs ss -tan sampled every 30 s;
+# results into BENCHMARKS.md. Knobs: the header of bench/soak.mjs.
+soak: deps all $(BENCH_CHURN)
+	node bench/soak.mjs
 
 clean:
 	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp src/generated/pb

@@ -59,6 +59,7 @@ static int base_port = 20000;
 static double rate; // connections per second in all; 0 = unpaced
 
 static atomic_bool stop;
+static volatile sig_atomic_t interrupted; // SIGINT/SIGTERM: end early, still print the summary
 static atomic_uint_fast64_t started; // connections begun, for --count
 
 struct worker {
@@ -181,6 +182,12 @@ static long timewait_now(void)
 	return tw;
 }
 
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -228,6 +235,8 @@ int main(int argc, char **argv)
 	    base_port + n_threads * n_ports > 65536)
 		usage();
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
 
 	struct worker *workers = calloc(n_threads, sizeof(*workers));
 	if (!workers)
@@ -255,7 +264,7 @@ int main(int argc, char **argv)
 			die("pthread_create");
 	// Sleep in small steps so a --count bound that finishes early ends the run early too.
 	struct timespec step = {0, 10 * 1000 * 1000};
-	while (now_s() - t0 < duration_s) {
+	while (now_s() - t0 < duration_s && !interrupted) {
 		if (max_count && atomic_load(&started) >= max_count + (uint64_t)n_threads)
 			break; // every thread has seen the count run out
 		nanosleep(&step, NULL);

@@ -121,6 +121,9 @@ export function subjectToken(s: string): string {
   return s.replace(/[^A-Za-z0-9_-]/g, '_');
 }
 
+/** The agent's reply-inbox prefix unless configured: _INBOX_<host> (see deploy/nats/tcpdwell-auth.conf). */
+export const defaultInboxPrefix = (host: string) => `_INBOX_${host}`;
+
 function readBootId(): string {
   try {
     return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
@@ -179,9 +182,11 @@ export class Agent {
     const spool = new Spool(opts.spoolDir, opts.spoolMaxBytes ?? 256 << 20);
     if (spool.pending().length) log(`resuming ${spool.pending().length} spooled messages from ${opts.spoolDir}`);
     const tracer = Tracer.open(opts.tracer ?? {});
+    // Replies to this agent land under its own prefix, which the server can confine it to.
+    const connection = { ...opts.connection, inboxPrefix: opts.connection.inboxPrefix ?? defaultInboxPrefix(subjectToken(opts.host ?? hostname())) };
     let publisher: Publisher;
     try {
-      publisher = await Publisher.start({ connection: opts.connection, spool, log, ...opts.stream });
+      publisher = await Publisher.start({ connection, spool, log, ...opts.stream });
     } catch (err) {
       tracer.close();
       throw err;

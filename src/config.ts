@@ -7,18 +7,19 @@
  *   "host": "web-1",
  *   "nats": { "servers": ["nats://n1:4222"], "user": "u", "password": "p", "token": "t",
  *             "nkeySeedFile": "/etc/tcpdwell/agent.nk", "credsFile": "/etc/tcpdwell/agent.creds",
- *             "tlsCaFile": "/etc/tcpdwell/ca.pem" },
+ *             "tlsCaFile": "/etc/tcpdwell/ca.pem", "inboxPrefix": "_INBOX_web-1" },
  *   "spool": { "dir": "/var/lib/tcpdwell/spool", "maxBytes": 268435456 },
  *   "filters": { "netns": [4026531840], "ports": [443], "family": "inet" },
  *   "control": { "config": true }
  * }
  * Environment: TCPDWELL_NATS_URL (comma-separated), TCPDWELL_NATS_USER, TCPDWELL_NATS_PASSWORD,
  * TCPDWELL_NATS_TOKEN, TCPDWELL_NATS_NKEY_SEED_FILE, TCPDWELL_NATS_CREDS, TCPDWELL_NATS_TLS_CA,
+ * TCPDWELL_NATS_INBOX_PREFIX,
  * TCPDWELL_HOST, TCPDWELL_SPOOL_DIR.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { UsageError } from './errors.js';
-import type { ConnectionSettings } from './publish/nats-options.js';
+import { checkInboxPrefix, type ConnectionSettings } from './publish/nats-options.js';
 
 export interface FileConfig {
   host?: string;
@@ -42,6 +43,7 @@ const SCHEMA: Record<string, Record<string, [Check, string]> | [Check, string]> 
     nkeySeedFile: [str, 'a file path'],
     credsFile: [str, 'a file path'],
     tlsCaFile: [str, 'a file path'],
+    inboxPrefix: [str, 'a subject prefix like "_INBOX_web-1"'],
   },
   spool: {
     dir: [str, 'a directory path'],
@@ -121,7 +123,9 @@ export function connectionSettings(
     nkeySeedFile: pick(flags.nkeySeedFile, env.TCPDWELL_NATS_NKEY_SEED_FILE, file.nats?.nkeySeedFile),
     credsFile: pick(flags.credsFile, env.TCPDWELL_NATS_CREDS, file.nats?.credsFile),
     tlsCaFile: pick(flags.tlsCaFile, env.TCPDWELL_NATS_TLS_CA, file.nats?.tlsCaFile),
+    inboxPrefix: pick(flags.inboxPrefix, env.TCPDWELL_NATS_INBOX_PREFIX, file.nats?.inboxPrefix),
   };
+  if (s.inboxPrefix !== undefined) checkInboxPrefix(s.inboxPrefix);
   for (const url of s.servers) {
     if (!/^(nats|tls|wss?):\/\/[^\s/]+(:\d+)?\/?$/.test(url) && !/^[^\s/:]+:\d+$/.test(url)) {
       throw new UsageError(`NATS server "${url}": give a URL like nats://host:4222`);

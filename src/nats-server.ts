@@ -11,8 +11,10 @@ import { EnvironmentError } from './errors.js';
 export interface LocalNatsOptions {
   /** JetStream store directory (created) */
   storeDir: string;
-  /** port on 127.0.0.1; default: a free one */
+  /** port on the listen address; default: a free one */
   port?: number;
+  /** address to listen on for clients (default 127.0.0.1) */
+  host?: string;
   /** extra nats-server configuration text (accounts, users, tls ...) */
   config?: string;
   /** join a cluster: this node's name, the cluster's, its route port on 127.0.0.1, and the other nodes' route ports */
@@ -42,12 +44,12 @@ export interface LocalNats {
   kill(): Promise<void>;
 }
 
-/** A free TCP port on 127.0.0.1 (the kernel picks it). */
-export function freePort(): Promise<number> {
+/** A free TCP port on host (default 127.0.0.1; the kernel picks it). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
+    s.listen(0, host, () => {
       const port = (s.address() as { port: number }).port;
       s.close(() => resolve(port));
     });
@@ -66,12 +68,13 @@ export function natsServerPath(): string {
 /** Starts nats-server and resolves once it accepts clients. */
 export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats> {
   const bin = natsServerPath();
-  const port = opts.port ?? (await freePort());
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? (await freePort(host));
   mkdirSync(opts.storeDir, { recursive: true });
   const conf = join(opts.storeDir, 'nats-server.conf');
   writeFileSync(
     conf,
-    `listen: 127.0.0.1:${port}\njetstream { store_dir: "${opts.storeDir}" }\n${opts.cluster ? clusterConfig(opts.cluster) : ''}${opts.config ?? ''}\n`,
+    `listen: ${host}:${port}\njetstream { store_dir: "${opts.storeDir}" }\n${opts.cluster ? clusterConfig(opts.cluster) : ''}${opts.config ?? ''}\n`,
   );
   // Its own process group: a Ctrl-C at the terminal reaches the agent, which drains its
   // publishes into this server before stopping it, rather than both at once.
@@ -97,7 +100,7 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
       process.off('exit', killOnExit);
     });
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url: `nats://${host}:${port}`,
     port,
     storeDir: opts.storeDir,
     process: child,

@@ -197,6 +197,20 @@ function writeFilters(obj: BpfObject, opts: TracerOptions): void {
   obj.map('dwell_config').update(u32(0), encodeConfig(opts));
 }
 
+/**
+ * The pinned maps libbpf refused to reuse because their type, key or value size, size or flags
+ * differ from this program's (libbpf: "couldn't reuse pinned map at 'PATH': parameter
+ * mismatch", then EINVAL from the load); null when err is any other failure. libbpf compares
+ * only those parameters, not the BTF: a layout change that keeps every size would go unnoticed,
+ * so a change to struct sk_info or tw_info must change its size (or the map's name).
+ */
+export function pinnedMisfits(err: unknown): string[] | null {
+  if (!(err instanceof BpfError) || err.code !== 'EINVAL') return null;
+  const text = `${err.message}\n${(err as { verifierLog?: string }).verifierLog ?? ''}`;
+  const paths = [...text.matchAll(/couldn't reuse pinned map at '([^']+)': parameter mismatch/g)].map((m) => m[1]!);
+  return paths.length > 0 ? [...new Set(paths)] : null;
+}
+
 /** The loaded and attached kernel program. Close it to detach. */
 export class Tracer {
   private readers: RingBufferReader[] = [];
@@ -232,9 +246,13 @@ export class Tracer {
         obj = openAndLoad();
       } catch (err) {
         // Pinned maps from a version whose layout differs cannot be reused: drop them (their
-        // sockets' dwells become lower bounds) rather than refuse to start.
-        if (!opts.pinDir || !(err instanceof BpfError) || !/pin/i.test(`${err.message} ${(err as { verifierLog?: string }).verifierLog ?? ''}`)) throw err;
-        opts.log?.(`pinned state in ${opts.pinDir} does not fit this version: discarded (dwells of existing sockets are lower bounds)`);
+        // sockets' dwells become lower bounds) rather than refuse to start. Any other failure
+        // (even one that names the pin path) keeps the pinned state and is reported.
+        const misfits = opts.pinDir ? pinnedMisfits(err) : null;
+        if (!misfits || !opts.pinDir) throw err;
+        opts.log?.(
+          `pinned state in ${opts.pinDir} does not fit this version (${misfits.join(', ')}): discarded (dwells of existing sockets are lower bounds)`,
+        );
         removePinned(opts.pinDir);
         obj = openAndLoad();
       }

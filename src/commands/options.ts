@@ -48,6 +48,7 @@ export interface ConnectionFlags {
   nkeySeed?: string;
   creds?: string;
   tlsCa?: string;
+  inboxPrefix?: string;
   config?: string;
 }
 
@@ -61,6 +62,7 @@ export function addConnectionOptions(cmd: Command, natsHelp = 'NATS server URL(s
     .option('--nkey-seed <file>', 'file with an NKey seed (env TCPDWELL_NATS_NKEY_SEED_FILE)')
     .option('--creds <file>', 'NATS credentials file (env TCPDWELL_NATS_CREDS)')
     .option('--tls-ca <file>', 'CA certificate to verify the server (env TCPDWELL_NATS_TLS_CA)')
+    .option('--inbox-prefix <prefix>', 'subject prefix of reply inboxes (env TCPDWELL_NATS_INBOX_PREFIX; run default _INBOX_<host>, others _INBOX)')
     .option('--config <file>', 'JSON config file (see README: Configuration)');
 }
 
@@ -74,6 +76,7 @@ export function connectionFlags(o: ConnectionFlags): Partial<ConnectionSettings>
     nkeySeedFile: o.nkeySeed,
     credsFile: o.creds,
     tlsCaFile: o.tlsCa,
+    inboxPrefix: o.inboxPrefix,
   };
 }
 

@@ -17,6 +17,20 @@ export interface ConnectionSettings {
   tlsCaFile?: string;
   /** client name shown by the server (e.g. tcpdwell-agent@host) */
   name?: string;
+  /**
+   * Subject prefix of this client's reply inboxes (nats.js default "_INBOX"). The agent uses
+   * "_INBOX_<host>" unless told otherwise, so the server can let each agent subscribe to its own
+   * replies only (deploy/nats/tcpdwell-auth.conf).
+   */
+  inboxPrefix?: string;
+}
+
+/** A subject prefix for inboxes: dot-separated tokens, no wildcards or spaces. */
+export function checkInboxPrefix(p: string): string {
+  if (!/^[^\s.*>]+(\.[^\s.*>]+)*$/.test(p)) {
+    throw new UsageError(`inbox prefix "${p}": give subject tokens without wildcards or spaces, e.g. _INBOX_web-1`);
+  }
+  return p;
 }
 
 function readSecret(path: string, what: string): Uint8Array {
@@ -29,6 +43,7 @@ function readSecret(path: string, what: string): Uint8Array {
 
 export function natsConnectOptions(s: ConnectionSettings): ConnectionOptions {
   const o: ConnectionOptions = { servers: s.servers, name: s.name };
+  if (s.inboxPrefix !== undefined) o.inboxPrefix = checkInboxPrefix(s.inboxPrefix);
   if (s.user !== undefined) {
     o.user = s.user;
     o.pass = s.password;

@@ -26,6 +26,13 @@ export interface PublisherOptions {
   duplicateWindowS?: number;
   /** publishes awaiting their acknowledgement at once (default 64) */
   maxInFlight?: number;
+  /**
+   * Ping the server this often (default 20 s); two unanswered pings mark the connection dead
+   * and start a reconnect. A link that dies silently (cable, veth, firewall dropping packets)
+   * sends no RST: without pings the client would sit on the dead connection for the nats.js
+   * default of 2 x 2 min, reporting itself connected.
+   */
+  pingIntervalMs?: number;
   /** progress and trouble, one line each (connected, unreachable, resumed ...) */
   log?: (line: string) => void;
 }
@@ -97,7 +104,7 @@ export class Publisher {
   private async connectOnce(first: boolean): Promise<boolean> {
     const servers = this.opts.connection.servers.join(',');
     try {
-      const nc = await connect({ ...natsConnectOptions(this.opts.connection), maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+      const nc = await connect({ ...natsConnectOptions(this.opts.connection), maxReconnectAttempts: -1, reconnectTimeWait: 1000, pingInterval: this.opts.pingIntervalMs ?? 20_000, maxPingOut: 2 });
       this.nc = nc;
       this.stats_.maxPayload = nc.info?.max_payload ?? this.stats_.maxPayload;
       await this.ensureStream(nc);
@@ -232,11 +239,13 @@ export class Publisher {
 
   /**
    * Sends what is still spooled (up to timeoutMs), then closes the connection. What is left
-   * stays in the spool for the next start.
+   * stays in the spool for the next start. A connection that is being re-established (a
+   * server of the cluster went away a moment ago) is waited for within the same timeout; a
+   * server that was never reached is not.
    */
   async close(timeoutMs = 5000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (this.stats_.connected && this.opts.spool.pending().length > 0 && Date.now() < deadline) {
+    while (this.nc && !this.nc.isClosed() && this.opts.spool.pending().length > 0 && Date.now() < deadline) {
       this.wake();
       await sleep(20);
     }

@@ -133,7 +133,14 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     await sleep(500);
     await nats.stop();
     await netns.run('burst', '127.0.0.1', 8522, 30);
-    await sleep(500);
+    // Let the last batch reach the spool before the kill (under a loaded test run 500 ms was not
+    // always enough: 30 events missing): wait for the spool to stay unchanged for 500 ms.
+    const spoolNow = () => readdirSync(spoolDir).sort().join();
+    for (let last = '', since = Date.now(), deadline = Date.now() + 5000; Date.now() < deadline; await sleep(50)) {
+      const now = spoolNow();
+      if (now !== last) [last, since] = [now, Date.now()];
+      else if (Date.now() - since >= 500) break;
+    }
     first.child.kill('SIGKILL');
     await first.closed;
     const spooled = readdirSync(spoolDir).filter((f) => f.endsWith('.msg')).length;
@@ -367,8 +374,9 @@ authorization {
   users = [
     { user: host1, password: pw1,
       permissions: {
-        publish: { allow: ["tcpdwell.v1.host1.>", "tcpdwell.control.host1.>", "$JS.API.INFO", "$JS.API.STREAM.INFO.TCPDWELL", "$JS.API.STREAM.CREATE.TCPDWELL", "$SRV.>", "_INBOX.>"] },
-        subscribe: { allow: ["_INBOX.>", "$SRV.>", "tcpdwell.control.host1.>"] } } },
+        publish: { allow: ["tcpdwell.v1.host1.>", "tcpdwell.control.host1.>", "$JS.API.INFO", "$JS.API.STREAM.INFO.TCPDWELL", "$JS.API.STREAM.CREATE.TCPDWELL", "$SRV.>"] },
+        allow_responses: true,
+        subscribe: { allow: ["_INBOX_host1.>", "$SRV.>", "tcpdwell.control.host1.>"] } } },
     { user: admin, password: adminpw }
   ]
 }`;

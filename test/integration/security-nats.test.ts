@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { connect, type ConnectionOptions } from '@nats-io/transport-node';
+import { connect, nkeyAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { createUser } from '@nats-io/nkeys';
 import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
@@ -91,7 +91,7 @@ describe.skipIf(!kernelAvailable)('NATS security: TLS, NKeys, secrets', () => {
   const withPlaceholders = (nkey: string) =>
     readFileSync(AUTH_CONF, 'utf8').replace('AGENT_WEB_1_NKEY_PUBLIC_KEY', nkey).replace('READER_PASSWORD', 'reader-pw');
 
-  it('TLS with a CA and an NKey under the example permissions: the agent publishes, its control service answers, config is refused when disabled, the seed appears nowhere', async () => {
+  it('TLS with a CA and an NKey under the example permissions: the agent publishes, its control service answers, config is refused when disabled, its inbox is its own, the seed appears nowhere', async () => {
     const tls = makeCa(dir);
     const user = createUser();
     const seed = new TextDecoder().decode(user.getSeed());
@@ -115,6 +115,41 @@ describe.skipIf(!kernelAvailable)('NATS security: TLS, NKeys, secrets', () => {
     } finally {
       await nc.close();
     }
+
+    // Inboxes: the agent's replies come under _INBOX_web-1 (its default prefix), and that is the
+    // only inbox its user may listen on. The same identity (what a compromised web-1 holds)
+    // cannot subscribe to another agent's replies, nor to the readers' _INBOX.
+    const web1: ConnectionOptions = { servers: nats.url, authenticator: nkeyAuthenticator(user.getSeed()), tls: { caFile: tls.ca } };
+    const own = await connect({ ...web1, inboxPrefix: '_INBOX_web-1' });
+    try {
+      const status = (await own.request('tcpdwell.control.web-1.status', '', { timeout: 3000 })).json<{ host: string }>();
+      expect(status.host).toBe('web-1'); // request/reply works with the prefix
+      const errors: string[] = [];
+      void (async () => {
+        for await (const s of own.status()) if (s.type === 'error') errors.push(String((s as { error?: Error }).error?.message));
+      })();
+      for (const subject of ['_INBOX_web-2.>', '_INBOX.>']) {
+        const sub = own.subscribe(subject);
+        const closed = await Promise.race([sub.closed, sleep(3000).then(() => 'still open')]);
+        expect(String(closed), subject).toMatch(/permissions violation/i);
+      }
+      expect(errors.join('\n')).toMatch(/Subscription to "_INBOX_web-2\.>"/);
+      // Nor can it publish into another agent's inbox (only answer what it received).
+      own.publish('_INBOX_web-2.forged', 'x');
+      await own.flush();
+      await sleep(200);
+      expect(errors.join('\n')).toMatch(/Publish to "_INBOX_web-2\.forged"/);
+    } finally {
+      await own.close();
+    }
+    // With the default prefix the same request cannot get its answer: _INBOX.> is not web-1's.
+    const plain = await connect(web1);
+    try {
+      await expect(plain.request('tcpdwell.control.web-1.status', '', { timeout: 2000 })).rejects.toThrow(/permissions|timeout/i);
+    } finally {
+      await plain.close();
+    }
+
     a.child.kill('SIGTERM');
     expect(await a.closed).toBe(0);
 

@@ -54,6 +54,17 @@ describe('connection settings: flags over environment over file', () => {
     expect(s).toEqual({ servers: ['nats://env:4222'], user: 'flag-user', password: 'env-pw', token: 'file-token' });
   });
 
+  it('takes the inbox prefix from flag, environment or file, and rejects one with a wildcard', () => {
+    const p = file('inbox.json', JSON.stringify({ nats: { inboxPrefix: '_INBOX_file' } }));
+    const f = loadConfigFile(p);
+    expect(connectionSettings({}, {}, f, ['nats://a:1']).inboxPrefix).toBe('_INBOX_file');
+    expect(connectionSettings({}, { TCPDWELL_NATS_INBOX_PREFIX: '_INBOX_env' }, f, ['nats://a:1']).inboxPrefix).toBe('_INBOX_env');
+    expect(connectionSettings({ inboxPrefix: '_INBOX_web-1' }, { TCPDWELL_NATS_INBOX_PREFIX: '_INBOX_env' }, f, ['nats://a:1']).inboxPrefix).toBe('_INBOX_web-1');
+    for (const bad of ['_INBOX.>', 'a b', 'x.', '*']) {
+      expect(() => connectionSettings({ inboxPrefix: bad }, {}, {}, ['nats://a:1'])).toThrow(/inbox prefix .*without wildcards or spaces/);
+    }
+  });
+
   it('rejects a server that is not a URL', () => {
     expect(() => connectionSettings({ servers: ['not a url'] }, {}, {}, [])).toThrow(/give a URL like nats:\/\/host:4222/);
   });
