@@ -60,7 +60,8 @@ struct tw_info {
 	__u64 start_ns;
 	__u64 cgroup_id;
 	__u32 owner_pid;
-	__u32 _pad;
+	__u32 substate; /* tw_substate at the start, TIME_WAIT once flipped; 0 in entries pinned by
+			 * an older agent (same size: it was padding), which then report no flip */
 	char owner_comm[16];
 };
 
@@ -456,8 +457,25 @@ int BPF_PROG(handle_timer_start, struct timer_list *timer, unsigned long bucket_
 	if (!tw && !h->tw_cancel_addr)
 		return 0; /* the common case: some other timer, nothing pending */
 	__u64 addr = tw ? tw_addr_of(timer) : 0;
-	if (settle_cancel(h, addr, tw, false))
-		return 0; /* re-armed (FIN_WAIT2 -> TIME_WAIT, or a retransmitted FIN): same timewait */
+	if (settle_cancel(h, addr, tw, false)) {
+		/* Re-armed: the same timewait. A retransmitted FIN in TIME_WAIT re-arms it too; the
+		 * peer's FIN to an orphan in FIN_WAIT2 also flips its substate, which no other event
+		 * shows (measured by make soak: the live table kept such socks in FIN_WAIT2 while ss
+		 * showed TIME-WAIT). The cancel before this start read the substate already flipped
+		 * (tcp_timewait_state_process sets it before inet_twsk_reschedule). */
+		struct tcpdwell_event *e = &h->tw_cancel;
+		struct tw_info *ti = bpf_map_lookup_elem(&tw_state, &addr);
+		if (ti && ti->substate == TCP_FIN_WAIT2 && e->substate == TCP_TIME_WAIT) {
+			ti->substate = TCP_TIME_WAIT;
+			e->type = TCPDWELL_EV_TIMEWAIT_START;
+			e->flags |= TCPDWELL_F_FLIP; /* entered_ns: the timewait's start, from ti */
+			e->reason = 0;
+			e->expires_ns = jiffies_to_boot_ns(timer->expires, e->ts_ns);
+			if (wanted(e))
+				emit(e);
+		}
+		return 0;
+	}
 	if (!tw)
 		return 0;
 
@@ -472,7 +490,7 @@ int BPF_PROG(handle_timer_start, struct timer_list *timer, unsigned long bucket_
 	h->tw_start_cookie = e->cookie ? e->cookie : 1;
 	h->tw_start_addr = addr;
 
-	struct tw_info ti = { .start_ns = now };
+	struct tw_info ti = { .start_ns = now, .substate = e->substate };
 	bpf_map_update_elem(&tw_state, &addr, &ti, BPF_ANY);
 	return 0;
 }

@@ -33,6 +33,9 @@ enum tcpdwell_event_flags {
 	TCPDWELL_F_CHILD = 8,           /* the socket was cloned from a listener (owner inherited from it) */
 	TCPDWELL_F_GAP = 16,            /* a transition of this socket was missed before this one (the kernel
 					 * skipped a nested run of the program): entered_ns is unknown */
+	TCPDWELL_F_FLIP = 32,           /* on a TIMEWAIT_START: not a new timewait but the flip of a running one
+					 * from substate FIN_WAIT2 (an orphan) to TIME_WAIT, at the peer's FIN
+					 * (the kernel re-arms its timer); entered_ns is the timewait's start */
 };
 
 struct tcpdwell_event {

@@ -48,6 +48,11 @@ export interface TcpEvent {
   child: boolean;
   /** a transition of this socket was missed just before this one (so dwellNs is null) */
   gap: boolean;
+  /**
+   * timewait_start only: not a new timewait but the flip of a running one from substate
+   * FIN_WAIT2 (an orphan) to TIME_WAIT at the peer's FIN; enteredNs is when the timewait began
+   */
+  flip: boolean;
 }
 
 /** What a decode pass skipped, so nothing is dropped silently. */
@@ -221,6 +226,7 @@ export function decodeEvent(buf: Buffer, offset: number): TcpEvent | null {
     actorIsOwner: (flags & EventFlags.PROCESS_CTX) !== 0,
     child: (flags & EventFlags.CHILD) !== 0,
     gap: (flags & EventFlags.GAP) !== 0,
+    flip: kind === 'timewait_start' && (flags & EventFlags.FLIP) !== 0,
   };
 }
 
@@ -289,6 +295,7 @@ export function toJson(e: TcpEvent, time?: string): Record<string, unknown> {
         type: e.type, tsNs: ts, time, cookie, netns: e.netns, family: e.family,
         saddr: e.saddr, sport: e.sport, daddr: e.daddr, dport: e.dport,
         substate: e.substate, expiresNs: e.expiresNs === null ? null : e.expiresNs.toString(),
+        flip: e.flip, enteredNs: e.enteredNs === null ? null : e.enteredNs.toString(),
         pid: e.pid, comm: e.comm, ownerPid: e.ownerPid, ownerComm: e.ownerComm, cgroupId: e.cgroupId.toString(),
       };
     case 'timewait_end':

@@ -33,7 +33,7 @@ export function formatText(e: TcpEvent, clock: (bootNs: bigint) => string): stri
       dwell = formatDuration(e.dwellNs);
       break;
     case 'timewait_start':
-      state = `TIME_WAIT(${e.substate})`;
+      state = e.flip ? 'TIME_WAIT(FIN_WAIT2->TIME_WAIT)' : `TIME_WAIT(${e.substate})`;
       dwell = e.expiresNs !== null ? `due+${formatDuration(e.expiresNs - e.tsNs)}` : '';
       break;
     case 'timewait_end':

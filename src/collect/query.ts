@@ -152,7 +152,9 @@ export function buildTimelines(inputs: readonly QueryInput[], f: QueryFilter): C
           e.type === 'transition'
             ? `${e.oldState}->${e.newState}`
             : e.type === 'timewait_start'
-              ? `TIME_WAIT(${e.substate}) start`
+              ? e.flip
+                ? 'TIME_WAIT(FIN_WAIT2->TIME_WAIT) flip'
+                : `TIME_WAIT(${e.substate}) start`
               : e.type === 'timewait_end'
                 ? `TIME_WAIT(${e.substate}) ${e.reason ?? 'end'}`
                 : `${e.substate ? `${e.newState}(${e.substate})` : e.newState} (existing)`,

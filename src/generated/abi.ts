@@ -79,6 +79,7 @@ export const EventFlags = {
   PROCESS_CTX: 4,
   CHILD: 8,
   GAP: 16,
+  FLIP: 32,
 } as const;
 
 /** The kernel's TCP states (TCP_ prefix dropped), by value. */

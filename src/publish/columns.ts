@@ -390,7 +390,10 @@ export class TransitionColumns {
     this.ownerKnown.push(ownerKnown ? 1 : 0);
     const errno = dv.getInt32(off + F.error.offset, true);
     this.error.push(errno > 0 ? errnoValueOf(errno) : 0);
-    this.flags.push((flags & EventFlags.PROCESS_CTX ? 1 : 0) | (flags & EventFlags.CHILD ? 2 : 0) | (flags & EventFlags.GAP ? 4 : 0));
+    this.flags.push(
+      (flags & EventFlags.PROCESS_CTX ? 1 : 0) | (flags & EventFlags.CHILD ? 2 : 0) | (flags & EventFlags.GAP ? 4 : 0) |
+        (type === EventType.TIMEWAIT_START && flags & EventFlags.FLIP ? 8 : 0),
+    );
     this.sources.push(buf);
     this.commOff.push(off);
   }

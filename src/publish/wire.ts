@@ -175,7 +175,7 @@ export function encodeTransitions(events: readonly TcpEvent[], header: Header, f
     b.pid!.push(e.pid);
     b.commIdx!.push(strings.id(e.comm));
     b.error!.push(errnoValue(e.error));
-    b.flags!.push((e.actorIsOwner ? 1 : 0) | (e.child ? 2 : 0) | (e.gap ? 4 : 0));
+    b.flags!.push((e.actorIsOwner ? 1 : 0) | (e.child ? 2 : 0) | (e.gap ? 4 : 0) | (e.flip ? 8 : 0));
   }
   return pb.TransitionBatch.encode(b).finish();
 }
@@ -227,6 +227,7 @@ export function decodeTransitions(bytes: Uint8Array): { header: Header; firstEve
       actorIsOwner: (flags & 1) !== 0,
       child: (flags & 2) !== 0,
       gap: (flags & 4) !== 0,
+      flip: type === 'timewait_start' && (flags & 8) !== 0,
     });
   }
   return { header: m.header ?? {}, firstEventSeq: big(m.firstEventSeq), events };

@@ -25,6 +25,8 @@ export const SlotFlag = {
   /** a request sock (NEW_SYN_RECV) from a snapshot: no event will ever end it */
   REQUEST: 16,
   INET6: 32,
+  /** a timewait that flipped from FIN_WAIT2 to TIME_WAIT: entered is the flip, its FIN_WAIT2 phase is out */
+  FLIPPED: 64,
 } as const;
 
 /** Strings shared by many slots, freed when the last slot lets go. Index 0 is "none". */

@@ -58,7 +58,7 @@ export interface StuckOptions {
   states?: readonly string[];
 }
 
-const { TIMEWAIT, ENTERED_EXACT, TW_FROM_FIN_WAIT2, ACCEPTED, REQUEST } = SlotFlag;
+const { TIMEWAIT, ENTERED_EXACT, TW_FROM_FIN_WAIT2, ACCEPTED, REQUEST, FLIPPED } = SlotFlag;
 
 type Counters = Omit<TrackerStats, 'histogramsDropped' | 'detectorKeysDropped' | 'alertsFired' | 'liveSockets'>;
 
@@ -103,6 +103,7 @@ export class Tracker {
     healedRemoved: 0,
     healedCorrected: 0,
     requestSocksExpired: 0,
+    timewaitFlips: 0,
   };
 
   constructor(opts: TrackerOptions) {
@@ -354,6 +355,10 @@ export class Tracker {
     const sub = stateValue(e.substate) || S.TIME_WAIT;
     const flags = TIMEWAIT | ENTERED_EXACT | (sub === S.FIN_WAIT2 ? TW_FROM_FIN_WAIT2 : 0);
     const slot = this.live.find(key);
+    if (e.flip) {
+      this.timewaitFlip(e, key, slot, ts);
+      return;
+    }
     if (slot >= 0) {
       const old = this.live.flagsOf(slot);
       const entered = this.live.entered(slot);
@@ -374,6 +379,37 @@ export class Tracker {
     this.live.add(key, e.cookie, sub, flags, ts, e);
   }
 
+  /**
+   * A running timewait flipped from FIN_WAIT2 to TIME_WAIT (the peer's FIN to an orphan): the
+   * FIN_WAIT2 phase ends here, exactly (the kernel gives the timewait's start), and the table
+   * shows TIME_WAIT from now on, as ss does.
+   */
+  private timewaitFlip(e: TcpEvent, key: CookieKey, slot: number, ts: number): void {
+    let accepted = false;
+    if (slot >= 0) {
+      const old = this.live.flagsOf(slot);
+      if (old & FLIPPED || this.live.state(slot) === S.TIME_WAIT || ts < this.live.entered(slot)) {
+        this.lateOrDuplicate(old & FLIPPED && ts === this.live.entered(slot) ? true : false);
+        return;
+      }
+      accepted = (old & ACCEPTED) !== 0;
+      if (!(old & TIMEWAIT)) this.s.corrections++; // its start was lost
+      this.live.move(slot, S.TIME_WAIT, TIMEWAIT | ENTERED_EXACT | FLIPPED | (old & ACCEPTED), ts);
+      this.live.refresh(slot, e);
+    } else {
+      const closedAt = this.closedAt(key);
+      if (closedAt !== undefined && ts <= closedAt) {
+        this.lateOrDuplicate(false);
+        return;
+      }
+      this.s.unknownSockets++;
+      this.live.add(key, e.cookie, S.TIME_WAIT, TIMEWAIT | ENTERED_EXACT | FLIPPED, ts, e);
+    }
+    this.s.timewaitFlips++;
+    const exact = e.enteredNs !== null;
+    this.emit(e, S.FIN_WAIT2, true, e.enteredNs, e.tsNs, exact ? 'exact' : 'lower-bound', 'TIME_WAIT', null, null, accepted ? e.sport : null);
+  }
+
   private timewaitEnd(e: TcpEvent): void {
     this.s.timewaitEnds++;
     const ts = Number(e.tsNs);
@@ -381,6 +417,7 @@ export class Tracker {
     let startSub = 0;
     let since: bigint | null = null;
     let accepted = false;
+    let flipped = false;
     if (e.cookie === 0n) this.s.noCookie++;
     else {
       const key = cookieKey(e.cookie);
@@ -391,6 +428,7 @@ export class Tracker {
         if (flags & TIMEWAIT) {
           startSub = flags & TW_FROM_FIN_WAIT2 ? S.FIN_WAIT2 : S.TIME_WAIT;
           since = BigInt(this.live.entered(slot));
+          flipped = (flags & FLIPPED) !== 0;
         }
         if (ts >= (this.seededAt.get(e.netns) ?? -Infinity)) {
           if (!(flags & TIMEWAIT)) this.s.corrections++; // its start was lost
@@ -408,8 +446,10 @@ export class Tracker {
       }
     }
 
-    const exact = e.enteredNs !== null;
-    const start = e.enteredNs ?? since;
+    // After a flip the FIN_WAIT2 phase is already out: the TIME_WAIT phase began at the flip
+    // (the end event's enteredNs is the start of the whole timewait).
+    const exact = flipped || e.enteredNs !== null;
+    const start = flipped ? since : (e.enteredNs ?? since);
     const flipNs = e.expiresNs !== null ? e.expiresNs - TIMEWAIT_LEN_NS : null;
     // Without the start (lost, or before the agent), a due time more than 60 s after the start
     // shows that the timer was re-armed: it began as an orphaned FIN_WAIT2.

@@ -141,6 +141,8 @@ export interface TrackerStats {
   healedCorrected: number;
   /** request socks from a snapshot that never completed and were dropped after their timeout */
   requestSocksExpired: number;
+  /** timewaits that flipped from FIN_WAIT2 to TIME_WAIT (the peer's FIN to an orphaned close) */
+  timewaitFlips: number;
   /** dwell records kept out of per-netns/cgroup/port histograms because the histogram cap was reached */
   histogramsDropped: number;
   /** detector keys not tracked because a detector's key cap was reached */

@@ -37,14 +37,19 @@ describe.skipIf(!kernelAvailable)('the TIME_WAIT lifecycle', () => {
     void deletedAt;
   });
 
-  it('an orphaned FIN_WAIT2 is a timewait with substate FIN_WAIT2; the peer FIN flips it to TIME_WAIT without a second start', async () => {
+  it('an orphaned FIN_WAIT2 is a timewait with substate FIN_WAIT2; the peer FIN flips it to TIME_WAIT (a flip, not a new timewait)', async () => {
     // The server holds CLOSE_WAIT for 2.5 s: long enough that the flip re-arms the timer into
     // another timer-wheel bucket (cancel + start), the case the program must not mistake for an end.
     const w = await netns.run('orphan', '127.0.0.1', 8102, 2500);
     await col.waitFor((ev) => ev.some((e) => e.oldState === 'LAST_ACK'));
     const starts = col.events.filter((e) => e.type === 'timewait_start');
-    expect(starts).toHaveLength(1);
-    expect(starts[0]).toMatchObject({ substate: 'FIN_WAIT2', sport: w.clientPort, ownerPid: w.pid });
+    expect(starts).toHaveLength(2);
+    expect(starts[0]).toMatchObject({ substate: 'FIN_WAIT2', flip: false, sport: w.clientPort, ownerPid: w.pid });
+    // The flip: same cookie, substate TIME_WAIT, entered = the timewait's start, due 60 s after the flip.
+    const flip = starts[1]!;
+    expect(flip).toMatchObject({ substate: 'TIME_WAIT', flip: true, cookie: starts[0]!.cookie, sport: w.clientPort, enteredNs: starts[0]!.tsNs });
+    expect(Number(flip.tsNs - starts[0]!.tsNs) / 1e9).toBeGreaterThan(2.4);
+    expect(Number(flip.expiresNs! - flip.tsNs) / 1e9).toBeCloseTo(60, 0);
     expect(col.events.filter((e) => e.type === 'timewait_end')).toHaveLength(0); // re-armed, not ended
     netns.delete();
     const events = await col.waitFor((ev) => ev.some((e) => e.type === 'timewait_end'), 10_000);

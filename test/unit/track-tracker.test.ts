@@ -160,6 +160,35 @@ describe('dwell records from synthetic sequences', () => {
     expect(tracker.stats().unknownSockets).toBe(1); // its socket was never seen
   });
 
+  it("with the kernel's flip event the split is exact, and the table shows TIME_WAIT from the flip on, as ss does", () => {
+    const { tracker, records } = make();
+    tracker.ingest([
+      tr(19n, 'FIN_WAIT1', 'FIN_WAIT2', 900, 800),
+      ev({ type: 'timewait_start', cookie: 19n, atMs: 1000, enteredMs: 1000, substate: 'FIN_WAIT2', newState: 'TIME_WAIT', expiresNs: ms(61_000) }),
+      tr(19n, 'FIN_WAIT2', 'CLOSE', 1000, 900),
+    ]);
+    expect(tracker.table().total).toEqual({ FIN_WAIT2: 1 });
+    const flip = ev({ type: 'timewait_start', flip: true, cookie: 19n, atMs: 3000, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', expiresNs: ms(63_000) });
+    tracker.ingest([flip]);
+    expect(tracker.table().total).toEqual({ TIME_WAIT: 1 });
+    expect(tracker.stuck({ states: ['TIME_WAIT'] })[0]).toMatchObject({ state: 'TIME_WAIT', timewait: true, ageIsLowerBound: false });
+    tracker.ingest([flip]); // a replay changes nothing
+    expect(tracker.stats()).toMatchObject({ timewaitFlips: 1, duplicates: 1 });
+    tracker.ingest([ev({ type: 'timewait_end', cookie: 19n, atMs: 5000, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', reason: 'killed', expiresNs: ms(63_000) })]);
+    expect(records.filter((r) => r.timewait).map((r) => [r.state, r.enteredNs, r.leftNs, r.precision, r.nextState, r.timewaitEnd])).toEqual([
+      ['FIN_WAIT2', ms(1000), ms(3000), 'exact', 'TIME_WAIT', null],
+      ['TIME_WAIT', ms(3000), ms(5000), 'exact', null, 'killed'],
+    ]);
+    expect(tracker.table().sockets).toBe(0);
+  });
+
+  it('a flip of a timewait the agent never saw start adds it as TIME_WAIT, with the FIN_WAIT2 phase exact from the kernel', () => {
+    const { tracker, records } = make();
+    tracker.ingest([ev({ type: 'timewait_start', flip: true, cookie: 20n, atMs: 3000, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', expiresNs: ms(63_000) })]);
+    expect(tracker.table().total).toEqual({ TIME_WAIT: 1 });
+    expect(records.map((r) => [r.state, r.dwellNs, r.precision])).toEqual([['FIN_WAIT2', ms(2000), 'exact']]);
+  });
+
   it('an RST close ends ESTABLISHED straight in CLOSE, with the error', () => {
     const { tracker, records } = make();
     tracker.ingest([tr(10n, 'SYN_RECV', 'ESTABLISHED', 5, 4), tr(10n, 'ESTABLISHED', 'CLOSE', 9, 5, { error: 'ECONNRESET' })]);
