@@ -182,6 +182,33 @@ describe('dwell records from synthetic sequences', () => {
     expect(tracker.table().sockets).toBe(0);
   });
 
+  it("a local peer's FIN (its CLOSE_WAIT→LAST_ACK) flips the orphan's timewait when the kernel re-arms it silently", () => {
+    const { tracker, records } = make();
+    // Client 10.0.0.1:40000 -> server 10.0.0.2:443, both on this host; the client closed first.
+    tracker.ingest([
+      ev({ type: 'timewait_start', cookie: 21n, atMs: 1000, enteredMs: 1000, substate: 'FIN_WAIT2', newState: 'TIME_WAIT', expiresNs: ms(61_000) }),
+      tr(22n, 'ESTABLISHED', 'CLOSE_WAIT', 1000, 500, { saddr: '10.0.0.2', sport: 443, daddr: '10.0.0.1', dport: 40000, child: true }),
+    ]);
+    expect(tracker.table().total).toEqual({ FIN_WAIT2: 1, CLOSE_WAIT: 1 });
+    // Another connection's peer closing changes nothing here.
+    tracker.ingest([tr(23n, 'CLOSE_WAIT', 'LAST_ACK', 1100, 1000, { saddr: '10.0.0.2', sport: 443, daddr: '10.0.0.9', dport: 40000 })]);
+    expect(tracker.table().total).toEqual({ FIN_WAIT2: 1, CLOSE_WAIT: 1, LAST_ACK: 1 });
+    tracker.ingest([tr(22n, 'CLOSE_WAIT', 'LAST_ACK', 1500, 1000, { saddr: '10.0.0.2', sport: 443, daddr: '10.0.0.1', dport: 40000 })]);
+    expect(tracker.table().total).toEqual({ TIME_WAIT: 1, LAST_ACK: 2 });
+    const fw2 = records.find((r) => r.timewait && r.state === 'FIN_WAIT2')!;
+    expect(fw2).toMatchObject({ cookie: 21n, sport: 40000, dport: 443, enteredNs: ms(1000), leftNs: ms(1500), precision: 'estimated', nextState: 'TIME_WAIT' });
+    // The kernel's own flip event, when it comes after, adds nothing; the end is one TIME_WAIT phase from the flip.
+    tracker.ingest([
+      ev({ type: 'timewait_start', flip: true, cookie: 21n, atMs: 1501, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', expiresNs: ms(61_501) }),
+      ev({ type: 'timewait_end', cookie: 21n, atMs: 61_501, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', reason: 'expired', expiresNs: ms(61_501) }),
+    ]);
+    expect(records.filter((r) => r.timewait).map((r) => [r.state, r.enteredNs, r.leftNs])).toEqual([
+      ['FIN_WAIT2', ms(1000), ms(1500)],
+      ['TIME_WAIT', ms(1500), ms(61_501)],
+    ]);
+    expect(tracker.stats().timewaitFlips).toBe(1);
+  });
+
   it('a flip of a timewait the agent never saw start adds it as TIME_WAIT, with the FIN_WAIT2 phase exact from the kernel', () => {
     const { tracker, records } = make();
     tracker.ingest([ev({ type: 'timewait_start', flip: true, cookie: 20n, atMs: 3000, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', expiresNs: ms(63_000) })]);
