@@ -23,7 +23,7 @@
 //   BENCH_PROFILE=1: one extra tcpdwell trace run under the V8 profiler, summarized (not in the table)
 //   BENCH_LABEL=latest (names the block in BENCHMARKS.md)  BENCH_NOTE="..." (a line in the block)
 import { spawn, execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, createReadStream, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -546,7 +546,9 @@ async function measure(name, mode, dir, opts = {}) {
       r.lossPct = c.kernelOnly ? null : (100 * (r.expected - r.captured.transitions)) / r.expected;
       r.cpuNsPerEvent = c.kernelOnly ? (r.tracerCpuS * 1e9) / r.expected : r.eventsHandled ? (r.tracerCpuS * 1e9) / r.eventsHandled : null;
       for (const s of Object.values(r.sidecars)) s.cpuNsPerEvent = r.eventsHandled ? (s.cpuS * 1e9) / r.eventsHandled : null;
-      rmSync(t.out.path, { force: true });
+      // The raw recording is kept (the last one) for the pipeline microbenchmark; other outputs go.
+      if (name === 'tcpdwell-raw') renameSync(t.out.path, join(dir, 'recording.ring'));
+      else rmSync(t.out.path, { force: true });
     }
     return r;
   } finally {
@@ -821,7 +823,7 @@ async function main() {
     if (cfg.pipeline) {
       const cpu = cpus().length - 1;
       try {
-        const recording = join(dir, 'tcpdwell-raw.out');
+        const recording = join(dir, 'recording.ring');
         if (!existsSync(recording)) {
           log('recording a churn for the pipeline microbenchmark (tcpdwell trace --format raw, 3 s)');
           const seconds = cfg.seconds;
