@@ -112,21 +112,61 @@ export class KvBucket {
    * `host.>`), then with every write as it happens, until the returned stop() is called.
    */
   async watch(filter: string, onEntry: (e: KvEntry) => void): Promise<{ stop(): void; ready: Promise<void> }> {
-    const c = await this.js.consumers.get(this.stream, { filter_subjects: this.prefix + filter, deliver_policy: DeliverPolicy.LastPerSubject });
     // Ready once the current value of every key has been handed over: at once for no keys,
     // else at the message the server says is the last one pending.
     const keys = await this.jsm.streams.info(this.stream, { subjects_filter: this.prefix + filter });
     let markReady: () => void = () => {};
     const ready = new Promise<void>((r) => (markReady = r));
     if (Object.keys(keys.state.subjects ?? {}).length === 0) markReady();
-    const msgs = await c.consume();
+    let stopped = false;
+    let lastSeq = 0;
+    let current: { stop(): void } | null = null;
+    const open = async () => {
+      // After a failure, resume after the last entry handed over, so no write is missed.
+      const c = await this.js.consumers.get(
+        this.stream,
+        lastSeq === 0
+          ? { filter_subjects: this.prefix + filter, deliver_policy: DeliverPolicy.LastPerSubject }
+          : { filter_subjects: this.prefix + filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 },
+      );
+      const msgs = await c.consume();
+      current = msgs;
+      return msgs;
+    };
+    const first = await open();
     void (async () => {
-      for await (const m of msgs) {
-        const op = m.headers?.get(OP_HEADER);
-        onEntry({ key: m.subject.slice(this.prefix.length), value: m.data, revision: m.seq, deleted: op === 'DEL' || op === 'PURGE' });
-        if (m.info.pending === 0) markReady();
+      let msgs = first;
+      // The ordered consumer can give up when the cluster loses the bucket's leader (seen in the
+      // failover test: a collector's view then stayed stale for good): open it again.
+      while (!stopped) {
+        try {
+          for await (const m of msgs) {
+            if (m.seq <= lastSeq) continue;
+            lastSeq = m.seq;
+            const op = m.headers?.get(OP_HEADER);
+            onEntry({ key: m.subject.slice(this.prefix.length), value: m.data, revision: m.seq, deleted: op === 'DEL' || op === 'PURGE' });
+            if (m.info.pending === 0) markReady();
+          }
+        } catch {
+          // reopened below
+        }
+        while (!stopped) {
+          await new Promise((r) => setTimeout(r, 500));
+          try {
+            msgs = await open();
+            break;
+          } catch {
+            // the cluster is still settling
+          }
+        }
       }
     })().catch(() => {});
-    return { stop: () => void msgs.stop(), ready };
+    return {
+      stop: () => {
+        stopped = true;
+        current?.stop();
+      },
+      ready,
+    };
   }
 }

@@ -102,7 +102,7 @@ describe.skipIf(!kernelAvailable)('a three-node NATS cluster with a replicated s
     // c1 learns what c2 counted through its watch on the shared KV bucket, which can lag behind
     // on a cluster that has just failed over (seen once on Node 24 in CI): wait for it to converge.
     const complete = () => c1.agentRuns().length > 0 && c1.agentRuns().every((r) => r.above.length === 0 && r.upTo === r.maxSeq);
-    await until(complete, 15_000, "c1's view of every agent run complete").catch(() => undefined);
+    await until(complete, 30_000, "c1's view of every agent run complete").catch(() => undefined);
     expect(c1.agentRuns().map((r) => ({ host: r.host, above: r.above.length, gap: r.maxSeq - r.upTo }))).toEqual(
       c1.agentRuns().map((r) => ({ host: r.host, above: 0, gap: 0 })),
     );

@@ -11,6 +11,7 @@ import { Agent } from '../../src/agent.js';
 import { kernelAvailable, ssCounts, TestNetns } from '../kernel/helpers.js';
 import { toSsCounts } from '../../src/track/index.js';
 import { contiguousOnce, readStream, seqsByEpoch, startNats, transitionEvents, type TestNats } from './helpers.js';
+import { until } from './collect-helpers.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
 
@@ -352,7 +353,8 @@ describe.skipIf(!kernelAvailable)('starting without a broker, and small payload 
       // One flush for the whole burst: far more than 2 KiB of events.
       const agent = await Agent.start({ host: 'small', connection: { servers: [nats.url] }, spoolDir, flushIntervalMs: 60_000, tracer: { netns: [netns.ns.inode] } });
       await netns.run('burst', '127.0.0.1', 8552, 20);
-      await sleep(200);
+      // Until the last closes have reached the agent (a fixed pause was too short once on a busy CI run).
+      await until(() => agent.status().tracker.events >= 20 * 11 + 2, 10_000, 'every event in the agent');
       await agent.stop();
       const msgs = await readStream(nats.url);
       const batches = msgs.filter((m) => m.kind === 'transitions');
