@@ -89,6 +89,13 @@ export class ProtoWriter {
     this.pos = p;
   }
 
+  /** A uint64 field of hi·2^32 + lo; left out at 0, as proto3 (and protobufjs) does. */
+  uint64Field(field: number, lo: number, hi: number): void {
+    if ((lo | hi) === 0) return;
+    this.tag(field, 0);
+    this.varint64(lo, hi);
+  }
+
   tag(field: number, wire: number): void {
     this.ensure(10);
     this.varint((field << 3) | wire);
@@ -154,6 +161,28 @@ class U64Column {
     const n = Number(v);
     if (n <= Number.MAX_SAFE_INTEGER) this.push(n >>> 0, Math.floor(n / TWO32));
     else this.push(Number(v & 0xffffffffn), Number((v >> 32n) & 0xffffffffn));
+  }
+  /**
+   * Replaces every value by its difference from the smallest (times as a base plus deltas);
+   * returns the base in `out` as [lo, hi].
+   */
+  rebase(out: Uint32Array): void {
+    const { lo, hi, n } = this;
+    let bLo = lo[0]!;
+    let bHi = hi[0]!;
+    for (let i = 1; i < n; i++) {
+      if (hi[i]! < bHi || (hi[i] === bHi && lo[i]! < bLo)) {
+        bLo = lo[i]!;
+        bHi = hi[i]!;
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      sub64(lo[i]!, hi[i]!, bLo, bHi, scratch);
+      lo[i] = scratch[0]!;
+      hi[i] = scratch[1]!;
+    }
+    out[0] = bLo;
+    out[1] = bHi;
   }
   /** Packed varints. */
   write(w: ProtoWriter, field: number): void {
@@ -304,6 +333,8 @@ function sub64(aLo: number, aHi: number, bLo: number, bHi: number, out: Uint32Ar
 }
 
 const scratch = new Uint32Array(2);
+/** the base of a batch's times, from U64Column.rebase */
+const base = new Uint32Array(2);
 
 /**
  * TransitionBatch rows, appended from kernel records (`appendRecord`, offsets as decode.ts
@@ -406,30 +437,9 @@ export class TransitionColumns {
     w.bytes(1, pb.Header.encode(header).finish());
     w.tag(2, 0);
     w.varint(n);
-    // proto3: scalars at their default (0) are not written, as protobufjs does
-    if (firstEventSeq !== 0n) {
-      w.tag(3, 0);
-      w.varint64(Number(firstEventSeq & 0xffffffffn), Number((firstEventSeq >> 32n) & 0xffffffffn));
-    }
-    // base = the earliest ts; the deltas replace ts in place
-    const { lo, hi } = this.ts;
-    let bLo = lo[0]!;
-    let bHi = hi[0]!;
-    for (let i = 1; i < n; i++) {
-      if (hi[i]! < bHi || (hi[i] === bHi && lo[i]! < bLo)) {
-        bLo = lo[i]!;
-        bHi = hi[i]!;
-      }
-    }
-    if ((bLo | bHi) !== 0) {
-      w.tag(4, 0);
-      w.varint64(bLo, bHi);
-    }
-    for (let i = 0; i < n; i++) {
-      sub64(lo[i]!, hi[i]!, bLo, bHi, scratch);
-      lo[i] = scratch[0]!;
-      hi[i] = scratch[1]!;
-    }
+    w.uint64Field(3, Number(firstEventSeq & 0xffffffffn), Number((firstEventSeq >> 32n) & 0xffffffffn));
+    this.ts.rebase(base); // ts becomes the delta from the earliest
+    w.uint64Field(4, base[0]!, base[1]!);
     this.ts.write(w, 5);
     this.kind.write(w, 6);
     this.cookie.writeFixed(w, 7);
@@ -558,27 +568,11 @@ export class DwellColumns {
     w.bytes(1, pb.Header.encode(header).finish());
     w.tag(2, 0);
     w.varint(n);
-    const { lo, hi } = this.left;
-    let bLo = lo[0]!;
-    let bHi = hi[0]!;
-    for (let i = 1; i < n; i++) {
-      if (hi[i]! < bHi || (hi[i] === bHi && lo[i]! < bLo)) {
-        bLo = lo[i]!;
-        bHi = hi[i]!;
-      }
-    }
-    if ((bLo | bHi) !== 0) {
-      w.tag(3, 0);
-      w.varint64(bLo, bHi);
-    }
+    this.left.rebase(base); // left becomes the delta from the earliest
+    w.uint64Field(3, base[0]!, base[1]!);
     this.cookie.writeFixed(w, 4);
     this.state.write(w, 5);
     this.timewait.write(w, 6);
-    for (let i = 0; i < n; i++) {
-      sub64(lo[i]!, hi[i]!, bLo, bHi, scratch);
-      lo[i] = scratch[0]!;
-      hi[i] = scratch[1]!;
-    }
     this.left.write(w, 7);
     this.dwell.write(w, 8);
     this.precision.write(w, 9);
