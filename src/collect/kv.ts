@@ -25,6 +25,8 @@ export interface KvOptions {
 }
 
 const OP_HEADER = 'KV-Operation';
+/** How often a watch checks that it is not stuck behind the bucket (see watch). */
+const WATCHDOG_MS = 2000;
 
 /** True for JetStream's answer to a compare-and-set that lost. */
 export function isWrongLastSequence(err: unknown): boolean {
@@ -134,6 +136,29 @@ export class KvBucket {
       return msgs;
     };
     const first = await open();
+    // Watchdog: the ordered consumer can also stall without failing after a failover (seen in
+    // the cluster test: a collector's view stayed two writes behind for good). Every
+    // WATCHDOG_MS, compare what was handed over with the stream's last sequence; behind and no
+    // progress since the previous check → stop the consumer, and the loop below reopens it.
+    // Only for a watch of every key (the collector's): with a narrower filter, the stream's
+    // last write may be one the watch is not meant to see.
+    let stalledAt = -1;
+    const watchdog =
+      filter === '>'
+        ? setInterval(() => {
+            void this.jsm.streams
+              .info(this.stream)
+              .then((info) => {
+                const behind = info.state.last_seq > lastSeq;
+                if (behind && stalledAt === lastSeq && !stopped) {
+                  stalledAt = -1;
+                  current?.stop();
+                } else stalledAt = behind ? lastSeq : -1;
+              })
+              .catch(() => {}); // the cluster is settling: try again next time
+          }, WATCHDOG_MS)
+        : null;
+    watchdog?.unref();
     void (async () => {
       let msgs = first;
       // The ordered consumer can give up when the cluster loses the bucket's leader (seen in the
@@ -164,6 +189,7 @@ export class KvBucket {
     return {
       stop: () => {
         stopped = true;
+        if (watchdog) clearInterval(watchdog);
         current?.stop();
       },
       ready,

@@ -78,7 +78,10 @@ describe.skipIf(!kernelAvailable)('a three-node NATS cluster with a replicated s
     await started[victim]!.stop();
     nodes[victim] = null;
     await Promise.all(ns.map((n, i) => n.run('burst', '127.0.0.1', 8711 + i, 30)));
-    // The agents ride out the failover on their spools (an agent connected to the stopped node reconnects first).
+    // Every event read by the agents first (the spools can be empty before the second burst's
+    // last events reach them: 30 were missing once), then they ride out the failover on their
+    // spools (an agent connected to the stopped node reconnects first).
+    await until(() => agents.every((a) => a.status().tracker.events >= 2 * (30 * 11 + 2)), 15_000, 'every event in the agents');
     await until(() => agents.every((a) => a.status().spool.messages === 0), 30_000, 'spools drained');
     const finals = await Promise.all(agents.map((a) => a.stop(20_000)));
     for (const s of finals) expect(s.spool.messages).toBe(0);
