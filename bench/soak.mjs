@@ -20,8 +20,11 @@
 //   before the first sample: TIME_WAIT lasts 60 s, so the table reaches its steady size)
 //   SOAK_INTERVAL=30  SOAK_RATE=1000 (connections/s)  SOAK_THREADS=1  SOAK_MODE=client-first
 //   SOAK_RSS_TOLERANCE_PCT=10  SOAK_LABEL=latest
+//   SOAK_TRACE=1: also record `tcpdwell trace --format raw` of the namespace for the whole run,
+//   to bench/.output/soak-<label>.ring (about 150 MB a minute at 1000 conn/s), to look up what
+//   the kernel said about a socket the table got wrong (replay: bench/soak-replay.mjs)
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +56,7 @@ const cfg = {
   mode: env.SOAK_MODE || 'client-first',
   rssTolerancePct: num('SOAK_RSS_TOLERANCE_PCT', 10),
   label: env.SOAK_LABEL || 'latest',
+  trace: env.SOAK_TRACE === '1',
 };
 if (cfg.interval <= 0 || cfg.seconds < cfg.interval * 2) fail(`SOAK_SECONDS (${cfg.seconds}) must be at least two SOAK_INTERVALs (${cfg.interval})`);
 const NETNS = `tcpdwell-soak-${process.pid}`;
@@ -64,7 +68,7 @@ if (!existsSync(join(ROOT, 'dist/main.js'))) fail('not built: run make (or make 
 if (!existsSync(CHURN)) fail(`${CHURN} is missing: run make soak (it builds bench/churn.c)`);
 if (process.getuid() !== 0) fail('make soak needs root (BPF, network namespaces)');
 const { startLocalNats } = await import(join(ROOT, 'dist/nats-server.js'));
-const { toSsCounts } = await import(join(ROOT, 'dist/track/index.js'));
+const { toSsCounts, ssStateName } = await import(join(ROOT, 'dist/track/index.js'));
 const { connect } = await import('@nats-io/transport-node');
 
 // ---- set-up and clean-up -------------------------------------------------------------------
@@ -126,6 +130,22 @@ for (const deadline = Date.now() + 30_000; !agentLog.includes('publishing to'); 
 }
 log(`agent pid ${agent.pid} publishing`);
 
+// ---- the optional kernel record ----------------------------------------------------------------
+let tracer = null;
+const tracePath = join(OUT_DIR, `soak-${cfg.label}.ring`);
+if (cfg.trace) {
+  mkdirSync(OUT_DIR, { recursive: true });
+  const fd = openSync(tracePath, 'w');
+  tracer = spawn(TCPDWELL, ['trace', '--format', 'raw', '--no-snapshot', '--netns', NETNS, '--ring-bytes', String(64 << 20)], { stdio: ['ignore', fd, 'pipe'] });
+  live.add(tracer);
+  let traceLog = '';
+  tracer.stderr.on('data', (d) => (traceLog += d));
+  for (const deadline = Date.now() + 30_000; !traceLog.includes('tracing'); await sleep(100)) {
+    if (tracer.exitCode !== null || Date.now() > deadline) fail(`the trace did not start:\n${traceLog}`);
+  }
+  log(`recording the namespace's kernel events to ${tracePath}`);
+}
+
 // ---- the churn ---------------------------------------------------------------------------------
 const churnArgs = ['--mode', cfg.mode, '--threads', String(cfg.threads), '--rate', String(cfg.rate), '--addrs', '8', '--ports', '8',
   '--duration', String(cfg.warmup + cfg.seconds + 3600)];
@@ -137,6 +157,14 @@ churn.stderr.on('data', (d) => (churnOut += d));
 const churnExit = new Promise((resolve) => churn.on('close', (code, signal) => resolve({ code, signal })));
 
 const nc = await connect({ servers: nats.url });
+// The agent's latest summary names the oldest sockets per state: when the table drifts, the
+// sockets it holds wrongly are among them (they sit there until their timewait ends).
+let stuck = [];
+const { pb } = await import(join(ROOT, 'dist/publish/wire.js'));
+const { stateName } = await import(join(ROOT, 'dist/decode.js'));
+void (async () => {
+  for await (const m of nc.subscribe(`tcpdwell.v1.${HOST}.summary`)) stuck = pb.Summary.decode(m.data).stuck;
+})();
 const request = async (what) => JSON.parse((await nc.request(`tcpdwell.control.${HOST}.${what}`, '', { timeout: 10_000 })).string());
 
 function ssCounts() {
@@ -149,6 +177,7 @@ function ssCounts() {
   }
   return out;
 }
+const ssNameOf = (x) => ssStateName(stateName(x.state));
 const procStatus = (pid) => readFileSync(`/proc/${pid}/status`, 'utf8');
 const kib = (text, field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? NaN);
 
@@ -201,6 +230,10 @@ async function sample(t) {
         .map(([k, v]) => `${k} ${v}`)
         .join(', '),
       stateGaps: d.state_gaps,
+      // the oldest sockets the table holds in a state it has too many of (cookie, age)
+      suspects: stuck
+        .filter((x) => off.some((o) => o.startsWith(ssNameOf(x)) && o.includes('+')))
+        .map((x) => ({ cookie: BigInt(x.cookie.toString()).toString(), state: stateName(x.state), timewait: x.timewait, ageS: Number(x.ageNs) / 1e9 })),
     };
   } finally {
     process.kill(churn.pid, 'SIGCONT');
@@ -224,6 +257,7 @@ for (let i = 0; ; i++) {
     `t=${s.t}s rss ${(s.rssKiB / 1024).toFixed(1)} MiB, ${s.fds} fds, table ${s.tableSockets} sockets vs ss ${s.ssBefore}..${s.ssAfter}, drift ${s.drift}${s.off ? ` (${s.off})` : ''}, ` +
       `${s.events} events, lost ${s.lost}${s.lostBy ? ` (${s.lostBy})` : ''}, spool ${s.spoolMessages}`,
   );
+  if (s.suspects.length) log(`  oldest in the drifted states: ${s.suspects.map((x) => `${x.state} cookie ${x.cookie} ${x.ageS.toFixed(1)} s`).join('; ')}`);
   if (i * cfg.interval >= cfg.seconds) break;
 }
 churn.kill('SIGTERM');
@@ -236,6 +270,11 @@ try {
 }
 agent.kill('SIGTERM');
 const agentEnd = await agentExit;
+if (tracer) {
+  tracer.kill('SIGINT');
+  await new Promise((resolve) => (tracer.exitCode !== null ? resolve() : tracer.on('close', resolve)));
+  log(`kernel record: ${tracePath} (${(statSync(tracePath).size / 2 ** 20).toFixed(0)} MiB)`);
+}
 await nc.close();
 live.clear();
 await nats.stop(); // its pipes would keep this process alive
