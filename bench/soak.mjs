@@ -223,7 +223,7 @@ async function sample(t) {
       published: agentStatus.nats.published,
       spoolMessages: agentStatus.spool.messages,
       // what the tracker corrected or dropped: the first thing to read when the table drifts
-      tracker: Object.fromEntries(['late', 'duplicates', 'corrections', 'unknownSockets', 'timewaitFlips', 'healedAdded', 'healedRemoved', 'healedCorrected'].map((k) => [k, agentStatus.tracker?.[k]])),
+      tracker: Object.fromEntries(['late', 'duplicates', 'corrections', 'unknownSockets', 'timewaitFlips', 'timewaitsOverdue', 'healedAdded', 'healedRemoved', 'healedCorrected'].map((k) => [k, agentStatus.tracker?.[k]])),
       lost: d.lost_ring_full + d.lost_no_storage + d.malformed + d.spoolDropped + d.skipped_transitions + d.skipped_timer,
       lostBy: Object.entries(d)
         .filter(([k, v]) => v > 0 && ['lost_ring_full', 'lost_no_storage', 'malformed', 'spoolDropped', 'skipped_transitions', 'skipped_timer'].includes(k))

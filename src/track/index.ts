@@ -7,7 +7,7 @@
  *   tracker.ingest(batchOfEvents);            // per ring batch
  *   tracker.table(); tracker.stuck(); tracker.takeHistograms().encode(); tracker.evaluate();
  */
-export { Tracker, TIMEWAIT_LEN_NS, REQUEST_SOCK_TIMEOUT_NS, type TrackerOptions, type StuckOptions } from './tracker.js';
+export { Tracker, TIMEWAIT_LEN_NS, TIMEWAIT_GRACE_NS, REQUEST_SOCK_TIMEOUT_NS, type TrackerOptions, type StuckOptions } from './tracker.js';
 export { HistogramSet, HISTOGRAM_UNIT, SIGNIFICANT_DIGITS, type EncodedHistogram, type HistogramKey, type HistogramDimension } from './histograms.js';
 export { DEFAULT_THRESHOLDS, resolveThresholds, type DetectorThresholds, type SysctlReaders } from './detectors.js';
 export { ssStateName, toSsCounts } from './states.js';

@@ -30,6 +30,16 @@ const FLIP_TOLERANCE_NS = 25_000_000n;
  * retries run out (tcp_synack_retries 5: about 63 s). Default time after which it is dropped.
  */
 export const REQUEST_SOCK_TIMEOUT_NS = 75_000_000_000n;
+/**
+ * A timewait sock's timer runs at most TIMEWAIT_LEN from when it was last armed (start or
+ * flip; tcp_fin_timeout above 60 s goes to the keepalive timer first), and the timer wheel
+ * fires it up to one bucket late (60 s sits in a bucket of 2.048 s at HZ=250, 5.12 s at
+ * HZ=100). A timewait this far past that with no end event has ended unseen: measured by
+ * make soak, the end events of about a thousand timewaits expiring together went missing now
+ * and then (uncounted by the kernel's counters; cause not found, see BENCHMARKS.md), and ss
+ * no longer listed them. Default grace past TIMEWAIT_LEN after which such a timewait leaves the table.
+ */
+export const TIMEWAIT_GRACE_NS = 8_000_000_000n;
 
 export interface TrackerOptions {
   /** boot-time ns now (CLOCK_BOOTTIME, the timebase of TcpEvent.tsNs) */
@@ -48,6 +58,8 @@ export interface TrackerOptions {
   requestSockTimeoutNs?: bigint;
   /** how many closed sockets to remember, to recognise late and duplicate events (default 16 384) */
   rememberClosed?: number;
+  /** see TIMEWAIT_GRACE_NS */
+  timewaitGraceNs?: bigint;
 }
 
 /** Options of `Tracker.stuck`. */
@@ -87,6 +99,7 @@ export class Tracker {
    */
   private readonly orphans = new Map<string, CookieKey>();
   private readonly requestTimeoutNs: number;
+  private readonly timewaitMaxNs: number;
   private readonly maxHistograms: number;
   private hist: HistogramSet;
   private histogramsDropped = 0;
@@ -113,6 +126,7 @@ export class Tracker {
     healedCorrected: 0,
     requestSocksExpired: 0,
     timewaitFlips: 0,
+    timewaitsOverdue: 0,
   };
 
   constructor(opts: TrackerOptions) {
@@ -127,6 +141,7 @@ export class Tracker {
     this.detectors = new Detectors(thresholds, opts.sysctls ?? {});
     this.requestTimeoutNs = Number(opts.requestSockTimeoutNs ?? REQUEST_SOCK_TIMEOUT_NS);
     this.rememberClosed = opts.rememberClosed ?? 16_384;
+    this.timewaitMaxNs = Number(TIMEWAIT_LEN_NS + (opts.timewaitGraceNs ?? TIMEWAIT_GRACE_NS));
   }
 
   /**
@@ -184,6 +199,7 @@ export class Tracker {
   table(): LiveTableSnapshot {
     const atNs = this.clock();
     this.expireRequests(Number(atNs));
+    this.expireTimewaits(Number(atNs));
     const byNetns = [...this.live.perNetns].map(([netns, counts]) => ({ netns, counts: LiveTable.named(counts) })).sort((a, b) => a.netns - b.netns);
     return { atNs, total: LiveTable.named(this.live.total), byNetns, sockets: this.live.size };
   }
@@ -193,6 +209,7 @@ export class Tracker {
     const k = opts.perState ?? 5;
     const wanted = opts.states ? new Set(opts.states.map(stateValue)) : null;
     const now = Number(this.clock());
+    this.expireTimewaits(now);
     const top = new Map<number, { slot: number; entered: number }[]>();
     this.live.scan((slot, state) => {
       if (wanted && !wanted.has(state)) return;
@@ -248,6 +265,7 @@ export class Tracker {
   evaluate(): Alert[] {
     const now = this.clock();
     this.expireRequests(Number(now));
+    this.expireTimewaits(Number(now));
     return this.detectors.evaluate(this.live, this.inputs, now);
   }
 
@@ -591,6 +609,31 @@ export class Tracker {
         this.live.remove(r.key, slot);
         this.s.requestSocksExpired++;
       }
+    }
+  }
+
+  /**
+   * Timewaits whose timer is long past due (see TIMEWAIT_GRACE_NS) ended without an end
+   * event: out of the table, counted, and their phase recorded as estimated (ended when due).
+   * An end event that still comes for one is older than the removal and counted as late.
+   */
+  private expireTimewaits(now: number): void {
+    const cutoff = now - this.timewaitMaxNs;
+    const overdue: number[] = [];
+    this.live.scan((slot) => {
+      if (this.live.flagsOf(slot) & TIMEWAIT && this.live.entered(slot) < cutoff) overdue.push(slot);
+    });
+    for (const slot of overdue) {
+      const flags = this.live.flagsOf(slot);
+      const state = this.live.state(slot);
+      const entered = this.live.entered(slot);
+      const who = this.live.identity(slot);
+      const key = cookieKey(who.cookie);
+      this.removeSlot(key, slot);
+      this.markClosed(key, now);
+      this.s.timewaitsOverdue++;
+      const exact = (flags & ENTERED_EXACT) !== 0;
+      this.emit(who, state, true, exact ? BigInt(entered) : null, BigInt(entered) + TIMEWAIT_LEN_NS, exact ? 'estimated' : 'lower-bound', null, null, null, flags & ACCEPTED ? who.sport : null);
     }
   }
 

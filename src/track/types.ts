@@ -143,6 +143,8 @@ export interface TrackerStats {
   requestSocksExpired: number;
   /** timewaits that flipped from FIN_WAIT2 to TIME_WAIT (the peer's FIN to an orphaned close) */
   timewaitFlips: number;
+  /** timewaits removed long after their timer was due, their end event never seen (see TIMEWAIT_GRACE_NS) */
+  timewaitsOverdue: number;
   /** dwell records kept out of per-netns/cgroup/port histograms because the histogram cap was reached */
   histogramsDropped: number;
   /** detector keys not tracked because a detector's key cap was reached */

@@ -146,6 +146,26 @@ describe('dwell records from synthetic sequences', () => {
     expect(records.at(-1)).toMatchObject({ dwellNs: ms(60_000), precision: 'exact' });
   });
 
+  it('a timewait whose end event never came leaves the table once it is long past due, counted, its phase estimated; a late end then changes nothing', () => {
+    const { tracker, records, clock } = make();
+    tracker.ingest([
+      tr(30n, 'FIN_WAIT1', 'FIN_WAIT2', 900, 800),
+      ev({ type: 'timewait_start', cookie: 30n, atMs: 1000, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', expiresNs: ms(61_000) }),
+      tr(30n, 'FIN_WAIT2', 'CLOSE', 1000, 900),
+    ]);
+    clock.nowNs = ms(1000 + 60_000 + 7_900); // due, plus less than the grace: the timer may still fire
+    expect(tracker.table().total).toEqual({ TIME_WAIT: 1 });
+    clock.nowNs = ms(1000 + 60_000 + 8_100);
+    expect(tracker.table().total).toEqual({});
+    expect(tracker.stats().timewaitsOverdue).toBe(1);
+    expect(records.at(-1)).toMatchObject({ state: 'TIME_WAIT', timewait: true, enteredNs: ms(1000), leftNs: ms(61_000), precision: 'estimated', timewaitEnd: null });
+    const n = records.length;
+    const unknown = tracker.stats().unknownSockets;
+    tracker.ingest([ev({ type: 'timewait_end', cookie: 30n, atMs: 61_000, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', reason: 'expired', expiresNs: ms(61_000) })]);
+    expect(records.length).toBe(n);
+    expect(tracker.stats()).toMatchObject({ late: 1, unknownSockets: unknown });
+  });
+
   it("the peer's FIN flipping an orphan to TIME_WAIT splits the phase at the re-armed due time, marked estimated", () => {
     const { tracker, records } = make();
     tracker.ingest([
