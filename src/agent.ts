@@ -100,6 +100,9 @@ export function warmUp(): void {
 /** The most bytes one row of a TransitionBatch or DwellBatch can take (varints at full width, two comm strings). */
 const ROW_BYTES_MAX = 256;
 
+/** Default of AgentOptions.healIntervalMs: 5 minutes. */
+export const DEFAULT_HEAL_MS = 300_000;
+
 export const AGENT_VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
 export interface AgentOptions {
@@ -114,6 +117,12 @@ export interface AgentOptions {
   flushIntervalMs?: number;
   /** summary every this many ms */
   summaryIntervalMs?: number;
+  /**
+   * Re-read the traced namespaces' sockets (the iterator) this often and reconcile the live
+   * table with them (ms; 0 = never; default DEFAULT_HEAL_MS). The table follows the kernel's
+   * events; this catches what no event said (see Agent.heal).
+   */
+  healIntervalMs?: number;
   tracer?: TracerOptions;
   stream?: Omit<PublisherOptions, 'connection' | 'spool' | 'log'>;
   /** disable the control service's `config` endpoint */
@@ -169,6 +178,7 @@ export class Agent {
   private batches = 0;
   private flushTimer?: NodeJS.Timeout;
   private summaryTimer?: NodeJS.Timeout;
+  private healTimer?: NodeJS.Timeout;
   private filters: Pick<TracerOptions, 'netns' | 'ports' | 'family'>;
   private service: ControlService | null = null;
   private readonly offsetNs = bootToEpochOffsetNs();
@@ -264,6 +274,8 @@ export class Agent {
     this.publishSnapshot();
     this.flushTimer = setInterval(() => this.flush(), this.opts.flushIntervalMs ?? DEFAULT_FLUSH_MS);
     this.summaryTimer = setInterval(() => this.publishSummary(), this.opts.summaryIntervalMs ?? 10_000);
+    const healMs = this.opts.healIntervalMs ?? DEFAULT_HEAL_MS;
+    if (healMs > 0) this.healTimer = setInterval(() => this.heal(), healMs);
   }
 
   private subject(kind: MessageKind): string {
@@ -354,12 +366,41 @@ export class Agent {
   enterNetns = true;
 
   private publishSnapshot(netns?: Netns[]) {
+    const events = this.reseed(netns);
+    this.putTransitions('snapshot', events);
+    return events.length;
+  }
+
+  /**
+   * Reconciles the live table with the sockets the kernel lists now, without publishing them.
+   * The table follows events, and an event the kernel never delivered leaves it wrong until the
+   * socket's next one (make soak measured the end events of ~1000 timewaits expiring together
+   * going missing now and then, uncounted): this puts right whatever no event said. The walk
+   * locks each socket, so it never sees a state half-changed. Counted in the tracker's healed*
+   * statistics; returns the sockets listed.
+   */
+  heal(): number {
+    const before = this.tracker.stats();
+    const n = this.reseed(undefined, true).length;
+    const after = this.tracker.stats();
+    const fixed = after.healedAdded - before.healedAdded + (after.healedRemoved - before.healedRemoved) + (after.healedCorrected - before.healedCorrected);
+    if (fixed > 0) this.opts.log?.(`heal: ${fixed} sockets put right in the live table (${n} listed by the kernel)`);
+    return n;
+  }
+
+  private unreachableLogged = false;
+
+  /** Walks the namespaces (all traced ones by default) and seeds the tracker; returns the records. */
+  private reseed(netns?: Netns[], quiet = false): TcpEvent[] {
     const events: TcpEvent[] = [];
     const wanted = this.filters.netns?.length ? listNetns().filter((n) => this.filters.netns!.includes(n.inode)) : listNetns();
     const own = statSync('/proc/self/ns/net').ino;
     const reachable = (netns ?? wanted).filter((ns) => this.enterNetns || ns.inode === own);
     const skipped = (netns ?? wanted).length - reachable.length;
-    if (skipped > 0) this.opts.log?.(`snapshot: ${skipped} other network namespaces skipped (capabilities dropped; start with --resnapshot to keep CAP_SYS_ADMIN for this)`);
+    if (skipped > 0 && !(quiet && this.unreachableLogged)) {
+      this.opts.log?.(`snapshot: ${skipped} other network namespaces skipped (capabilities dropped; start with --resnapshot to keep CAP_SYS_ADMIN for this)`);
+      this.unreachableLogged = true;
+    }
     for (const ns of reachable) {
       const mine: TcpEvent[] = [];
       // The agent's own namespace needs no setns() (and so no CAP_SYS_ADMIN).
@@ -367,10 +408,9 @@ export class Agent {
       // Events already read are older than this snapshot: apply them first.
       this.tracer.drainRing();
       this.tracker.seed(ns.inode, mine);
-      events.push(...mine);
+      for (const e of mine) events.push(e);
     }
-    this.putTransitions('snapshot', events);
-    return events.length;
+    return events;
   }
 
   /** Publishes the live table, this interval's histograms and the oldest sockets; then alerts. */
@@ -453,6 +493,7 @@ export class Agent {
   async stop(timeoutMs = 5000): Promise<AgentStatus> {
     clearInterval(this.flushTimer);
     clearInterval(this.summaryTimer);
+    clearInterval(this.healTimer);
     this.tracer.drainRing();
     this.flush();
     this.publishSummary();

@@ -4,7 +4,7 @@ import { EnvironmentError, UsageError } from './errors.js';
 import { resolveNetns } from './netns.js';
 import { runTrace } from './trace.js';
 import { DEFAULT_PIN_DIR, runAgent } from './run.js';
-import { DEFAULT_FLUSH_MS } from './agent.js';
+import { DEFAULT_FLUSH_MS, DEFAULT_HEAL_MS } from './agent.js';
 import { removePinned } from './tracer.js';
 import { runTail } from './tail.js';
 import { runStates } from './states.js';
@@ -17,6 +17,7 @@ import {
   parsePort,
   parseRingBytes,
   parseSeconds,
+  parseSecondsOrOff,
   repeatable,
   resolveConnection,
   type ConnectionFlags,
@@ -81,6 +82,7 @@ export function buildProgram(): Command {
     .option('--duration <seconds>', 'stop after this many seconds', parseSeconds)
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 5)
     .option('--summary-interval <seconds>', 'publish a summary this often', parseSeconds, 10)
+    .option('--heal-interval <seconds>', 're-read the traced namespaces\' sockets this often and put right what the live table missed (0 = never)', parseSecondsOrOff, DEFAULT_HEAL_MS / 1000)
     .option('--flush-interval <seconds>', 'publish a batch of transitions at least this often (also at 4096 events)', parseSeconds, DEFAULT_FLUSH_MS / 1000)
     .option('--no-control-config', "refuse the control service's config endpoint")
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
@@ -90,7 +92,7 @@ export function buildProgram(): Command {
     .option('--threshold <name=value>', `detector threshold (repeatable), e.g. closeWaitAgeNs=30s; names: ${Object.keys(DEFAULT_THRESHOLDS).join(', ')}`, parseThreshold, {})
     .option('--stream-max-age <seconds>', 'retention of the JetStream stream when the agent creates it (default 7 days)', parseSeconds)
     .option('--stream-max-bytes <n>', 'size bound of the JetStream stream when the agent creates it (default 1GiB)', parseBytes)
-    .action(async (o: ConnectionFlags & { pinDir: string; pin: boolean; resnapshot?: boolean; metricsListen?: string; threshold: Partial<DetectorThresholds>; streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; flushInterval: number; controlConfig: boolean }) => {
+    .action(async (o: ConnectionFlags & { pinDir: string; pin: boolean; resnapshot?: boolean; metricsListen?: string; threshold: Partial<DetectorThresholds>; streamMaxAge?: number; streamMaxBytes?: number; host?: string; spoolDir?: string; spoolMaxBytes?: number; netns: string[]; port: number[]; family?: '4' | '6'; duration?: number; statusInterval: number; summaryInterval: number; flushInterval: number; healInterval: number; controlConfig: boolean }) => {
       await runAgent({
         connection: connectionFlags(o),
         configPath: o.config,
@@ -105,6 +107,7 @@ export function buildProgram(): Command {
         statusIntervalS: o.statusInterval,
         summaryIntervalS: o.summaryInterval,
         flushIntervalS: o.flushInterval,
+        healIntervalS: o.healInterval,
         streamMaxAgeS: o.streamMaxAge,
         metricsListen: o.metricsListen,
         thresholds: o.threshold,

@@ -30,6 +30,8 @@ export interface RunOptions {
   summaryIntervalS: number;
   /** a batch of transitions is published at least this often (default 0.1 s) */
   flushIntervalS?: number;
+  /** see AgentOptions.healIntervalMs (seconds; 0 = never) */
+  healIntervalS?: number;
   streamMaxAgeS?: number;
   streamMaxBytes?: number;
   metricsListen?: string;
@@ -65,6 +67,7 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
     spoolMaxBytes: opts.spoolMaxBytes ?? file.spool?.maxBytes,
     summaryIntervalMs: opts.summaryIntervalS * 1000,
     flushIntervalMs: opts.flushIntervalS !== undefined ? opts.flushIntervalS * 1000 : undefined,
+    healIntervalMs: opts.healIntervalS !== undefined ? opts.healIntervalS * 1000 : undefined,
     tracer: {
       netns: opts.netns.length ? opts.netns.map((n) => n.inode) : file.filters?.netns,
       ports: opts.ports.length ? opts.ports : file.filters?.ports,

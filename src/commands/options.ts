@@ -24,6 +24,14 @@ export function parseSeconds(v: string): number {
   return n;
 }
 
+/** Seconds, or 0 to turn the thing off. */
+export function parseSecondsOrOff(v: string): number {
+  if (/^0+(\.0+)?$/.test(v)) return 0;
+  const n = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !(n > 0)) throw new InvalidArgumentError(`'${v}' is not a duration: give seconds, e.g. 300, or 0 for never.`);
+  return n;
+}
+
 export function parseRingBytes(v: string): number {
   const n = Number(v);
   if (!/^\d+$/.test(v) || n < 4096 || (n & (n - 1)) !== 0) {

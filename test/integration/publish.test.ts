@@ -226,6 +226,43 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     }
   });
 
+  it('heal puts the live table right where the kernel never said: sockets it missed are added, sockets gone unseen are removed', async () => {
+    const agent = await startAgent({ healIntervalMs: 0 });
+    const table = () => toSsCounts(agent.states().byNetns.find((n) => n.netns === netns.ns.inode)?.counts ?? {});
+    const quiet = async () => {
+      for (let last = -1; last !== agent.status().events; await sleep(200)) last = agent.status().events;
+    };
+    // Blind the kernel program to the namespace (a filter on another one) while sockets come:
+    // the table misses them, as it would misses events the kernel never delivered.
+    agent.setFilters({ netns: [1] });
+    const hold = netns.start('mix', '127.0.0.1', 8591, '2,2,1');
+    let held = true;
+    try {
+      await hold.ready;
+      agent.setFilters({ netns: [netns.ns.inode] });
+      await quiet();
+      expect(table()).not.toEqual(ssCounts(netns));
+      agent.heal();
+      expect(table()).toEqual(ssCounts(netns));
+      expect(agent.status().tracker.healedAdded).toBeGreaterThan(0);
+      // Blind again while they close: the table still holds sockets that are gone or have moved on.
+      agent.setFilters({ netns: [1] });
+      await hold.stop();
+      held = false;
+      await sleep(300);
+      agent.setFilters({ netns: [netns.ns.inode] });
+      await quiet();
+      expect(table()).not.toEqual(ssCounts(netns));
+      agent.heal();
+      expect(table()).toEqual(ssCounts(netns));
+      const t = agent.status().tracker;
+      expect(t.healedRemoved + t.healedCorrected).toBeGreaterThan(0);
+    } finally {
+      if (held) await hold.stop();
+      await agent.stop();
+    }
+  });
+
   it('per-socket state pinned in bpffs keeps dwells exact for sockets that live across an agent restart', async () => {
     const { removePinned } = await import('../../src/tracer.js');
     const { decodeDwell } = await import('../../src/publish/wire.js');
