@@ -1,11 +1,10 @@
 #!/usr/bin/env node
 // What the kernel said, from a raw recording (`tcpdwell trace --format raw`, or make soak with
-// SOAK_TRACE=1): checks every socket's chain of transitions (each leaves the state the previous
-// one entered; a socket with a timewait closed before it), replays the whole recording through
-// a fresh Tracker and prints its table and counters, and prints every event of the cookies given.
+// SOAK_TRACE=1): audits every socket's chain of events (bench/kernel-record.mjs), replays the
+// whole recording through a fresh Tracker and prints its table and counters, and prints every
+// event of the cookies given. Reads the recording in chunks, so a 10-minute soak's fits.
 //
-//   node bench/soak-replay.mjs bench/.output/soak-diag.ring [cookie ...]
-import { readFileSync } from 'node:fs';
+//   node bench/soak-replay.mjs bench/.output/soak-latest.ring [cookie ...]
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,44 +14,29 @@ if (!file) {
   console.error('usage: node bench/soak-replay.mjs RECORDING [cookie ...]');
   process.exit(2);
 }
-const { decodeRingBatch } = await import(join(ROOT, 'dist/decode.js'));
+const { auditRecording, eachEvent } = await import(join(ROOT, 'bench/kernel-record.mjs'));
 const { Tracker } = await import(join(ROOT, 'dist/track/index.js'));
 
-const stats = { malformed: 0 };
-const events = [];
-decodeRingBatch(readFileSync(file), (e) => events.push(e), stats);
-const bySocket = new Map();
-for (const e of events) {
-  const k = e.cookie.toString();
-  let l = bySocket.get(k);
-  if (!l) bySocket.set(k, (l = []));
-  l.push(e);
-}
+const audit = auditRecording(file);
+console.log(
+  `${audit.events} events (${audit.malformed} malformed), ${audit.sockets} sockets; ${audit.brokenChains} with transitions that never came, ` +
+    `${audit.missingEnds} timewaits whose end never came`,
+);
+for (const b of audit.broken) console.log(`  broken: cookie ${b.cookie} at ${b.atS.toFixed(3)} s: ${b.why}`);
+for (const m of audit.missing) console.log(`  no end: cookie ${m.cookie}, due at ${m.dueS.toFixed(3)} s`);
+
 const line = (e) =>
   `${e.tsNs} ${e.type}${e.oldState ? ` ${e.oldState}->${e.newState}` : ''}${e.substate ? ` substate ${e.substate}` : ''}${e.reason ? ` ${e.reason}` : ''}` +
   `${e.flip ? ' flip' : ''}${e.gap ? ' gap' : ''} ${e.saddr}:${e.sport}->${e.daddr}:${e.dport} pid ${e.pid} ${e.comm}`;
-
-let broken = 0;
-for (const [cookie, list] of bySocket) {
-  let state = null;
-  let ok = true;
-  for (const e of list) {
-    if (e.type !== 'transition') continue;
-    if (state !== null && e.oldState !== state) ok = false;
-    state = e.newState;
-  }
-  if (list.some((e) => e.type !== 'transition') && state !== null && state !== 'CLOSE') ok = false;
-  if (!ok && ++broken <= 5) console.log(`broken chain, cookie ${cookie}:\n${list.map((e) => `  ${line(e)}`).join('\n')}`);
-}
-console.log(`${events.length} events (${stats.malformed} malformed), ${bySocket.size} sockets, ${broken} broken chains`);
-
+const wanted = new Map(cookies.map((c) => [BigInt(c), []]));
 let now = 0n;
 const tracker = new Tracker({ clock: () => now });
-for (const e of events) {
+eachEvent(file, (e) => {
   now = e.tsNs;
   tracker.ingest([e]);
-}
+  wanted.get(e.cookie)?.push(line(e));
+});
 console.log('replayed table at the last event:', JSON.stringify(tracker.table().total));
 const s = tracker.stats();
-console.log('tracker:', ['unknownSockets', 'corrections', 'late', 'duplicates', 'timewaitFlips', 'estimatedRecords'].map((k) => `${k} ${s[k]}`).join(', '));
-for (const c of cookies) console.log(`cookie ${c}:\n${(bySocket.get(c) ?? []).map((e) => `  ${line(e)}`).join('\n') || '  (no events)'}`);
+console.log('tracker:', ['unknownSockets', 'corrections', 'late', 'duplicates', 'timewaitFlips', 'timewaitsOverdue', 'estimatedRecords'].map((k) => `${k} ${s[k]}`).join(', '));
+for (const [c, lines] of wanted) console.log(`cookie ${c}:\n${lines.map((l) => `  ${l}`).join('\n') || '  (no events)'}`);

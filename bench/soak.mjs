@@ -178,6 +178,17 @@ function ssCounts() {
   return out;
 }
 const ssNameOf = (x) => ssStateName(stateName(x.state));
+/** How far counts lie outside the two ss counts, summed over states (0: between them everywhere). */
+function outside(counts, before, after) {
+  let n = 0;
+  for (const k of new Set([...Object.keys(before), ...Object.keys(after), ...Object.keys(counts)])) {
+    const lo = Math.min(before[k] ?? 0, after[k] ?? 0);
+    const hi = Math.max(before[k] ?? 0, after[k] ?? 0);
+    const v = counts[k] ?? 0;
+    n += v < lo ? lo - v : v > hi ? v - hi : 0;
+  }
+  return n;
+}
 const procStatus = (pid) => readFileSync(`/proc/${pid}/status`, 'utf8');
 const kib = (text, field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? NaN);
 
@@ -208,6 +219,7 @@ async function sample(t) {
     const d = agentStatus.drops;
     return {
       t,
+      atNs: states?.atNs ?? null, // the agent's clock when it read its table: the replay below reads the recording's up to it
       rssKiB: kib(status, 'VmRSS'),
       hwmKiB: kib(status, 'VmHWM'),
       fds,
@@ -219,6 +231,7 @@ async function sample(t) {
       off: off.join(', '),
       table,
       ss: before,
+      ssAfterCounts: after,
       events: agentStatus.events,
       published: agentStatus.nats.published,
       spoolMessages: agentStatus.spool.messages,
@@ -281,6 +294,39 @@ await nats.stop(); // its pipes would keep this process alive
 nats = null;
 const finalLine = /stopped: (.*)/.exec(agentLog)?.[1] ?? '(no final line)';
 
+// ---- what the kernel said (SOAK_TRACE=1) --------------------------------------------------------
+// The recording is a second, independent consumer of the same kernel events. Replaying it through a
+// fresh Tracker up to each sample's moment gives the table the events alone imply: the agent's table
+// must equal it (else the agent lost or mishandled something), and where it differs from ss, the
+// kernel did not deliver events to either consumer.
+let kernel = null;
+if (tracer) {
+  const { auditRecording, eachEvent } = await import(join(ROOT, 'bench/kernel-record.mjs'));
+  const { Tracker } = await import(join(ROOT, 'dist/track/index.js'));
+  kernel = auditRecording(tracePath);
+  let now = 0n;
+  const replay = new Tracker({ clock: () => now });
+  const due = samples.filter((x) => x.atNs !== null).map((x) => ({ x, at: BigInt(x.atNs) }));
+  const take = (x, at) => {
+    now = at;
+    const mine = replay.table().byNetns.find((n) => n.netns === inode);
+    x.replay = mine ? toSsCounts(mine.counts) : {};
+  };
+  let i = 0;
+  eachEvent(tracePath, (e) => {
+    while (i < due.length && e.tsNs > due[i].at) take(due[i].x, due[i++].at);
+    now = e.tsNs;
+    replay.ingest([e]);
+  });
+  while (i < due.length) take(due[i].x, due[i++].at);
+  const diff = (a, b) => [...new Set([...Object.keys(a), ...Object.keys(b)])].reduce((n, k) => n + Math.abs((a[k] ?? 0) - (b[k] ?? 0)), 0);
+  for (const x of samples) {
+    x.tableVsReplay = x.replay ? diff(x.table, x.replay) : null;
+    x.replayVsSs = x.replay ? outside(x.replay, x.ss, x.ssAfterCounts) : null;
+  }
+  log(`kernel record: ${kernel.events} events, ${kernel.sockets} sockets, ${kernel.brokenChains} with transitions that never came, ${kernel.missingEnds} timewaits whose end never came`);
+}
+
 // ---- verdict ---------------------------------------------------------------------------------
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -293,10 +339,12 @@ const rssChangePct = (100 * (rssLast - rssFirst)) / rssFirst;
 const fdSet = [...new Set(samples.map((s) => s.fds))];
 const maxDrift = Math.max(...samples.map((s) => s.drift));
 const lost = samples.at(-1).lost;
+// With a recording, drift is the agent's only where its table differs from the recording's replay.
+const trackerExact = kernel ? samples.every((x) => x.tableVsReplay === 0) : null;
 const verdict = {
   rssFlat: Math.abs(rssChangePct) <= cfg.rssTolerancePct,
   fdsConstant: fdSet.length === 1,
-  driftZero: maxDrift === 0,
+  driftZero: maxDrift === 0 || trackerExact === true,
   nothingLost: lost === 0,
   agentExitedCleanly: agentEnd.code === 0,
 };
@@ -318,20 +366,35 @@ const lines = [
   `- **Churn:** ${churnResult ? `${churnResult.connections} connections at ${churnResult.connPerS} conn/s over the whole run` : `${cfg.rate} conn/s asked`}; ` +
     `the agent handled ${eventsPerS.toFixed(0)} events/s between the first and last sample`,
   `- **Agent at the end:** ${finalLine}`,
+  ...(kernel
+    ? [
+        `- **Kernel record** (\`tcpdwell trace --format raw\` beside the agent, SOAK_TRACE=1): ${kernel.events} events, ${kernel.sockets} sockets; ` +
+          `${kernel.brokenChains} sockets with transitions that never came, ${kernel.missingEnds} timewaits whose end never came (due more than 8 s before the record ends)` +
+          (kernel.broken.length ? `; e.g. ${kernel.broken.map((b) => `${b.cookie} at ${b.atS.toFixed(1)} s (${b.why})`).join('; ')}` : ''),
+      ]
+    : []),
   '',
-  '| t (s) | RSS MiB | peak MiB | fds | threads | table sockets | ss -tan before..after | drift (table − ss) | events | published | spool | lost (counted) |',
-  '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  `| t (s) | RSS MiB | peak MiB | fds | threads | table sockets | ss -tan before..after | drift (table − ss) |${kernel ? ' table − replay | replay − ss |' : ''} timewaits overdue | events | published | spool | lost (counted) |`,
+  `|---|---|---|---|---|---|---|---|${kernel ? '---|---|' : ''}---|---|---|---|---|`,
   ...samples.map(
     (s) =>
       `| ${s.t} | ${mib(s.rssKiB)} | ${mib(s.hwmKiB)} | ${s.fds} | ${s.threads} | ${s.tableSockets} | ${s.ssBefore}..${s.ssAfter} | ${s.drift}${s.off ? ` (${s.off})` : ''} | ` +
-      `${s.events} | ${s.published} | ${s.spoolMessages} | ${s.lost}${s.lostBy ? ` (${s.lostBy})` : ''} |`,
+      (kernel ? `${s.tableVsReplay ?? '–'} | ${s.replayVsSs ?? '–'} | ` : '') +
+      `${s.tracker.timewaitsOverdue ?? '–'} | ${s.events} | ${s.published} | ${s.spoolMessages} | ${s.lost}${s.lostBy ? ` (${s.lostBy})` : ''} |`,
   ),
   '',
   `**Verdict: ${pass ? 'PASS' : 'FAIL'}** — ` +
     [
       `RSS ${verdict.rssFlat ? 'flat' : 'NOT flat'} (median of the last third ${mib(rssLast)} MiB vs the first third's ${mib(rssFirst)} MiB: ${rssChangePct >= 0 ? '+' : ''}${rssChangePct.toFixed(1)} %, tolerance ±${cfg.rssTolerancePct} %)`,
       `fds ${verdict.fdsConstant ? `constant (${fdSet[0]})` : `NOT constant (${fdSet.join(', ')})`}`,
-      `table drift ${verdict.driftZero ? '0 in every sample' : `up to ${maxDrift}`}`,
+      `table drift ${maxDrift === 0 ? '0 in every sample' : `up to ${maxDrift}`}` +
+        (kernel
+          ? trackerExact
+            ? maxDrift === 0
+              ? ''
+              : ', all of it sockets whose events the kernel delivered to neither consumer (the table equals the replay of the independent recording in every sample)'
+            : `; the table differs from the replay of the independent recording (up to ${Math.max(...samples.map((x) => x.tableVsReplay ?? 0))}): the agent's own drift`
+          : ''),
       `${lost} events lost`,
       `agent exit ${agentEnd.code ?? agentEnd.signal}`,
     ].join('; ') +
