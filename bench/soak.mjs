@@ -20,9 +20,11 @@
 //   before the first sample: TIME_WAIT lasts 60 s, so the table reaches its steady size)
 //   SOAK_INTERVAL=30  SOAK_RATE=1000 (connections/s)  SOAK_THREADS=1  SOAK_MODE=client-first
 //   SOAK_RSS_TOLERANCE_PCT=10  SOAK_LABEL=latest
-//   SOAK_TRACE=1: also record `tcpdwell trace --format raw` of the namespace for the whole run,
-//   to bench/.output/soak-<label>.ring (about 150 MB a minute at 1000 conn/s), to look up what
-//   the kernel said about a socket the table got wrong (replay: bench/soak-replay.mjs)
+//   SOAK_TRACE=1 (the default; 0 = off): also record `tcpdwell trace --format raw` of the namespace
+//   for the whole run, to bench/.output/soak-<label>.ring (about 100 MB a minute at 1000 conn/s).
+//   The kernel now and then delivers some events to no program at all (BENCHMARKS.md, Soak): the
+//   recording, replayed, tells the agent's drift from the kernel's. Look a socket up with
+//   bench/soak-replay.mjs.
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -56,7 +58,7 @@ const cfg = {
   mode: env.SOAK_MODE || 'client-first',
   rssTolerancePct: num('SOAK_RSS_TOLERANCE_PCT', 10),
   label: env.SOAK_LABEL || 'latest',
-  trace: env.SOAK_TRACE === '1',
+  trace: env.SOAK_TRACE !== '0',
 };
 if (cfg.interval <= 0 || cfg.seconds < cfg.interval * 2) fail(`SOAK_SECONDS (${cfg.seconds}) must be at least two SOAK_INTERVALs (${cfg.interval})`);
 const NETNS = `tcpdwell-soak-${process.pid}`;
