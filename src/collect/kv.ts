@@ -137,25 +137,42 @@ export class KvBucket {
     };
     const first = await open();
     // Watchdog: the ordered consumer can also stall without failing after a failover (seen in
-    // the cluster test: a collector's view stayed two writes behind for good). Every
-    // WATCHDOG_MS, compare what was handed over with the stream's last sequence; behind and no
-    // progress since the previous check → stop the consumer, and the loop below reopens it.
-    // Only for a watch of every key (the collector's): with a narrower filter, the stream's
-    // last write may be one the watch is not meant to see.
+    // the cluster test: a collector's view stayed two writes behind for good, on Node 24 even
+    // with the consumer reopened). Every WATCHDOG_MS, compare what was handed over with the
+    // stream's last sequence; behind with no progress since the previous check → read every
+    // key's latest entry directly (no consumer involved), and stop the consumer so that the loop
+    // below reopens it. Only for a watch of every key (the collector's): with a narrower filter,
+    // the stream's last write may be one the watch is not meant to see.
     let stalledAt = -1;
+    let resyncedTo = 0;
+    const resync = async (upTo: number) => {
+      const info = await this.jsm.streams.info(this.stream, { subjects_filter: this.prefix + filter });
+      for (const subject of Object.keys(info.state.subjects ?? {})) {
+        const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject });
+        if (!m || stopped) continue;
+        const op = m.header?.get(OP_HEADER);
+        onEntry({ key: subject.slice(this.prefix.length), value: m.data, revision: m.seq, deleted: op === 'DEL' || op === 'PURGE' });
+      }
+      resyncedTo = Math.max(resyncedTo, upTo);
+    };
+    let checking = false;
     const watchdog =
       filter === '>'
         ? setInterval(() => {
-            void this.jsm.streams
-              .info(this.stream)
-              .then((info) => {
-                const behind = info.state.last_seq > lastSeq;
-                if (behind && stalledAt === lastSeq && !stopped) {
-                  stalledAt = -1;
-                  current?.stop();
-                } else stalledAt = behind ? lastSeq : -1;
-              })
-              .catch(() => {}); // the cluster is settling: try again next time
+            if (checking || stopped) return;
+            checking = true;
+            void (async () => {
+              const last = (await this.jsm.streams.info(this.stream)).state.last_seq;
+              const seen = Math.max(lastSeq, resyncedTo);
+              const behind = last > seen;
+              if (behind && stalledAt === seen) {
+                stalledAt = -1;
+                current?.stop();
+                await resync(last);
+              } else stalledAt = behind ? seen : -1;
+            })()
+              .catch(() => {}) // the cluster is settling: try again next time
+              .finally(() => (checking = false));
           }, WATCHDOG_MS)
         : null;
     watchdog?.unref();
