@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { decodeRingBatch, RING_HEADER_BYTES } = await import(join(ROOT, 'dist/decode.js'));
+const { TIMEWAIT_GRACE_NS } = await import(join(ROOT, 'dist/track/index.js'));
 
 /** Calls onEvent for every record of the recording, in order; returns decode stats. */
 export function eachEvent(path, onEvent, chunkBytes = 64 << 20) {
@@ -42,10 +43,10 @@ export function eachEvent(path, onEvent, chunkBytes = 64 << 20) {
  * Audits a recording. A socket's chain is broken when a transition leaves a state other than
  * the one the previous entered (transitions in between never came), or its timewait ended while
  * its last transition was not X→CLOSE (the close and the timewait's start never came). A timewait
- * whose timer was due more than graceS before the recording's last event and that has no end
- * lost its end. Returns counts, and up to `keep` examples of each (cookies and times).
+ * whose timer was due more than graceS (the tracker's TIMEWAIT_GRACE_NS) before the recording's
+ * last event and that has no end lost its end. Returns counts, and up to `keep` examples of each (cookies and times).
  */
-export function auditRecording(path, { graceS = 8, keep = 5 } = {}) {
+export function auditRecording(path, { graceS = Number(TIMEWAIT_GRACE_NS) / 1e9, keep = 5 } = {}) {
   const open = new Map(); // cookie → { state, tw: due ns | null }
   const broken = [];
   let brokenN = 0;

@@ -180,17 +180,19 @@ function ssCounts() {
   return out;
 }
 const ssNameOf = (x) => ssStateName(stateName(x.state));
-/** How far counts lie outside the two ss counts, summed over states (0: between them everywhere). */
+/** Per state, how far counts lie outside the two ss counts (signed; states within them left out). */
 function outside(counts, before, after) {
-  let n = 0;
+  const out = [];
   for (const k of new Set([...Object.keys(before), ...Object.keys(after), ...Object.keys(counts)])) {
     const lo = Math.min(before[k] ?? 0, after[k] ?? 0);
     const hi = Math.max(before[k] ?? 0, after[k] ?? 0);
     const v = counts[k] ?? 0;
-    n += v < lo ? lo - v : v > hi ? v - hi : 0;
+    const d = v < lo ? v - lo : v > hi ? v - hi : 0;
+    if (d) out.push([k, d]);
   }
-  return n;
+  return out;
 }
+const total = (offsets) => offsets.reduce((n, [, d]) => n + Math.abs(d), 0);
 const procStatus = (pid) => readFileSync(`/proc/${pid}/status`, 'utf8');
 const kib = (text, field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? NaN);
 
@@ -207,16 +209,9 @@ async function sample(t) {
     const agentStatus = await request('status');
     const mine = states?.byNetns?.find((n) => n.netns === inode);
     const table = mine ? toSsCounts(mine.counts) : {};
-    let drift = 0;
-    const off = []; // "FIN-WAIT-2 +6": how far the table lies outside ss's two counts, per state
-    for (const s of new Set([...Object.keys(before), ...Object.keys(after), ...Object.keys(table)])) {
-      const lo = Math.min(before[s] ?? 0, after[s] ?? 0);
-      const hi = Math.max(before[s] ?? 0, after[s] ?? 0);
-      const v = table[s] ?? 0;
-      const d = v < lo ? v - lo : v > hi ? v - hi : 0;
-      drift += Math.abs(d);
-      if (d) off.push(`${s} ${d > 0 ? '+' : '−'}${Math.abs(d)}`);
-    }
+    const offsets = outside(table, before, after);
+    const drift = total(offsets);
+    const off = offsets.map(([s, d]) => `${s} ${d > 0 ? '+' : '−'}${Math.abs(d)}`); // "FIN-WAIT-2 +6"
     const sum = (o) => Object.values(o).reduce((a, b) => a + b, 0);
     const d = agentStatus.drops;
     return {
@@ -324,7 +319,7 @@ if (tracer) {
   const diff = (a, b) => [...new Set([...Object.keys(a), ...Object.keys(b)])].reduce((n, k) => n + Math.abs((a[k] ?? 0) - (b[k] ?? 0)), 0);
   for (const x of samples) {
     x.tableVsReplay = x.replay ? diff(x.table, x.replay) : null;
-    x.replayVsSs = x.replay ? outside(x.replay, x.ss, x.ssAfterCounts) : null;
+    x.replayVsSs = x.replay ? total(outside(x.replay, x.ss, x.ssAfterCounts)) : null;
   }
   log(`kernel record: ${kernel.events} events, ${kernel.sockets} sockets, ${kernel.brokenChains} with transitions that never came, ${kernel.missingEnds} timewaits whose end never came`);
 }

@@ -28,6 +28,12 @@ const OP_HEADER = 'KV-Operation';
 /** How often a watch checks that it is not stuck behind the bucket (see watch). */
 const WATCHDOG_MS = 2000;
 
+/** A stored message of the bucket as an entry (a delete marker as deleted). */
+function entryOf(key: string, m: { data: Uint8Array; seq: number }, headers: { get(k: string): string } | undefined): KvEntry {
+  const op = headers?.get(OP_HEADER);
+  return { key, value: m.data, revision: m.seq, deleted: op === 'DEL' || op === 'PURGE' };
+}
+
 /** True for JetStream's answer to a compare-and-set that lost. */
 export function isWrongLastSequence(err: unknown): boolean {
   const e = err as { message?: string; code?: number; api_error?: { err_code?: number } };
@@ -78,8 +84,7 @@ export class KvBucket {
   async get(key: string): Promise<KvEntry | null> {
     const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.prefix + key });
     if (!m) return null;
-    const op = m.header?.get(OP_HEADER);
-    return { key, value: m.data, revision: m.seq, deleted: op === 'DEL' || op === 'PURGE' };
+    return entryOf(key, m, m.header);
   }
 
   /**
@@ -150,8 +155,7 @@ export class KvBucket {
       for (const subject of Object.keys(info.state.subjects ?? {})) {
         const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject });
         if (!m || stopped) continue;
-        const op = m.header?.get(OP_HEADER);
-        onEntry({ key: subject.slice(this.prefix.length), value: m.data, revision: m.seq, deleted: op === 'DEL' || op === 'PURGE' });
+        onEntry(entryOf(subject.slice(this.prefix.length), m, m.header));
       }
       resyncedTo = Math.max(resyncedTo, upTo);
     };
@@ -185,8 +189,7 @@ export class KvBucket {
           for await (const m of msgs) {
             if (m.seq <= lastSeq) continue;
             lastSeq = m.seq;
-            const op = m.headers?.get(OP_HEADER);
-            onEntry({ key: m.subject.slice(this.prefix.length), value: m.data, revision: m.seq, deleted: op === 'DEL' || op === 'PURGE' });
+            onEntry(entryOf(m.subject.slice(this.prefix.length), m, m.headers));
             if (m.info.pending === 0) markReady();
           }
         } catch {
