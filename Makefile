@@ -25,10 +25,10 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(OUTPU
 # What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
 DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl
 DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl
-TS_SRC     := $(shell find src -name '*.ts' -not -path 'src/generated/pb/*' 2>/dev/null) tsconfig.json
+TS_SRC     := $(shell find src -name '*.ts' -not -path 'src/publish/pb/*' 2>/dev/null) tsconfig.json
 PROTO      := proto/tcpdwell/v1/tcpdwell.proto
-PB_JS      := src/generated/pb/tcpdwell.js
-PB_DTS     := src/generated/pb/tcpdwell.d.ts
+PB_JS      := src/publish/pb/tcpdwell.js
+PB_DTS     := src/publish/pb/tcpdwell.d.ts
 
 .PHONY: all deps test test-unit run bench soak clean abi check-abi
 
@@ -81,18 +81,18 @@ $(PB_DTS): $(PB_JS)
 # ---- TypeScript ------------------------------------------------------------------------
 $(TS_STAMP): $(TS_SRC) $(PB_JS) $(PB_DTS) | node_modules/.package-lock.json
 	$(call msg,TSC,dist/)
-	$(Q)node_modules/.bin/tsc -p tsconfig.json
-	$(Q)mkdir -p dist/generated/pb && cp $(PB_JS) dist/generated/pb/
+	$(Q)rm -rf dist && node_modules/.bin/tsc -p tsconfig.json
+	$(Q)mkdir -p dist/publish/pb && cp $(PB_JS) dist/publish/pb/
 	$(Q)touch $@
 
 # The TypeScript view of bpf/tcpdwell.h, generated from the object's BTF (committed).
 abi: $(BPF_OBJ)
-	$(call msg,GEN,src/generated/abi.ts)
-	$(Q)node scripts/gen-abi.mjs $(BPF_OBJ) $(VMLINUX_H) > src/generated/abi.ts.tmp && mv src/generated/abi.ts.tmp src/generated/abi.ts
+	$(call msg,GEN,src/kernel/abi.ts)
+	$(Q)node scripts/gen-abi.mjs $(BPF_OBJ) $(VMLINUX_H) > src/kernel/abi.ts.tmp && mv src/kernel/abi.ts.tmp src/kernel/abi.ts
 
 check-abi: $(BPF_OBJ)
-	$(Q)node scripts/gen-abi.mjs $(BPF_OBJ) $(VMLINUX_H) | diff -u src/generated/abi.ts - \
-	  || { echo "src/generated/abi.ts is stale: run 'make abi' and commit it" >&2; exit 1; }
+	$(Q)node scripts/gen-abi.mjs $(BPF_OBJ) $(VMLINUX_H) | diff -u src/kernel/abi.ts - \
+	  || { echo "src/kernel/abi.ts is stale: run 'make abi' and commit it" >&2; exit 1; }
 
 # ---- front door ------------------------------------------------------------------------
 test: deps all
@@ -127,5 +127,5 @@ soak: deps all $(BENCH_CHURN)
 	node bench/soak.mjs
 
 clean:
-	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp src/generated/pb
+	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp src/publish/pb
 	rm -rf bench/.output

@@ -1,20 +1,20 @@
 // User-space microbenchmark for `make bench`: decode recorded ring records (test/fixtures/*.ring,
 // replicated to BENCH_DECODE_RECORDS records and cut into ring-sized batches), then the same plus
-// the JSON rendering `tcpdwell trace --format json` does per event (src/trace.ts). Run it on one
+// the JSON rendering `tcpdwell trace --format json` does per event (src/cli/commands/trace.ts). Run it on one
 // core (run-bench.mjs starts it under `taskset -c N`). Prints one JSON line.
 //
 // What it times is the built code in dist/ (make builds it from src/); nothing is copied here.
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { decodeRingBatch, toJson } from '../dist/decode.js';
-import { bootToEpochOffsetNs, isoTime } from '../dist/clock.js';
+import { decodeRingBatch, isoTime, toJson } from '../dist/decode/index.js';
+import { bootToEpochOffsetNs } from '../dist/kernel/clock.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const records = Number(process.env.BENCH_DECODE_RECORDS || 1_000_000);
 const passes = Number(process.env.BENCH_DECODE_PASSES || 5);
 // The JSON rendering is ~30x slower than decoding, so it gets fewer records (the rate is the same).
 const jsonRecords = Math.min(records, Number(process.env.BENCH_DECODE_JSON_RECORDS || 100_000));
-// The kernel wakes the reader once 256 KiB wait (DEFAULT_WAKEUP_BYTES in src/tracer.ts), so
+// The kernel wakes the reader once 256 KiB wait (DEFAULT_WAKEUP_BYTES in src/kernel/tracer.ts), so
 // batches of about that size are what the decoder sees under load.
 const batchBytes = Number(process.env.BENCH_DECODE_BATCH_BYTES || 256 << 10);
 
@@ -67,7 +67,7 @@ function time(name, run, n = records) {
 }
 
 const offset = bootToEpochOffsetNs();
-// Mirrors the JSON `render` in src/trace.ts (keep in step with it): since e16b88c toJson takes
+// Mirrors the JSON `render` in src/cli/commands/trace.ts (keep in step with it): since e16b88c toJson takes
 // the ISO time and builds the object in one literal; before, trace spread toJson's result.
 const jsonLine =
   toJson.length >= 2
@@ -90,7 +90,7 @@ results.push(
   }),
 );
 
-// Exactly what src/trace.ts does per event for --format json, and per batch (join + one write).
+// Exactly what src/cli/commands/trace.ts does per event for --format json, and per batch (join + one write).
 results.push(
   time('decode + JSON line (as trace)', () => {
     const stats = { records: 0, malformed: 0 };

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// What one heal of the live table costs (src/agent.ts Agent.heal): the iterator's walk of a
+// What one heal of the live table costs (src/agent/agent.ts Agent.heal): the iterator's walk of a
 // namespace's sockets, decoding its records, and seeding a Tracker with them. Run it against a
 // busy namespace, e.g. during make soak: node bench/heal-cost.mjs NETNS_NAME [REPS]
 import { statSync } from 'node:fs';
@@ -12,8 +12,8 @@ if (!name) {
   console.error('usage: node bench/heal-cost.mjs NETNS_NAME [REPS]');
   process.exit(2);
 }
-const { Tracer } = await import(join(ROOT, 'dist/tracer.js'));
-const { decodeRecords } = await import(join(ROOT, 'dist/decode.js'));
+const { Tracer } = await import(join(ROOT, 'dist/kernel/tracer.js'));
+const { decodeRecords } = await import(join(ROOT, 'dist/decode/index.js'));
 const { Tracker } = await import(join(ROOT, 'dist/track/index.js'));
 const { clockBoottimeNs } = await import('bpf-ts-loader');
 const path = `/run/netns/${name}`;

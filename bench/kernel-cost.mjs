@@ -6,7 +6,7 @@
 // has built bench/.output/churn:  node bench/kernel-cost.mjs
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Tracer } from '../dist/tracer.js';
+import { Tracer } from '../dist/kernel/tracer.js';
 
 const ns = `tcpdwell-kcost-${process.pid}`;
 const churn = new URL('./.output/churn', import.meta.url).pathname;

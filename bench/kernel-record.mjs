@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const { decodeRingBatch, RING_HEADER_BYTES } = await import(join(ROOT, 'dist/decode.js'));
+const { decodeRingBatch, RING_HEADER_BYTES } = await import(join(ROOT, 'dist/decode/index.js'));
 const { TIMEWAIT_GRACE_NS } = await import(join(ROOT, 'dist/track/index.js'));
 
 /** Calls onEvent for every record of the recording, in order; returns decode stats. */

@@ -10,7 +10,7 @@
 //
 // What it times is the built code in dist/ (make builds it from src/); nothing is copied here.
 import { readFileSync } from 'node:fs';
-import { decodeRingBatch } from '../dist/decode.js';
+import { decodeRingBatch } from '../dist/decode/index.js';
 import { Tracker } from '../dist/track/index.js';
 import { encodeDwell, encodeTransitions } from '../dist/publish/wire.js';
 import { DwellColumns, TransitionColumns } from '../dist/publish/columns.js';
@@ -117,7 +117,7 @@ results.push(
   }),
 );
 
-// What Agent does per ring batch and per flush (src/agent.ts), without the spool and NATS.
+// What Agent does per ring batch and per flush (src/agent/agent.ts), without the spool and NATS.
 results.push(
   time('decode + track + protobuf (as the agent)', () => {
     const transitions = new TransitionColumns();

@@ -118,7 +118,7 @@ const CONTENDERS = {
     label: '`tcpdwell run` → NATS (agent process)',
     run: true,
     setup: async (ctx) => {
-      const { startLocalNats } = await import(join(ROOT, 'dist/nats-server.js'));
+      const { startLocalNats } = await import(join(ROOT, 'dist/publish/nats-server.js'));
       ctx.pinDir = `/sys/fs/bpf/tcpdwell-bench-${process.pid}-${ctx.runIndex}`;
       pinDirs.add(ctx.pinDir);
       ctx.spoolDir = join(ctx.dir, `spool-${ctx.runIndex}`);
@@ -257,7 +257,7 @@ async function countTcpdwell(path) {
 }
 
 async function countRaw(path) {
-  const { decodeRingBatch } = await import(join(ROOT, 'dist/decode.js'));
+  const { decodeRingBatch } = await import(join(ROOT, 'dist/decode/index.js'));
   const c = { transitions: 0, timewaitStart: 0, timewaitEnd: 0, other: 0 };
   const stats = { records: 0, malformed: 0 };
   decodeRingBatch(readFileSync(path), (e) => {

@@ -69,7 +69,7 @@ const log = (...a) => console.error('soak:', ...a);
 if (!existsSync(join(ROOT, 'dist/main.js'))) fail('not built: run make (or make soak)');
 if (!existsSync(CHURN)) fail(`${CHURN} is missing: run make soak (it builds bench/churn.c)`);
 if (process.getuid() !== 0) fail('make soak needs root (BPF, network namespaces)');
-const { startLocalNats } = await import(join(ROOT, 'dist/nats-server.js'));
+const { startLocalNats } = await import(join(ROOT, 'dist/publish/nats-server.js'));
 const { toSsCounts, ssStateName } = await import(join(ROOT, 'dist/track/index.js'));
 const { connect } = await import('@nats-io/transport-node');
 
@@ -163,7 +163,7 @@ const nc = await connect({ servers: nats.url });
 // sockets it holds wrongly are among them (they sit there until their timewait ends).
 let stuck = [];
 const { pb } = await import(join(ROOT, 'dist/publish/wire.js'));
-const { stateName } = await import(join(ROOT, 'dist/decode.js'));
+const { stateName } = await import(join(ROOT, 'dist/decode/index.js'));
 void (async () => {
   for await (const m of nc.subscribe(`tcpdwell.v1.${HOST}.summary`)) stuck = pb.Summary.decode(m.data).stuck;
 })();

@@ -24,9 +24,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Set by the agent before load. */
-const volatile __u32 agent_tgid = 0; /* reserved for self-filtering; 0 = trace everything */
-
 extern const void tw_timer_handler __ksym; /* static in net/ipv4/inet_timewait_sock.c, resolved from kallsyms */
 /* Turns an address into a read-only typed pointer: plain loads, no bpf_probe_read call each.
  * The verifier rewrites the call into a register move (kernel/bpf/verifier.c fixup_kfunc_call). */

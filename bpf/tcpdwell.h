@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * tcpdwell.h — the ABI shared by the kernel program (bpf/tcpdwell.bpf.c) and the
- * TypeScript agent. This file is the single source of truth: src/generated/abi.ts is
+ * TypeScript agent. This file is the single source of truth: src/kernel/abi.ts is
  * generated from the BTF that clang emits for these types (scripts/gen-abi.mjs), it is
  * committed, and test/unit/abi-drift.test.ts fails when the two disagree.
  *
@@ -36,6 +36,18 @@ enum tcpdwell_event_flags {
 	TCPDWELL_F_FLIP = 32,           /* on a TIMEWAIT_START: not a new timewait but the flip of a running one
 					 * from substate FIN_WAIT2 (an orphan) to TIME_WAIT, at the peer's FIN
 					 * (the kernel re-arms its timer); entered_ns is the timewait's start */
+};
+
+/*
+ * Why an event never reached its consumer, wherever in the pipeline that happened. Nothing is
+ * lost silently: each reason is counted. The names (lower case, without the prefix) are the
+ * `reason` label of tcpdwell_events_lost_total, and what trace, run, top and agents report.
+ */
+enum tcpdwell_loss_reason {
+	TCPDWELL_LOSS_RING_FULL = 1,      /* kernel: bpf_ringbuf_reserve failed, the ring buffer was full */
+	TCPDWELL_LOSS_KERNEL_SKIPPED = 2, /* kernel: a run of the transition program was skipped, nested in one running on the same CPU */
+	TCPDWELL_LOSS_MALFORMED = 3,      /* agent: a record that did not decode */
+	TCPDWELL_LOSS_SPOOL_DROPPED = 4,  /* agent: a message dropped from the full spool, oldest first */
 };
 
 struct tcpdwell_event {
@@ -88,9 +100,10 @@ struct tcpdwell_abi {
 	enum tcpdwell_event_type type;
 	enum tcpdwell_tw_reason reason;
 	enum tcpdwell_event_flags flags;
+	enum tcpdwell_loss_reason loss;
 };
 
-_Static_assert(sizeof(struct tcpdwell_event) == 136, "tcpdwell_event layout changed: regenerate src/generated/abi.ts");
+_Static_assert(sizeof(struct tcpdwell_event) == 136, "tcpdwell_event layout changed: regenerate src/kernel/abi.ts");
 _Static_assert(sizeof(struct tcpdwell_counters) == 48, "tcpdwell_counters layout changed");
 _Static_assert(sizeof(struct tcpdwell_config) == 8, "tcpdwell_config layout changed");
 

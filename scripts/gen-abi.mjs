@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// Generates src/generated/abi.ts — the TypeScript view of bpf/tcpdwell.h — from the BTF that
+// Generates src/kernel/abi.ts — the TypeScript view of bpf/tcpdwell.h — from the BTF that
 // clang wrote into the compiled object (layout, our enums) and from the kernel's own TCP
 // state enum (in vmlinux.h, itself dumped from /sys/kernel/btf/vmlinux). Nothing here is
 // typed by hand: change bpf/tcpdwell.h, run `make abi`, commit the result.
 // test/unit/abi-drift.test.ts runs this again and fails when the committed file differs.
+//
+// Names too, as cilium's bpf2go emits them: the object's maps and programs (from its BTF), and
+// the loss reasons of bpf/tcpdwell.h with the text of their comments.
 //
 // usage: node scripts/gen-abi.mjs bpf/.output/tcpdwell.bpf.o bpf/.output/vmlinux.h
 import { execFileSync } from 'node:child_process';
@@ -14,6 +17,7 @@ if (!objPath || !vmlinuxH) {
   console.error('usage: node scripts/gen-abi.mjs OBJECT.bpf.o vmlinux.h');
   process.exit(2);
 }
+const headerPath = new URL('../bpf/tcpdwell.h', import.meta.url);
 
 const bpftool = ['/usr/sbin/bpftool', '/usr/bin/bpftool'].find(existsSync) ?? 'bpftool';
 const { types } = JSON.parse(execFileSync(bpftool, ['btf', 'dump', 'file', objPath, '-j'], { maxBuffer: 64 << 20 }).toString());
@@ -52,6 +56,27 @@ function enumValues(name, prefix) {
   if (!e) throw new Error(`enum ${name} is not in the object's BTF (anchor it in struct tcpdwell_abi)`);
   return e.values.map((v) => [v.name.startsWith(prefix) ? v.name.slice(prefix.length) : v.name, v.val]);
 }
+
+// The object's maps (the variables of its .maps section) and programs (its global functions),
+// in the order the object declares them.
+function mapNames() {
+  const sec = types.find((t) => t.kind === 'DATASEC' && t.name === '.maps');
+  if (!sec) throw new Error('the object has no .maps section');
+  return sec.vars.map((v) => byId.get(v.type_id).name);
+}
+const programNames = () => types.filter((t) => t.kind === 'FUNC' && t.linkage === 'global').map((t) => t.name);
+
+// Loss reasons: values from BTF, the words from each enumerator's comment in the header.
+function lossReasons() {
+  const text = readFileSync(headerPath, 'utf8');
+  return enumValues('tcpdwell_loss_reason', 'TCPDWELL_LOSS_').map(([name, value]) => {
+    const m = new RegExp(`TCPDWELL_LOSS_${name} = ${value},\\s*/\\* (.*?) \\*/`).exec(text);
+    if (!m) throw new Error(`TCPDWELL_LOSS_${name} has no one-line comment in bpf/tcpdwell.h: say what the loss is`);
+    return { name: name.toLowerCase(), value, help: m[1] };
+  });
+}
+
+const names = (label, list) => `export const ${label} = {\n` + list.map((n) => `  ${n}: '${n}',`).join('\n') + `\n} as const;\n`;
 
 // The kernel's TCP states: the anonymous enum in include/net/tcp_states.h, as vmlinux BTF has it.
 function tcpStates() {
@@ -99,6 +124,16 @@ ${constObj('EventType', enumValues('tcpdwell_event_type', 'TCPDWELL_EV_'))}
 ${constObj('TwReason', enumValues('tcpdwell_tw_reason', 'TCPDWELL_TW_'))}
 /** enum tcpdwell_event_flags */
 ${constObj('EventFlags', enumValues('tcpdwell_event_flags', 'TCPDWELL_F_'))}
+/** enum tcpdwell_loss_reason: every way an event can be lost, with what it means (its comment in the header) */
+export const LOSS_REASONS = [
+${lossReasons().map((r) => `  { name: '${r.name}', value: ${r.value}, help: ${JSON.stringify(r.help)} },`).join('\n')}
+] as const;
+export type LossReason = (typeof LOSS_REASONS)[number]['name'];
+
+/** The object's maps, by name (as libbpf looks them up). */
+${names('MapName', mapNames())}
+/** The object's programs, by name (as bpf_prog_info and bpftool show them). */
+${names('ProgramName', programNames())}
 /** The kernel's TCP states (TCP_ prefix dropped), by value. */
 ${constObj('TcpState', tcpStates())}`;
 

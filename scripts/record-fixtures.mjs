@@ -5,8 +5,8 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Tracer } from '../dist/tracer.js';
-import { resolveNetns } from '../dist/netns.js';
+import { Tracer } from '../dist/kernel/tracer.js';
+import { resolveNetns } from '../dist/kernel/namespaces.js';
 
 const out = new URL('../test/fixtures/', import.meta.url);
 const workload = new URL('../test/kernel/workload.mjs', import.meta.url).pathname;

@@ -20,7 +20,6 @@
  *   TCPDWELL_DEADLETTER, outside tcpdwell.v1.>), and are acked.
  */
 import { hostname } from 'node:os';
-import { connect } from '@nats-io/transport-node';
 import {
   AckPolicy,
   DeliverPolicy,
@@ -32,19 +31,18 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
-import { EnvironmentError } from '../errors.js';
-import { natsConnectOptions, type ConnectionSettings } from '../publish/nats-options.js';
+import { EnvironmentError } from '../common/errors.js';
+import { VERSION } from '../common/version.js';
+import { connectNats, type ConnectionSettings } from '../publish/connection.js';
+import { ensureAgentStream } from '../publish/streams.js';
+import { COLLECT_BUCKET, COLLECT_DURABLE, DEADLETTER_PREFIX, DEADLETTER_STREAM, FLEET_ALERT_SUBJECT, ORIGIN_COLLECTOR, ORIGIN_HEADER, STREAM, STREAM_SUBJECTS } from '../publish/subjects.js';
 import { pb } from '../publish/wire.js';
-import { AGENT_VERSION_COLLECT } from './version.js';
 import { KvBucket, type KvEntry } from './kv.js';
 import { gapCount, markSeen, newSeqState, seqKey, type SeqState } from './continuity.js';
-import { classify, dropsOf, FLEET_ALERT_SUBJECT, ORIGIN_COLLECTOR, ORIGIN_HEADER, REJECT_REASONS, type CollectedMessage, type RejectReason } from './messages.js';
+import { classify, dropsOf, REJECT_REASONS, type CollectedMessage, type RejectReason } from './messages.js';
 import { FleetViews, hostRecordFromSummary, isNewer, type HostRecord, type ViewsSnapshot } from './views.js';
 import { DEFAULT_FLEET_THRESHOLDS, evaluateFleetRules, liveHosts, type FleetAlert, type FleetRuleThresholds } from './rules.js';
 
-export const STREAM_SUBJECTS = 'tcpdwell.v1.>';
-export const DEADLETTER_STREAM = 'TCPDWELL_DEADLETTER';
-export const DEADLETTER_PREFIX = 'tcpdwell.deadletter';
 
 export interface CollectorOptions {
   connection: ConnectionSettings;
@@ -156,19 +154,15 @@ export class Collector {
   /** Connects, makes sure the streams, the bucket and the durable consumer exist, and starts consuming. */
   static async start(opts: CollectorOptions): Promise<Collector> {
     const servers = opts.connection.servers.join(',');
-    const nc = await connect({ ...natsConnectOptions(opts.connection), name: opts.connection.name ?? 'tcpdwell-collect', maxReconnectAttempts: -1, reconnectTimeWait: 500 }).catch(
-      (err: Error) => {
-        throw new EnvironmentError(`cannot reach NATS at ${servers}: ${err.message}`, { cause: err });
-      },
-    );
+    const nc = await connectNats(opts.connection, { name: opts.connection.name ?? 'tcpdwell-collect', maxReconnectAttempts: -1, reconnectTimeWait: 500 });
     try {
       const jsm = await jetstreamManager(nc);
       const js = jetstream(nc);
-      const stream = opts.stream ?? 'TCPDWELL';
-      const durable = opts.durable ?? 'tcpdwell-collect';
-      await ensureDataStream(jsm, stream, opts);
+      const stream = opts.stream ?? STREAM;
+      const durable = opts.durable ?? COLLECT_DURABLE;
+      await ensureAgentStream(jsm, { name: stream, replicas: opts.replicas, maxAgeS: opts.streamMaxAgeS, maxBytes: opts.streamMaxBytes });
       await ensureStream(jsm, DEADLETTER_STREAM, `${DEADLETTER_PREFIX}.>`, { num_replicas: opts.replicas ?? 1, max_age: 7 * 86400e9, max_bytes: 64 << 20 });
-      const kv = await KvBucket.open(js, jsm, opts.bucket ?? 'tcpdwell-collect', { replicas: opts.replicas, maxAgeS: opts.streamMaxAgeS ?? 7 * 86400 });
+      const kv = await KvBucket.open(js, jsm, opts.bucket ?? COLLECT_BUCKET, { replicas: opts.replicas, maxAgeS: opts.streamMaxAgeS ?? 7 * 86400 });
       await ensureConsumer(jsm, stream, durable, opts);
       const consumer = await js.consumers.get(stream, durable);
       const c = new Collector(opts, nc, js, jsm, kv, consumer);
@@ -395,7 +389,7 @@ export class Collector {
     const ns = (ms: number) => BigInt(Math.round(ms)) * 1_000_000n;
     const payload = pb.Alert.encode({
       // The collector is no agent: no boot clock. boot_to_unix_ns 0 makes at_ns and since_ns Unix ns.
-      header: { hostId: 'collector', bootId: 'collector', agentVersion: AGENT_VERSION_COLLECT, epoch: 0, seq: 0, bootToUnixNs: 0 },
+      header: { hostId: 'collector', bootId: 'collector', agentVersion: VERSION, epoch: 0, seq: 0, bootToUnixNs: 0 },
       kind: a.rule,
       severity,
       message: a.summary,
@@ -436,19 +430,6 @@ async function ensureStream(jsm: JetStreamManager, name: string, subject: string
     if (!/already in use|exists/i.test((err as Error).message)) throw err;
   }
   return jsm.streams.info(name);
-}
-
-/** The data stream, as the agents create it (src/publish/publisher.ts); checked if it exists. */
-async function ensureDataStream(jsm: JetStreamManager, stream: string, opts: CollectorOptions) {
-  const info = await ensureStream(jsm, stream, STREAM_SUBJECTS, {
-    num_replicas: opts.replicas ?? 1,
-    max_age: (opts.streamMaxAgeS ?? 7 * 86400) * 1e9,
-    max_bytes: opts.streamMaxBytes ?? 1 << 30,
-    duplicate_window: 600e9,
-  });
-  if (!info.config.subjects?.some((s) => s === STREAM_SUBJECTS || s === '>' || s === 'tcpdwell.>')) {
-    throw new EnvironmentError(`JetStream stream ${stream} exists but does not capture ${STREAM_SUBJECTS} (it has ${info.config.subjects?.join(', ')}): add that subject, or give --stream`);
-  }
 }
 
 async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: string, opts: CollectorOptions) {

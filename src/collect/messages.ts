@@ -2,16 +2,11 @@
  * What the collector takes from the stream: a subject and its bytes → one typed message, or a
  * reason to set it aside. Pure: no I/O. Nothing here throws on bad input.
  */
-import type { TcpEvent } from '../decode.js';
+import type { TcpEvent } from '../decode/index.js';
 import type { DwellRecord } from '../track/index.js';
-import { big, decodeDwell, decodeTransitions, pb, type Header } from '../publish/wire.js';
-import type { tcpdwell } from '../generated/pb/tcpdwell.js';
-
-/** Where the collector publishes its own (fleet-wide) alerts; inside the stream's subjects, so it reads them back and skips them. */
-export const FLEET_ALERT_SUBJECT = 'tcpdwell.v1.alerts';
-/** NATS header on every message the collector publishes. */
-export const ORIGIN_HEADER = 'Tcpdwell-Origin';
-export const ORIGIN_COLLECTOR = 'collect';
+import { FLEET_ALERT_SUBJECT, parseAgentSubject } from '../publish/subjects.js';
+import { big, decodeDwell, decodeSnapshot, decodeTransitions, pb, type Header } from '../publish/wire.js';
+import type { tcpdwell } from '../publish/pb/tcpdwell.js';
 
 /** Which agent run sent a message, and its number in that run. */
 export interface MessageId {
@@ -43,34 +38,23 @@ export type Classified =
   | { ok: false; own: true }
   | { ok: false; own: false; reason: RejectReason; error: string };
 
-const HOST_TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
-
 /**
  * Decodes one message of the stream. `fromCollector` is true when it carries the collector's
  * origin header: the collector's own alerts come back through the stream and are skipped.
  */
 export function classify(subject: string, data: Uint8Array, fromCollector = false): Classified {
   if (subject === FLEET_ALERT_SUBJECT || fromCollector) return { ok: false, own: true };
-  const t = subject.split('.');
-  if (t.length !== 4 || t[0] !== 'tcpdwell' || t[1] !== 'v1' || !HOST_TOKEN.test(t[2]!)) {
-    return { ok: false, own: false, reason: 'bad_subject', error: `subject ${subject} is not tcpdwell.v1.<host>.<kind>` };
-  }
-  const host = t[2]!;
-  const kind = t[3]!;
+  const parsed = parseAgentSubject(subject);
+  if (!parsed) return { ok: false, own: false, reason: 'bad_subject', error: `subject ${subject} is not tcpdwell.v1.<host>.<kind>` };
+  const { host, kind } = parsed;
   let message: CollectedMessage;
   let header: Header;
   try {
     switch (kind) {
-      case 'transitions': {
-        const d = decodeTransitions(data);
-        header = d.header;
-        message = { kind, id: idOf(host, header), header, events: d.events };
-        break;
-      }
+      case 'transitions':
       case 'snapshot': {
-        const snap = pb.Snapshot.decode(data);
-        const d = decodeTransitions(pb.TransitionBatch.encode(snap.sockets ?? {}).finish());
-        header = snap.header ?? {};
+        const d = kind === 'snapshot' ? decodeSnapshot(data) : decodeTransitions(data);
+        header = d.header;
         message = { kind, id: idOf(host, header), header, events: d.events };
         break;
       }

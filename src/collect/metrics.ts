@@ -11,7 +11,7 @@
 import type { Server } from 'node:http';
 import { Gauge, Registry } from 'prom-client';
 import * as hdr from 'hdr-histogram-js';
-import { DWELL_BUCKETS_S, metricsUrl, mirrorCounter, serveMetrics } from '../metrics.js';
+import { DWELL_BUCKETS_S, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
 import { HistogramSet } from '../track/index.js';
 import type { Collector } from './collector.js';
 import { missingCount } from './continuity.js';

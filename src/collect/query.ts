@@ -1,20 +1,18 @@
 /**
- * `tcpdwell query`: what happened to a connection, host or port between two times, from the
+ * What happened to a connection, host or port between two times (`tcpdwell query`), from the
  * JetStream stream. Reads with an ordered consumer filtered by host subject and start time,
  * decodes, groups events by socket (host, boot id, cookie: one socket's whole story, its
- * timewait included, shares the cookie) and prints each matching socket's life.
+ * timewait included, shares the cookie) into each matching socket's life.
  *
- * `buildTimelines` and `renderTimeline` are pure; `runQuery` does the reading.
+ * `buildTimelines` and `renderTimeline` are pure; `readQueryInputs` does the reading.
  */
-import type { Writable } from 'node:stream';
-import { connect } from '@nats-io/transport-node';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
-import type { TcpEvent } from '../decode.js';
-import { formatDuration } from '../format.js';
+import { formatDuration, type TcpEvent } from '../decode/index.js';
+import { EnvironmentError, UsageError } from '../common/errors.js';
+import { connectNats, type ConnectionSettings } from '../publish/connection.js';
+import { hostSubjects, HOST_TOKEN, parseAgentSubject, STREAM } from '../publish/subjects.js';
 import { big } from '../publish/wire.js';
 import type { DwellRecord } from '../track/index.js';
-import { EnvironmentError, UsageError } from '../errors.js';
-import { natsConnectOptions, type ConnectionSettings } from '../publish/nats-options.js';
 import { classify } from './messages.js';
 
 /** What `query` selects. Times are Unix ms. */
@@ -206,53 +204,27 @@ export function renderTimeline(t: ConnectionTimeline): string {
   return lines.join('\n');
 }
 
-const REL = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** "1h", "30m", "2d", "90s" (ago), or an ISO-8601 time → Unix ms. */
-export function parseTime(v: string, flag: string, nowMs = Date.now()): number {
-  const m = REL.exec(v);
-  if (m) return nowMs - Number(m[1]) * UNIT_MS[m[2]!]!;
-  if (/^\d{4}-\d{2}-\d{2}/.test(v)) {
-    const t = Date.parse(v);
-    if (Number.isFinite(t)) return t;
-  }
-  throw new UsageError(`${flag} ${v}: give a time like 2024-05-01T08:00:00Z, or how long ago, e.g. 90s, 30m, 1h, 2d`);
-}
-
-/** "90s", "5m" → ms. */
-export function parseSpan(v: string, flag: string): number {
-  const m = REL.exec(v);
-  if (!m) throw new UsageError(`${flag} ${v}: give a duration like 90s, 5m, 1h`);
-  return Number(m[1]) * UNIT_MS[m[2]!]!;
-}
-
-export interface QueryOptions extends QueryFilter {
+export interface StreamQuery extends QueryFilter {
   connection: ConnectionSettings;
   stream?: string;
   /** read this much before `since` so connections that began earlier show whole (ms) */
   contextMs: number;
-  format: 'json' | 'text';
-  out: Writable;
-  err: Writable;
 }
 
-/** Reads the stream for the window (plus context), prints the matching sockets' lives. */
-export async function runQuery(o: QueryOptions): Promise<{ messages: number; undecodable: number; connections: number }> {
+/** Reads the stream for the window (plus context): the agent runs' events and dwell records. */
+export async function readQueryInputs(o: StreamQuery): Promise<{ inputs: QueryInput[]; messages: number; undecodable: number }> {
   if (o.sinceMs > o.untilMs) throw new UsageError('--since is after --until');
-  if (o.host && !/^[A-Za-z0-9_-]+$/.test(o.host)) throw new UsageError(`--host ${o.host}: a host id has only letters, digits, _ and - (dots become _)`);
-  const nc = await connect(natsConnectOptions(o.connection)).catch((err: Error) => {
-    throw new EnvironmentError(`cannot reach NATS at ${o.connection.servers.join(',')}: ${err.message}`, { cause: err });
-  });
+  if (o.host && !HOST_TOKEN.test(o.host)) throw new UsageError(`--host ${o.host}: a host id has only letters, digits, _ and - (dots become _)`);
+  const nc = await connectNats(o.connection);
   const inputs: QueryInput[] = [];
   let messages = 0;
   let undecodable = 0;
   try {
     const js = jetstream(nc);
-    const stream = o.stream ?? 'TCPDWELL';
+    const stream = o.stream ?? STREAM;
     const c = await js.consumers
       .get(stream, {
-        filter_subjects: o.host ? `tcpdwell.v1.${o.host}.>` : 'tcpdwell.v1.>',
+        filter_subjects: hostSubjects(o.host),
         deliver_policy: DeliverPolicy.StartTime,
         opt_start_time: new Date(o.sinceMs - o.contextMs).toISOString(),
       })
@@ -268,7 +240,7 @@ export async function runQuery(o: QueryOptions): Promise<{ messages: number; und
       for await (const m of batch) {
         n++;
         if (BigInt(m.info.timestampNanos) > stopNs) done = true;
-        const kind = m.subject.split('.')[3];
+        const kind = parseAgentSubject(m.subject)?.kind;
         if (kind !== 'transitions' && kind !== 'snapshot' && kind !== 'dwell') continue;
         messages++;
         const r = classify(m.subject, m.data);
@@ -291,8 +263,5 @@ export async function runQuery(o: QueryOptions): Promise<{ messages: number; und
   } finally {
     await nc.close();
   }
-  const timelines = buildTimelines(inputs, o);
-  for (const t of timelines) o.out.write(o.format === 'json' ? `${JSON.stringify(t)}\n` : `${renderTimeline(t)}\n\n`);
-  o.err.write(`tcpdwell query: ${timelines.length} connections from ${messages} messages${undecodable ? `, ${undecodable} undecodable (skipped)` : ''}\n`);
-  return { messages, undecodable, connections: timelines.length };
+  return { inputs, messages, undecodable };
 }

@@ -11,11 +11,10 @@
  *   per state, TIME_WAIT count, oldest stuck sockets. A sum of these would be wrong, so they are
  *   kept in the shared KV bucket and every instance holds the same picture (collector.ts).
  */
-import { formatAddress } from '../decode.js';
-import { stateName } from '../decode.js';
-import { big, type Header } from '../publish/wire.js';
-import { HistogramSet, type EncodedHistogram } from '../track/index.js';
-import type { tcpdwell } from '../generated/pb/tcpdwell.js';
+import { endpoint, stateName } from '../decode/index.js';
+import { addrText, big, type Header } from '../publish/wire.js';
+import { HistogramSet, isConnectFailure, type EncodedHistogram } from '../track/index.js';
+import type { tcpdwell } from '../publish/pb/tcpdwell.js';
 import type { CollectedMessage } from './messages.js';
 
 /** The newest picture of one host, from its latest Summary. Plain JSON (stored in the KV bucket). */
@@ -46,9 +45,8 @@ export interface StuckEntry {
 }
 
 const bytesAddr = (b: Uint8Array | null | undefined, port: number): string => {
-  if (!b || (b.length !== 4 && b.length !== 16)) return `?:${port}`;
-  const a = formatAddress(Buffer.from(b.buffer, b.byteOffset, b.length), 0, b.length === 4 ? 2 : 10);
-  return b.length === 16 ? `[${a}]:${port}` : `${a}:${port}`;
+  const a = addrText(b);
+  return a ? endpoint(a, port) : `?:${port}`;
 };
 
 /** Unix ms of a boot-time stamp, given the header's offset. */
@@ -153,8 +151,7 @@ export class FleetViews {
       case 'snapshot':
         inc(this.events, host, m.events.length);
         for (const e of m.events) {
-          // A failed connect: the error the kernel reported on the way out of SYN_SENT.
-          if (e.type === 'transition' && e.error && e.oldState === 'SYN_SENT') this.failure(e.error, e.family === 'inet6' ? `[${e.daddr}]:${e.dport}` : `${e.daddr}:${e.dport}`);
+          if (e.type === 'transition' && isConnectFailure(e.oldState, e.error)) this.failure(e.error, endpoint(e.daddr, e.dport));
         }
         break;
       case 'dwell':

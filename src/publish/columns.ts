@@ -12,9 +12,9 @@
  * 64-bit values (boot-time ns, cookies, cgroup ids) are carried as two u32 halves, so a host up
  * for more than 104 days (2^53 ns) still encodes exactly.
  */
-import { EVENT_FIELDS as F, EventFlags, EventType, TwReason } from '../generated/abi.js';
+import { EVENT_FIELDS as F, EventFlags, EventType, TwReason } from '../kernel/abi.js';
 import { pb, addrBytes, errnoValue, type Header } from './wire.js';
-import { errnoName, stateValue } from '../decode.js';
+import { errnoName, stateValue } from '../decode/index.js';
 import type { DwellRecord } from '../track/types.js';
 
 const TWO32 = 4294967296;

@@ -7,12 +7,12 @@
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { EnvironmentError } from '../errors.js';
-import type { ConnectionSettings } from './nats-options.js';
-import { natsConnectOptions } from './nats-options.js';
+import { EnvironmentError } from '../common/errors.js';
+import type { ConnectionSettings } from './connection.js';
+import { natsConnectOptions } from './connection.js';
 import type { Spool } from './spool.js';
-
-export const STREAM_SUBJECTS = 'tcpdwell.v1.>';
+import { ensureAgentStream } from './streams.js';
+import { STREAM, STREAM_SUBJECTS } from './subjects.js';
 
 export interface PublisherOptions {
   connection: ConnectionSettings;
@@ -67,7 +67,7 @@ export class Publisher {
 
   private constructor(private readonly opts: PublisherOptions) {
     this.log = opts.log ?? (() => {});
-    this.stream = opts.stream ?? 'TCPDWELL';
+    this.stream = opts.stream ?? STREAM;
   }
 
   /**
@@ -125,28 +125,13 @@ export class Publisher {
   }
 
   private async ensureStream(nc: NatsConnection): Promise<void> {
-    const jsm = await jetstreamManager(nc);
-    const nanos = (s: number) => Math.round(s * 1e9);
-    try {
-      const info = await jsm.streams.info(this.stream);
-      if (!info.config.subjects?.some((s) => s === STREAM_SUBJECTS || s === '>' || s === 'tcpdwell.>')) {
-        throw new EnvironmentError(
-          `JetStream stream ${this.stream} exists but does not capture ${STREAM_SUBJECTS} (it has ${info.config.subjects?.join(', ')}): ` +
-            'add that subject to it, or pick another stream name',
-        );
-      }
-    } catch (err) {
-      if (err instanceof EnvironmentError) throw err;
-      if (!/not found/i.test((err as Error).message)) throw err;
-      await jsm.streams.add({
-        name: this.stream,
-        subjects: [STREAM_SUBJECTS],
-        max_age: nanos(this.opts.streamMaxAgeS ?? 7 * 86400),
-        max_bytes: this.opts.streamMaxBytes ?? 1 << 30,
-        duplicate_window: nanos(this.opts.duplicateWindowS ?? 600),
-      });
-      this.log(`created JetStream stream ${this.stream} for ${STREAM_SUBJECTS}`);
-    }
+    const created = await ensureAgentStream(await jetstreamManager(nc), {
+      name: this.stream,
+      maxAgeS: this.opts.streamMaxAgeS,
+      maxBytes: this.opts.streamMaxBytes,
+      duplicateWindowS: this.opts.duplicateWindowS,
+    });
+    if (created) this.log(`created JetStream stream ${this.stream} for ${STREAM_SUBJECTS}`);
   }
 
   private async watch(nc: NatsConnection): Promise<void> {

@@ -2,21 +2,46 @@
  * The agent's control service (NATS micro-service protocol, @nats-io/services): the fleet can
  * discover agents ($SRV.PING/INFO/STATS) and ask each one questions on its own subjects:
  *   tcpdwell.control.<host>.status | states | snapshot | config
- * Replies are JSON. Not under tcpdwell.v1.>: the stream captures that, and JetStream would
- * answer a request there with a publish acknowledgement.
+ * Replies are JSON; `status` is an AgentStatus (what `tcpdwell agents` shows).
  */
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { AgentStatus } from '../agent.js';
-import type { TracerOptions } from '../tracer.js';
-import { parseThresholdValue, type DetectorThresholds } from '../track/detectors.js';
+import type { LossReason } from '../kernel/abi.js';
+import { FILTER_RULES, type KernelFilters } from '../kernel/filters.js';
+import type { KernelCounters } from '../kernel/tracer.js';
+import { parseThresholdValue, type DetectorThresholds, type TrackerStats } from '../track/index.js';
+import { CONTROL_SERVICE, controlSubject } from './subjects.js';
+
+/** An agent's status: the `status` endpoint's reply, and what `tcpdwell run` prints a line of. */
+export interface AgentStatus {
+  host: string;
+  version: string;
+  epoch: string;
+  uptimeS: number;
+  events: number;
+  batches: number;
+  drops: KernelCounters & { malformed: number; spoolDropped: number; spoolDroppedEvents: number; spoolCorrupt: number };
+  spool: { messages: number; bytes: number };
+  nats: { connected: boolean; published: number; publishErrors: number };
+  filters: KernelFilters;
+  tracker: TrackerStats;
+  alertsFiring: number;
+}
+
+/** The events an agent lost, by reason (bpf/tcpdwell.h enum tcpdwell_loss_reason), from its status. */
+export const lossesOf = (d: Pick<AgentStatus['drops'], 'lost_ring_full' | 'skipped_transitions' | 'malformed' | 'spoolDropped'>): Record<LossReason, number> => ({
+  ring_full: d.lost_ring_full,
+  kernel_skipped: d.skipped_transitions,
+  malformed: d.malformed,
+  spool_dropped: d.spoolDropped,
+});
 
 /** What the service needs from the agent. */
 export interface ControlTarget {
   readonly host: string;
   status(): AgentStatus;
   snapshotNow(): number;
-  setFilters(f: Pick<TracerOptions, 'netns' | 'ports' | 'family'>): void;
+  setFilters(f: KernelFilters): void;
   /** detector thresholds at run time; throws (UsageError) on a bad one, changing nothing */
   setThresholds?(t: Partial<DetectorThresholds>): unknown;
   /** live socket counts per state (from the agent core), if it keeps them */
@@ -27,11 +52,6 @@ export interface ControlService {
   stop(): Promise<void>;
 }
 
-export const SERVICE_NAME = 'tcpdwell';
-
-/** Prefix of one agent's control endpoints. */
-export const controlSubject = (host: string) => `tcpdwell.control.${host}`;
-
 function json(msg: ServiceMsg, body: unknown) {
   msg.respond(JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
 }
@@ -41,7 +61,7 @@ function json(msg: ServiceMsg, body: unknown) {
  * thresholds?: { closeWaitAgeNs: "30s", connectFailures: 20, ... } }. When any filter field is given,
  * the filters are replaced as a whole (those not given are cleared); thresholds are merged.
  */
-export function parseConfigRequest(text: string): { filters?: Pick<TracerOptions, 'netns' | 'ports' | 'family'>; thresholds?: Partial<DetectorThresholds> } {
+export function parseConfigRequest(text: string): { filters?: KernelFilters; thresholds?: Partial<DetectorThresholds> } {
   let body: unknown;
   try {
     body = JSON.parse(text || '{}');
@@ -53,17 +73,9 @@ export function parseConfigRequest(text: string): { filters?: Pick<TracerOptions
   for (const key of Object.keys(o)) {
     if (!['netns', 'ports', 'family', 'thresholds'].includes(key)) throw new Error(`config: unknown field "${key}" (known: netns, ports, family, thresholds)`);
   }
-  const ints = (name: string, max: number) => {
-    const v = o[name];
-    if (v === undefined) return undefined;
-    if (!Array.isArray(v) || !v.every((x) => Number.isInteger(x) && x >= 1 && x <= max)) {
-      throw new Error(`config: "${name}" must be an array of integers from 1 to ${max}`);
-    }
-    return v as number[];
-  };
-  const family = o.family;
-  if (family !== undefined && family !== null && family !== 'inet' && family !== 'inet6') {
-    throw new Error('config: "family" must be "inet", "inet6" or null');
+  for (const name of ['netns', 'ports', 'family'] as const) {
+    const [valid, what] = FILTER_RULES[name];
+    if (o[name] !== undefined && !valid(o[name])) throw new Error(`config: "${name}" must be ${what}`);
   }
   let thresholds: Partial<DetectorThresholds> | undefined;
   if (o.thresholds !== undefined) {
@@ -79,7 +91,7 @@ export function parseConfigRequest(text: string): { filters?: Pick<TracerOptions
       }
     }
   }
-  const filters = { netns: ints('netns', 0xffffffff), ports: ints('ports', 65535), family: (family as 'inet' | 'inet6' | null | undefined) ?? null };
+  const filters: KernelFilters = { netns: o.netns as number[] | undefined, ports: o.ports as number[] | undefined, family: (o.family as KernelFilters['family']) ?? null };
   const hasFilters = 'netns' in o || 'ports' in o || 'family' in o;
   return { ...(hasFilters ? { filters } : {}), ...(thresholds ? { thresholds } : {}) };
 }
@@ -87,7 +99,7 @@ export function parseConfigRequest(text: string): { filters?: Pick<TracerOptions
 export async function startControlService(nc: NatsConnection, agent: ControlTarget, opts: { config?: boolean } = {}): Promise<ControlService> {
   // @nats-io/services 3.0.0-25 pins its own nats-core copy; the connection is the same thing.
   const svc: Service = await new Svcm(nc as unknown as ConstructorParameters<typeof Svcm>[0]).add({
-    name: SERVICE_NAME,
+    name: CONTROL_SERVICE,
     version: agent.status().version,
     description: 'tcpdwell agent: TCP state transitions and dwell times of one host',
     metadata: { host: agent.host },

@@ -3,18 +3,15 @@
  * generates at build time. Batches are columnar; times are a base plus deltas.
  */
 import Long from 'long';
-import { tcpdwell } from '../generated/pb/tcpdwell.js';
-import { errnoName, formatAddress, stateName, stateValue, type TcpEvent } from '../decode.js';
-import type { Alert, DwellRecord, LiveTableSnapshot, StuckSocket } from '../track/types.js';
-import type { EncodedHistogram } from '../track/histograms.js';
+import { tcpdwell } from './pb/tcpdwell.js';
+import { errnoName, formatAddress, stateName, stateValue, type TcpEvent } from '../decode/index.js';
+import type { Alert, DwellRecord, EncodedHistogram, LiveTableSnapshot, StuckSocket } from '../track/index.js';
 
 export const pb = tcpdwell.v1;
 export type Header = tcpdwell.v1.Header.$Properties;
 export type Drops = tcpdwell.v1.Drops.$Properties;
 
-/** The kinds of message, as they appear in subjects: tcpdwell.v1.<host>.<kind>. */
-export const KINDS = ['transitions', 'dwell', 'summary', 'alerts', 'snapshot'] as const;
-export type MessageKind = (typeof KINDS)[number];
+export { KINDS, type MessageKind } from './subjects.js';
 
 const KIND_VALUE = { transition: 1, timewait_start: 2, timewait_end: 3, snapshot: 4 } as const;
 const KIND_NAME = ['unspecified', 'transition', 'timewait_start', 'timewait_end', 'snapshot'] as const;
@@ -64,7 +61,8 @@ export function addrBytes(text: string, family: 'inet' | 'inet6'): Uint8Array {
   return out;
 }
 
-function addrText(b: Uint8Array | null | undefined): string {
+/** An address as the wire carries it (4 or 16 bytes, network order) in text; '' when it is neither. */
+export function addrText(b: Uint8Array | null | undefined): string {
   if (!b || (b.length !== 4 && b.length !== 16)) return '';
   return formatAddress(Buffer.from(b.buffer, b.byteOffset, b.length), 0, b.length === 4 ? 2 : 10);
 }
@@ -180,9 +178,30 @@ export function encodeTransitions(events: readonly TcpEvent[], header: Header, f
   return pb.TransitionBatch.encode(b).finish();
 }
 
+/**
+ * A Snapshot: the header, then the sockets as the TransitionBatch bytes `encodeTransitions` (or
+ * TransitionColumns) made, embedded as they are — the same bytes protobufjs writes for
+ * { header, sockets }, without decoding the batch to encode it again.
+ */
+export function encodeSnapshot(header: Header, batch: Uint8Array): Uint8Array {
+  return pb.Snapshot.encode({ header })
+    .uint32((2 << 3) | 2) // field 2 (sockets), length-delimited
+    .bytes(batch)
+    .finish();
+}
+
 /** Rows of a TransitionBatch back as TcpEvents. Throws if the columns disagree with count. */
 export function decodeTransitions(bytes: Uint8Array): { header: Header; firstEventSeq: bigint; events: TcpEvent[] } {
-  const m = decodeMessage(pb.TransitionBatch, 'TransitionBatch', bytes);
+  return transitionsOf(decodeMessage(pb.TransitionBatch, 'TransitionBatch', bytes));
+}
+
+/** A Snapshot's header and sockets (rows of its TransitionBatch) as TcpEvents. */
+export function decodeSnapshot(bytes: Uint8Array): { header: Header; firstEventSeq: bigint; events: TcpEvent[] } {
+  const snap = decodeMessage(pb.Snapshot, 'Snapshot', bytes);
+  return { ...transitionsOf((snap.sockets as tcpdwell.v1.TransitionBatch | null | undefined) ?? pb.TransitionBatch.create()), header: snap.header ?? {} };
+}
+
+function transitionsOf(m: tcpdwell.v1.TransitionBatch): { header: Header; firstEventSeq: bigint; events: TcpEvent[] } {
   const n = m.count;
   const cols = [m.tsDeltaNs, m.kind, m.cookie, m.newState, m.netns, m.family, m.saddr, m.daddr, m.sport, m.dport];
   if (cols.some((c) => c.length !== n)) throw new Error(`malformed TransitionBatch: columns do not all have ${n} rows`);

@@ -3,19 +3,14 @@
  * out); FleetSource subscribes to tcpdwell.v1.<host>.summary, .alerts and .dwell (dwell records
  * carry the connect failures) and feeds it.
  */
-import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { formatAddress, stateName } from '../decode.js';
-import { big, decodeDwell, pb, type Header } from '../publish/wire.js';
-import type { tcpdwell } from '../generated/pb/tcpdwell.js';
-import { natsConnectOptions, type ConnectionSettings } from '../publish/nats-options.js';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import { stateName } from '../decode/index.js';
+import { connectNats, type ConnectionSettings } from '../publish/connection.js';
+import type { tcpdwell } from '../publish/pb/tcpdwell.js';
+import { agentSubjects, parseAgentSubject } from '../publish/subjects.js';
+import { addrText, big, decodeDwell, pb, type Header } from '../publish/wire.js';
 import { HistogramSet, HISTOGRAM_UNIT, type EncodedHistogram, type HistogramDimension } from '../track/index.js';
-import { EnvironmentError } from '../errors.js';
-import { AlertBook, dwellTables, emptyDwell, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
-
-function addr(b: Uint8Array | null | undefined): string {
-  if (!b || (b.length !== 4 && b.length !== 16)) return '';
-  return formatAddress(Buffer.from(b.buffer, b.byteOffset, b.length), 0, b.length === 4 ? 2 : 10);
-}
+import { AlertBook, dropRows, dwellTables, emptyDwell, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
 
 interface HostState {
   view: HostView;
@@ -37,7 +32,7 @@ export class FleetModel {
   /** One message from tcpdwell.v1.<host>.<kind>; undecodable ones are counted, not thrown. */
   ingest(subject: string, data: Uint8Array, nowMs: number): void {
     this.messages++;
-    const [, , subjectHost = '?', kind] = subject.split('.');
+    const { host: subjectHost, kind } = parseAgentSubject(subject) ?? { host: '?', kind: '' };
     try {
       if (kind === 'summary') this.summary(subjectHost, pb.Summary.decode(data), nowMs);
       else if (kind === 'alerts') this.alert(subjectHost, pb.Alert.decode(data), nowMs);
@@ -82,9 +77,9 @@ export class FleetModel {
       netns: s.netns ?? 0,
       cgroupId: big(s.cgroupId as number),
       family: s.family === 6 ? 'inet6' : 'inet',
-      saddr: addr(s.saddr),
+      saddr: addrText(s.saddr),
       sport: s.sport ?? 0,
-      daddr: addr(s.daddr),
+      daddr: addrText(s.daddr),
       dport: s.dport ?? 0,
       ownerPid: s.ownerPid || null,
       ownerComm: s.ownerPid ? (s.ownerComm ?? '') : null,
@@ -97,14 +92,10 @@ export class FleetModel {
       byNetns: m.byNetns?.length ? m.byNetns.map((x) => ({ netns: x.netns ?? 0, counts: counts(x.states) })) : [{ netns: 0, counts: counts(m.states) }],
       stuck,
       dwell: dwellTables(h.hist),
-      drops: [
-        ['ring full', n(d.ringFull)],
-        ['malformed', n(d.malformed)],
-        ['no storage', n(d.noStorage)],
-        ['kernel skipped', n(d.kernelSkipped) + n(d.kernelSkippedTimer)],
-        ['state gaps', n(d.stateGaps)],
-        ['spool dropped', n(d.spoolDropped)],
-      ],
+      drops: dropRows(
+        { ring_full: n(d.ringFull), kernel_skipped: n(d.kernelSkipped) + n(d.kernelSkippedTimer), malformed: n(d.malformed), spool_dropped: n(d.spoolDropped) },
+        { noStorage: n(d.noStorage), stateGaps: n(d.stateGaps) },
+      ),
       events: Number(m.eventsTotal),
     };
   }
@@ -152,15 +143,13 @@ export class FleetSource {
   ) {
     this.model = new FleetModel(connection.servers.join(','));
     for (const kind of ['summary', 'alerts', 'dwell']) {
-      const sub = nc.subscribe(`tcpdwell.v1.${host ?? '*'}.${kind}`, { callback: (_err, m) => this.model.ingest(m.subject, m.data, Date.now()) });
+      const sub = nc.subscribe(agentSubjects(host, kind), { callback: (_err, m) => this.model.ingest(m.subject, m.data, Date.now()) });
       this.subs.push(sub);
     }
   }
 
   static async connect(connection: ConnectionSettings, host?: string): Promise<FleetSource> {
-    const nc = await connect(natsConnectOptions(connection)).catch((err: Error) => {
-      throw new EnvironmentError(`cannot reach NATS at ${connection.servers.join(',')}: ${err.message}`, { cause: err });
-    });
+    const nc = await connectNats(connection);
     const s = new FleetSource(nc, connection, host);
     await nc.flush();
     return s;

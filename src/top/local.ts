@@ -4,21 +4,19 @@
  * holds into TopData on each tick.
  */
 import { hostname } from 'node:os';
-import { ownNetnsSysctls } from '../sysctl.js';
-import { clockBoottimeNs } from 'bpf-ts-loader';
-import { decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../decode.js';
-import { bootToEpochOffsetNs } from '../clock.js';
-import { listNetns, type Netns } from '../netns.js';
-import { Tracer } from '../tracer.js';
+import { bootToEpochOffsetNs, clockBoottimeNs } from '../kernel/clock.js';
+import type { KernelFilters } from '../kernel/filters.js';
+import { namespacesToWalk, type Netns } from '../kernel/namespaces.js';
+import { ownNetnsSysctls } from '../kernel/sysctl.js';
+import { Tracer } from '../kernel/tracer.js';
+import { decodeRecordList, decodeRingBatch, type DecodeStats, type TcpEvent } from '../decode/index.js';
 import { HistogramSet, Tracker, type DetectorThresholds } from '../track/index.js';
-import { subjectToken } from '../agent.js';
-import { AlertBook, dwellTables, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
+import { subjectToken } from '../publish/subjects.js';
+import { AlertBook, dropRows, dwellTables, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
 import type { ViewState } from './view.js';
 
-export interface LocalSourceOptions {
+export interface LocalSourceOptions extends Omit<KernelFilters, 'netns'> {
   netns: Netns[];
-  ports: number[];
-  family: 'inet' | 'inet6' | null;
   ringBytes?: number;
   objectPath?: string;
   thresholds?: Partial<DetectorThresholds>;
@@ -56,7 +54,7 @@ export class LocalSource {
 
   /** Loads the kernel program, starts reading the ring and seeds the table from snapshots. */
   static open(opts: LocalSourceOptions): LocalSource {
-    const tracer = Tracer.open({ netns: opts.netns.map((n) => n.inode), ports: opts.ports, family: opts.family, ringBytes: opts.ringBytes, objectPath: opts.objectPath });
+    const tracer = Tracer.open({ ...opts, netns: opts.netns.map((n) => n.inode) });
     try {
       const s = new LocalSource(tracer, opts);
       s.start();
@@ -74,16 +72,10 @@ export class LocalSource {
       this.events += events.length;
       this.tracker.ingest(events);
     });
-    const all = listNetns();
-    const wanted = this.opts.netns.length ? this.opts.netns.map((n) => (n.path ? n : (all.find((a) => a.inode === n.inode) ?? n))) : all;
-    for (const ns of wanted) {
-      if (!ns.path) continue;
-      const mine: TcpEvent[] = [];
-      decodeRecords(this.tracer.snapshot(ns), (e) => mine.push(e), this.stats);
-      // Events already in the ring are older than this snapshot: apply them first (as the agent does).
-      this.tracer.drainRing();
-      this.tracker.seed(ns.inode, mine);
-    }
+    // Events already in the ring are older than each snapshot: applied first (as the agent does).
+    this.tracer.snapshotNamespaces(namespacesToWalk(this.opts.netns), (ns, records) => this.tracker.seed(ns.inode, decodeRecordList(records, this.stats)), {
+      drainFirst: true,
+    });
   }
 
   private bootToMs = (ns: bigint) => Number((ns + this.offsetNs) / 1_000_000n);
@@ -110,19 +102,16 @@ export class LocalSource {
       sockets,
       socketsTruncated: sockets !== null && sockets.length >= SOCKET_LIST_CAP,
       dwell,
-      drops: [
-        ['ring full', k.lost_ring_full],
-        ['malformed', this.stats.malformed],
-        ['no storage', k.lost_no_storage],
-        ['kernel skipped', k.skipped_transitions + k.skipped_timer],
-        ['state gaps', k.state_gaps],
-      ],
+      drops: dropRows(
+        { ring_full: k.lost_ring_full, kernel_skipped: k.skipped_transitions + k.skipped_timer, malformed: this.stats.malformed },
+        { noStorage: k.lost_no_storage, stateGaps: k.state_gaps },
+      ),
       events: this.events,
     };
     this.history.push(nowMs, [host]);
     const filters = [
       this.opts.netns.length ? `netns ${this.opts.netns.map((n) => n.inode).join(',')}` : '',
-      this.opts.ports.length ? `port ${this.opts.ports.join(',')}` : '',
+      this.opts.ports?.length ? `port ${this.opts.ports.join(',')}` : '',
       this.opts.family ? this.opts.family : '',
     ].filter(Boolean);
     return {

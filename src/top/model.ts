@@ -5,9 +5,9 @@
  * sources (local.ts: the kernel; fleet.ts: NATS) fill it, render.ts draws it.
  */
 import type { Histogram, JsHistogram } from 'hdr-histogram-js';
-import { HistogramSet } from '../track/histograms.js';
-import type { Alert, DetectorName, DwellRecord, StateCounts, StuckSocket } from '../track/types.js';
-import { DETECTOR_STATE, type StateName } from '../explain.js';
+import { endpoint } from '../decode/index.js';
+import { LOSS_REASONS, type LossReason } from '../kernel/abi.js';
+import { DETECTOR_STATE, HistogramSet, isConnectFailure, type Alert, type DetectorName, type DwellRecord, type StateCounts, type StateName, type StuckSocket } from '../track/index.js';
 
 /** Upper bounds (µs) of the histogram bar's buckets: decades from 10 µs, then 1 min, 10 min, more. */
 export const BAR_BOUNDS_US = [10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 6e7, 6e8, Infinity] as const;
@@ -144,7 +144,19 @@ export function dwellTables(set: HistogramSet): DwellTables {
   return { all, byNetns };
 }
 
-const endpoint = (addr: string, port: number) => (addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`);
+/**
+ * The DROPS line: every loss reason (bpf/tcpdwell.h) a source has a count for, then what made
+ * dwells unknown (no socket storage, state gaps).
+ */
+export function dropRows(lost: Partial<Record<LossReason, number>>, unknown: { noStorage: number; stateGaps: number }): [string, number][] {
+  const rows: [string, number][] = [];
+  for (const { name } of LOSS_REASONS) {
+    const n = lost[name];
+    if (n !== undefined) rows.push([name.replace('_', ' '), n]);
+  }
+  rows.push(['no storage', unknown.noStorage], ['state gaps', unknown.stateGaps]);
+  return rows;
+}
 
 /** Connect failures (SYN_SENT left with an error), counted from dwell records. */
 export class FailureBook {
@@ -154,7 +166,7 @@ export class FailureBook {
 
   /** Counts the record if it is a failed connect. */
   add(host: string, r: DwellRecord, nowMs: number): void {
-    if (r.state !== 'SYN_SENT' || !r.error) return;
+    if (!isConnectFailure(r.state, r.error)) return;
     const destination = endpoint(r.daddr, r.dport);
     const key = `${host}|${r.netns}|${r.error}|${destination}`;
     let f = this.byKey.get(key);

@@ -3,9 +3,9 @@
  * without a terminal; styles are names the terminal layer maps to escape codes (or drops,
  * for plain text).
  */
-import { TcpState } from '../generated/abi.js';
-import { formatDuration } from '../format.js';
-import { explainState, type StateName } from '../explain.js';
+import { TcpState } from '../kernel/abi.js';
+import { formatDuration } from '../decode/index.js';
+import { explainState, type StateName } from '../track/explain.js';
 import { ssStateName } from '../track/states.js';
 import type { StateCounts } from '../track/types.js';
 import { BAR_LABELS, type DwellSummary, type DwellTable, type HostView, type SocketRow, type TopData } from './model.js';

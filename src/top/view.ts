@@ -3,7 +3,7 @@
  * `handleKey` takes the view and one key and returns the next view; the terminal layer
  * (terminal.ts) only turns bytes into keys.
  */
-import type { StateName } from '../explain.js';
+import type { StateName } from '../track/explain.js';
 import type { SocketRow } from './model.js';
 
 export const SORT_KEYS = ['count', 'state', 'p99', 'trend'] as const;

@@ -1,5 +1,5 @@
 /**
- * The agent core (issue 3): decoded events → dwell records, the live socket table, stuck
+ * The track stage, the agent core: decoded events → dwell records, the live socket table, stuck
  * sockets, dwell histograms and detector alerts. Pure TypeScript, clock injected, no I/O.
  *
  *   const tracker = new Tracker({ clock: clockBoottimeNs, onDwell: (r) => publish(r) });
@@ -9,11 +9,23 @@
  */
 export { Tracker, TIMEWAIT_LEN_NS, TIMEWAIT_GRACE_NS, REQUEST_SOCK_TIMEOUT_NS, type TrackerOptions, type StuckOptions } from './tracker.js';
 export { HistogramSet, HISTOGRAM_UNIT, SIGNIFICANT_DIGITS, type EncodedHistogram, type HistogramKey, type HistogramDimension } from './histograms.js';
-export { DEFAULT_THRESHOLDS, resolveThresholds, type DetectorThresholds, type SysctlReaders } from './detectors.js';
+export {
+  DEFAULT_THRESHOLDS,
+  DETECTORS,
+  DETECTOR_STATE,
+  EXPLAIN,
+  THRESHOLDS,
+  isConnectFailure,
+  parseThresholdValue,
+  resolveThresholds,
+  type Alert,
+  type DetectorName,
+  type DetectorThresholds,
+  type StateName,
+} from './detectors/index.js';
+export type { SysctlReaders } from '../kernel/sysctl.js';
 export { ssStateName, toSsCounts } from './states.js';
 export type {
-  Alert,
-  DetectorName,
   DwellPrecision,
   DwellRecord,
   LiveTableSnapshot,

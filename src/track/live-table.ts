@@ -8,7 +8,7 @@
  * Counts per state and namespace are kept incrementally; nothing here ever goes negative,
  * since a count is only decremented for a slot that holds it.
  */
-import type { Family } from '../decode.js';
+import type { Family } from '../decode/index.js';
 import type { SocketIdentity } from './types.js';
 import { STATE_SLOTS, stateName } from './states.js';
 

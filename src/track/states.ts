@@ -1,6 +1,6 @@
 /** TCP state values and names for the tracker, from the generated ABI (never a hand-written table). */
-import { TcpState } from '../generated/abi.js';
-import { stateName, stateValue as anyStateValue } from '../decode.js';
+import { TcpState } from '../kernel/abi.js';
+import { stateName, stateValue as anyStateValue } from '../decode/index.js';
 
 /** One past the largest state value the table can hold (kernel values are u8; 13 is the largest today). */
 export const STATE_SLOTS = 32;

@@ -10,12 +10,13 @@
  * disagrees with it is taken as the truth (and counted), and `seed` with a fresh snapshot
  * reconciles a namespace completely.
  */
-import type { TcpEvent } from '../decode.js';
-import { DetectorInputs, Detectors, listenerKey, resolveThresholds, type DetectorThresholds, type SysctlReaders } from './detectors.js';
+import type { TcpEvent } from '../decode/index.js';
+import type { SysctlReaders } from '../kernel/sysctl.js';
+import { Detectors, resolveThresholds, type Alert, type DetectorThresholds } from './detectors/index.js';
 import { HistogramSet } from './histograms.js';
 import { cookieKey, LiveTable, SlotFlag, type CookieKey } from './live-table.js';
 import { S, stateName, stateValue } from './states.js';
-import type { Alert, DwellPrecision, DwellRecord, LiveTableSnapshot, SocketIdentity, StuckSocket, TrackerStats } from './types.js';
+import type { DwellPrecision, DwellRecord, LiveTableSnapshot, SocketIdentity, StuckSocket, TrackerStats } from './types.js';
 
 /**
  * TCP_TIMEWAIT_LEN (include/net/tcp.h): 60 s, not tunable. The peer's FIN re-arms an orphaned
@@ -103,10 +104,8 @@ export class Tracker {
   private readonly maxHistograms: number;
   private hist: HistogramSet;
   private histogramsDropped = 0;
-  private inputs: DetectorInputs;
   private readonly detectors: Detectors;
   private thresholds: DetectorThresholds;
-  private readonly maxDetectorKeys: number;
   private readonly s: Counters = {
     events: 0,
     transitions: 0,
@@ -132,13 +131,11 @@ export class Tracker {
   constructor(opts: TrackerOptions) {
     const thresholds = resolveThresholds(opts.thresholds);
     this.thresholds = thresholds;
-    this.maxDetectorKeys = opts.maxDetectorKeys ?? 10_000;
     this.clock = opts.clock;
     this.onDwell = opts.onDwell;
     this.maxHistograms = opts.maxHistograms ?? 4096;
     this.hist = new HistogramSet(this.maxHistograms);
-    this.inputs = new DetectorInputs(thresholds.windowNs, opts.maxDetectorKeys ?? 10_000);
-    this.detectors = new Detectors(thresholds, opts.sysctls ?? {});
+    this.detectors = new Detectors(thresholds, opts.sysctls ?? {}, opts.maxDetectorKeys ?? 10_000);
     this.requestTimeoutNs = Number(opts.requestSockTimeoutNs ?? REQUEST_SOCK_TIMEOUT_NS);
     this.rememberClosed = opts.rememberClosed ?? 16_384;
     this.timewaitMaxNs = Number(TIMEWAIT_LEN_NS + (opts.timewaitGraceNs ?? TIMEWAIT_GRACE_NS));
@@ -255,7 +252,6 @@ export class Tracker {
    */
   setThresholds(over: Partial<DetectorThresholds>): DetectorThresholds {
     const t = resolveThresholds({ ...this.thresholds, ...over });
-    if (t.windowNs !== this.thresholds.windowNs) this.inputs = new DetectorInputs(t.windowNs, this.maxDetectorKeys);
     this.detectors.setThresholds(t);
     this.thresholds = t;
     return t;
@@ -266,7 +262,7 @@ export class Tracker {
     const now = this.clock();
     this.expireRequests(Number(now));
     this.expireTimewaits(Number(now));
-    return this.detectors.evaluate(this.live, this.inputs, now);
+    return this.detectors.evaluate(this.live, now);
   }
 
   /** Counters of what was seen, corrected and dropped. */
@@ -274,7 +270,7 @@ export class Tracker {
     return {
       ...this.s,
       histogramsDropped: this.histogramsDropped + this.hist.dropped,
-      detectorKeysDropped: this.inputs.dropped,
+      detectorKeysDropped: this.detectors.dropped,
       alertsFired: this.detectors.fired,
       liveSockets: this.live.size,
     };
@@ -305,16 +301,7 @@ export class Tracker {
 
     if (oldV === S.CLOSE_WAIT && newV === S.LAST_ACK && this.orphans.size > 0) this.peerFin(e);
 
-    // Detector inputs.
-    if (newV === S.CLOSE) {
-      if (oldV === S.SYN_SENT && e.error) {
-        this.inputs.connectFailures.add(`${e.netns}|${e.daddr}|${e.dport}|${e.error}`, e.tsNs);
-      } else if (oldV === S.ESTABLISHED || oldV === S.CLOSE_WAIT || oldV === S.SYN_RECV || (!twSubstate && (oldV === S.FIN_WAIT1 || oldV === S.FIN_WAIT2 || oldV === S.CLOSING))) {
-        this.inputs.resets.add(e.netns, e.tsNs);
-      }
-    } else if (newV === S.SYN_RECV && oldV === S.LISTEN && e.child) {
-      this.inputs.handshakes.add(listenerKey(e.netns, e.sport), e.tsNs);
-    }
+    this.detectors.transition(e, oldV, newV, twSubstate !== 0);
 
     // A socket's CLOSE before its first use, and the LISTEN a child inherits from its
     // listener, are not states it dwelt in.

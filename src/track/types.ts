@@ -2,7 +2,7 @@
  * Plain-data types the tracker hands out. No classes, no functions, no Maps: each can be turned
  * into JSON or a protobuf message field by field (64-bit values as bigint, as in decode.ts).
  */
-import type { Family } from '../decode.js';
+import type { Family } from '../decode/index.js';
 
 /**
  * How far a dwell time can be trusted.
@@ -86,31 +86,6 @@ export interface StuckSocket extends SocketIdentity {
   ageNs: bigint;
   /** true when the entry time is unknown and `ageNs` counts from when the socket was first seen */
   ageIsLowerBound: boolean;
-}
-
-/** Which condition an alert is about. */
-export type DetectorName = 'close_wait_leak' | 'syn_pressure' | 'connect_failures' | 'time_wait_pressure' | 'rst_storm';
-
-/** A detector's finding, current as of `atNs`. */
-export interface Alert {
-  detector: DetectorName;
-  /** stable while the condition lasts (e.g. `close_wait_leak/4026531840/1234`): publishers dedupe on it */
-  key: string;
-  netns: number;
-  /** one line: what is wrong, with the numbers */
-  summary: string;
-  /** what the state means and what to look at */
-  explanation: string;
-  /** the measured value and the threshold it crossed (units in `labels.unit`) */
-  value: number;
-  threshold: number;
-  /** boot-time ns of the first evaluation at which this key fired without a break */
-  sinceNs: bigint;
-  atNs: bigint;
-  ownerPid: number | null;
-  ownerComm: string | null;
-  /** detector-specific details (destination, reason, listening port, ...) */
-  labels: Record<string, string>;
 }
 
 /** What the tracker counted, so nothing is lost or corrected silently. All monotonic except `liveSockets`. */

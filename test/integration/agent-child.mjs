@@ -3,7 +3,7 @@
 //   node test/integration/agent-child.mjs '<AgentOptions as JSON>'
 // Logs to stderr ("agent ready" once started); on SIGTERM stops and prints its final status
 // as one JSON line on stdout, then exits 0.
-import { Agent } from '../../dist/agent.js';
+import { Agent } from '../../dist/agent/agent.js';
 
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const agent = await Agent.start({ ...opts, log: (line) => process.stderr.write(`${line}\n`) });

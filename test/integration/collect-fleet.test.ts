@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Agent } from '../../src/agent.js';
+import { Agent } from '../../src/agent/agent.js';
 import { Collector } from '../../src/collect/collector.js';
 import { CollectorMetrics } from '../../src/collect/metrics.js';
 import { mergeSnapshots } from '../../src/collect/views.js';

@@ -2,9 +2,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { TcpEvent } from '../../src/decode.js';
+import type { TcpEvent } from '../../src/decode/index.js';
 import { encodeDwell, encodeSummary, encodeTransitions, type Header } from '../../src/publish/wire.js';
 import { HistogramSet } from '../../src/track/index.js';
+import { event } from '../helpers/events.js';
 
 export const BOOT_TO_UNIX_NS = BigInt(Date.now()) * 1_000_000n - 1_000_000_000_000n; // "booted" 1000 s ago
 
@@ -14,11 +15,8 @@ export function header(host: string, seq: number, epoch = 1, bootId = `boot-${ho
 
 /** A transition of one socket, with what trace would print. */
 export function ev(p: Partial<TcpEvent> & { tsNs: bigint; cookie: bigint }): TcpEvent {
-  return {
+  return event({
     type: 'transition',
-    enteredNs: null,
-    dwellNs: null,
-    expiresNs: null,
     netns: 4026531840,
     cgroupId: 1n,
     family: 'inet',
@@ -32,14 +30,9 @@ export function ev(p: Partial<TcpEvent> & { tsNs: bigint; cookie: bigint }): Tcp
     ownerComm: 'client',
     oldState: 'CLOSE',
     newState: 'SYN_SENT',
-    substate: null,
-    reason: null,
-    error: null,
     actorIsOwner: true,
-    child: false,
-    gap: false,
     ...p,
-  };
+  });
 }
 
 /** A refused connect: CLOSE->SYN_SENT, SYN_SENT->CLOSE with ECONNREFUSED. */

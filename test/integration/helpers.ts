@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { startLocalNats, type LocalNats } from '../../src/nats-server.js';
+import { startLocalNats, type LocalNats } from '../../src/publish/nats-server.js';
 import { decodeTransitions, pb, type Header } from '../../src/publish/wire.js';
-import type { TcpEvent } from '../../src/decode.js';
+import type { TcpEvent } from '../../src/decode/index.js';
 
 export interface TestNats extends LocalNats {
   /** restart on the same port and store (after stop/kill) */

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { Svcm } from '@nats-io/services';
-import { Agent } from '../../src/agent.js';
+import { Agent } from '../../src/agent/agent.js';
 import { kernelAvailable, ssCounts, TestNetns } from '../kernel/helpers.js';
 import { toSsCounts } from '../../src/track/index.js';
 import { contiguousOnce, readStream, seqsByEpoch, startNats, transitionEvents, type TestNats } from './helpers.js';
@@ -118,7 +118,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
   });
 
   it('the agent SIGKILLed with a full spool and restarted: the spool is re-sent, nothing lost, nothing doubled', async () => {
-    const { removePinned } = await import('../../src/tracer.js');
+    const { removePinned } = await import('../../src/kernel/pins.js');
     const killPinDir = `/sys/fs/bpf/tcpdwell-kill-${process.pid}`;
     onTestFinished(() => void removePinned(killPinDir));
     const run = () => {
@@ -264,7 +264,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
   });
 
   it('per-socket state pinned in bpffs keeps dwells exact for sockets that live across an agent restart', async () => {
-    const { removePinned } = await import('../../src/tracer.js');
+    const { removePinned } = await import('../../src/kernel/pins.js');
     const { decodeDwell } = await import('../../src/publish/wire.js');
     const closeWaitDwell = async (pinDir: string | undefined, port: number) => {
       const tracer = { netns: [netns.ns.inode], pinDir };

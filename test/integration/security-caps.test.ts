@@ -13,8 +13,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
 import { readStream, startNats, transitionEvents, type TestNats } from './helpers.js';
-import { removePinned } from '../../src/tracer.js';
-import { bpfCallsNeedCapBpf } from '../../src/privileges.js';
+import { removePinned } from '../../src/kernel/pins.js';
+import { bpfCallsNeedCapBpf } from '../../src/kernel/privileges.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
 const NOBODY = 65534;

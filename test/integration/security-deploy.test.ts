@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
 import { readStream, startNats, transitionEvents } from './helpers.js';
-import { START_CAPABILITIES } from '../../src/privileges.js';
+import { START_CAPABILITIES } from '../../src/kernel/privileges.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(root, 'bin/tcpdwell');

@@ -7,9 +7,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../../src/decode.js';
-import { resolveNetns, type Netns } from '../../src/netns.js';
-import { Tracer, DEFAULT_OBJECT_PATH, type TracerOptions } from '../../src/tracer.js';
+import { decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../../src/decode/index.js';
+import { resolveNetns, type Netns } from '../../src/kernel/namespaces.js';
+import { Tracer, DEFAULT_OBJECT_PATH, type TracerOptions } from '../../src/kernel/tracer.js';
 
 export const WORKLOAD = fileURLToPath(new URL('./workload.mjs', import.meta.url));
 

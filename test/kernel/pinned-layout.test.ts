@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { removePinned } from '../../src/tracer.js';
+import { removePinned } from '../../src/kernel/pins.js';
 import { Collector, kernelAvailable, sequence, bySocket, TestNetns } from './helpers.js';
 
 interface MapInfo {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { kernelAvailable, TestNetns } from './helpers.js';
-import { decodeRingBatch, toJson, type TcpEvent } from '../../src/decode.js';
+import { decodeRingBatch, toJson, type TcpEvent } from '../../src/decode/index.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
 

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { TcpEvent } from '../../src/decode.js';
+import type { TcpEvent } from '../../src/decode/index.js';
 import { bySocket, Collector, kernelAvailable, sequence, TestNetns } from './helpers.js';
 
 const CLIENT = ['CLOSE->SYN_SENT', 'SYN_SENT->ESTABLISHED'];

@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeEvent, decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode.js';
-import { EVENT_FIELDS as F, EVENT_SIZE } from '../../src/generated/abi.js';
+import { decodeEvent, decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
+import { EVENT_FIELDS as F, EVENT_SIZE } from '../../src/kernel/abi.js';
 import { DwellColumns, TransitionColumns } from '../../src/publish/columns.js';
 import { decodeDwell, decodeTransitions, encodeDwell, encodeTransitions } from '../../src/publish/wire.js';
 import { Tracker } from '../../src/track/index.js';

@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { connectionSettings, loadConfigFile } from '../../src/config.js';
+import { connectionSettings, loadConfigFile } from '../../src/cli/config.js';
 import { parseConfigRequest } from '../../src/publish/service.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cfg-'));

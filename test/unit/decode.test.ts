@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { decodeEvent, decodeRecords, decodeRingBatch, formatAddress, stateName, toJson, type DecodeStats, type TcpEvent } from '../../src/decode.js';
-import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType } from '../../src/generated/abi.js';
+import { decodeEvent, decodeRecords, decodeRingBatch, formatAddress, stateName, toJson, type DecodeStats, type TcpEvent } from '../../src/decode/index.js';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType } from '../../src/kernel/abi.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url));
 

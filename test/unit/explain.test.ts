@@ -2,10 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { TcpState } from '../../src/generated/abi.js';
-import { EXPLAIN } from '../../src/track/detectors.js';
-import { DETECTOR_STATE, explain, explainOverview, explainState, resolveState, STATE_EXPLANATIONS, type StateName } from '../../src/explain.js';
-import { UsageError } from '../../src/errors.js';
+import { TcpState } from '../../src/kernel/abi.js';
+import { EXPLAIN } from '../../src/track/index.js';
+import { DETECTOR_STATE, explain, explainOverview, explainState, resolveState, STATE_EXPLANATIONS, type StateName } from '../../src/track/explain.js';
+import { UsageError } from '../../src/common/errors.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
 const built = existsSync(fileURLToPath(new URL('../../dist/main.js', import.meta.url)));

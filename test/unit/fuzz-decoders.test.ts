@@ -8,10 +8,10 @@ import { readFileSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeEvent, decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../../src/decode.js';
-import { EVENT_SIZE } from '../../src/generated/abi.js';
+import { decodeEvent, decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../../src/decode/index.js';
+import { EVENT_SIZE } from '../../src/kernel/abi.js';
 import { decodeDwell, decodeTransitions, encodeDwell, encodeTransitions, pb } from '../../src/publish/wire.js';
-import { renderMessage } from '../../src/tail.js';
+import { renderMessage } from '../../src/cli/commands/tail.js';
 import { decodeSpoolFile, encodeSpoolFile } from '../../src/publish/spool.js';
 import type { DwellRecord } from '../../src/track/types.js';
 

@@ -63,7 +63,7 @@ describe('the store-and-forward spool', () => {
     for (let i = 1; i <= 3; i++) a.append(BigInt(i), msg(i));
     const victim = join(dir, a.pending()[1]!);
     const bytes = readFileSync(victim);
-    bytes[bytes.length - 1] ^= 0xff;
+    bytes[bytes.length - 1]! ^= 0xff;
     writeFileSync(victim, bytes);
     writeFileSync(join(dir, '0000000001-0000000000000009.msg'), 'garbage');
     const b = new Spool(dir, 1 << 20);

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { encodeAlert, encodeDwell, encodeSummary, type Header } from '../../src/publish/wire.js';
 import { HistogramSet } from '../../src/track/histograms.js';
-import { TcpState } from '../../src/generated/abi.js';
+import { TcpState } from '../../src/kernel/abi.js';
 import { FleetModel } from '../../src/top/fleet.js';
 import { render } from '../../src/top/render.js';
 import { initialView } from '../../src/top/view.js';
-import type { Alert, DwellRecord } from '../../src/track/types.js';
+import type { Alert, DwellRecord } from '../../src/track/index.js';
 
 const header = (host: string, seq: number): Header => ({
   hostId: host, bootId: 'b', agentVersion: '0.1.0', epoch: 1, seq, bootToUnixNs: 1_700_000_000_000_000_000 - 1_000_000_000_000,

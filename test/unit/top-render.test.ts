@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { HistogramSet } from '../../src/track/histograms.js';
-import { TcpState } from '../../src/generated/abi.js';
-import { AlertBook, dwellTables, FailureBook, History, summarizeHistogram, type HostView, type SocketRow, type TopData } from '../../src/top/model.js';
+import { TcpState } from '../../src/kernel/abi.js';
+import { AlertBook, dwellTables, FailureBook, History, summarizeHistogram, type HistorySample, type HostView, type SocketRow, type TopData } from '../../src/top/model.js';
 import { fit, render, spark, visibleCounts, type RenderOptions } from '../../src/top/render.js';
 import { initialView, type ViewState } from '../../src/top/view.js';
 import { frame, parseKeys } from '../../src/top/terminal.js';
@@ -75,7 +75,7 @@ describe('top: the frame', () => {
   it('sorts by state order, by p99 and by change', () => {
     expect(table(text(data(), initialView({ sort: 'state' }))).map(([s]) => s)).toEqual(['ESTABLISHED', 'TIME_WAIT', 'CLOSE_WAIT', 'LISTEN']);
     expect(table(text(data(), initialView({ sort: 'p99' }))).map(([s]) => s).slice(0, 2)).toEqual(['TIME_WAIT', 'CLOSE_WAIT']);
-    const history = [
+    const history: HistorySample[] = [
       { atMs: 990_000, hosts: { 'web-1': [{ netns: NS, counts: { ESTABLISHED: 4, CLOSE_WAIT: 2, LISTEN: 1, TIME_WAIT: 3 } }, { netns: OTHER, counts: { ESTABLISHED: 10 } }] } },
       { atMs: 1_000_000, hosts: { 'web-1': [{ netns: NS, counts: { ESTABLISHED: 4, CLOSE_WAIT: 2, LISTEN: 1, TIME_WAIT: 3 } }, { netns: OTHER, counts: { ESTABLISHED: 10 } }] } },
     ];

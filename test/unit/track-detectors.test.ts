@@ -1,21 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { decodeRingBatch, type TcpEvent } from '../../src/decode.js';
-import { UsageError } from '../../src/errors.js';
+import { decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
+import { UsageError } from '../../src/common/errors.js';
 import { Tracker, resolveThresholds, type TrackerOptions } from '../../src/track/index.js';
+import { event } from '../helpers/events.js';
 
 const NS = 4026531840;
 const ms = (n: number) => BigInt(n) * 1_000_000n;
 
 /** A transition of a socket that entered `old` at enteredMs. */
 function tr(cookie: bigint, old: string, next: string, atMs: number, enteredMs: number, over: Partial<TcpEvent> = {}): TcpEvent {
-  return {
+  return event({
     type: 'transition',
     tsNs: ms(atMs),
     cookie,
     enteredNs: ms(enteredMs),
-    dwellNs: ms(atMs - enteredMs),
-    expiresNs: null,
     netns: NS,
     cgroupId: 1n,
     family: 'inet',
@@ -29,13 +28,8 @@ function tr(cookie: bigint, old: string, next: string, atMs: number, enteredMs: 
     ownerComm: 'leaky',
     oldState: old,
     newState: next,
-    substate: null,
-    reason: null,
-    error: null,
-    actorIsOwner: false,
-    child: false,
     ...over,
-  };
+  });
 }
 
 function make(opts: Partial<TrackerOptions> = {}) {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { decodeRingBatch, type TcpEvent } from '../../src/decode.js';
+import { decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
 import { HistogramSet, Tracker } from '../../src/track/index.js';
 
 function fixture(name: string): TcpEvent[] {

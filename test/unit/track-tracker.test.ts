@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode.js';
+import { decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
 import { Tracker, toSsCounts, type DwellRecord } from '../../src/track/index.js';
+import { event } from '../helpers/events.js';
 
 /** Recorded kernel records from test/fixtures, decoded. */
 const fixture = (name: string): TcpEvent[] => {
@@ -17,18 +18,12 @@ const NS = 4026531840;
 const MS = 1_000_000n;
 
 
-/** A hand-built event with sensible defaults (times in ms for readability). */
+/** An event with sensible defaults (times in ms for readability), built by the one factory. */
 function ev(over: Partial<TcpEvent> & { atMs?: number; enteredMs?: number | null }): TcpEvent {
   const { atMs = 1000, enteredMs, ...rest } = over;
-  const tsNs = BigInt(atMs) * MS;
-  const enteredNs = enteredMs === undefined ? null : enteredMs === null ? null : BigInt(enteredMs) * MS;
-  const e: TcpEvent = {
+  return event({
     type: 'transition',
-    tsNs,
     cookie: 1n,
-    enteredNs,
-    dwellNs: null,
-    expiresNs: null,
     netns: NS,
     cgroupId: 1n,
     family: 'inet',
@@ -40,17 +35,11 @@ function ev(over: Partial<TcpEvent> & { atMs?: number; enteredMs?: number | null
     comm: 'swapper/0',
     ownerPid: 4242,
     ownerComm: 'app',
-    oldState: null,
     newState: 'ESTABLISHED',
-    substate: null,
-    reason: null,
-    error: null,
-    actorIsOwner: false,
-    child: false,
     ...rest,
-  };
-  if (e.enteredNs !== null && e.type !== 'timewait_start' && e.type !== 'snapshot') e.dwellNs = e.tsNs - e.enteredNs;
-  return e;
+    tsNs: BigInt(atMs) * MS,
+    enteredNs: enteredMs == null ? null : BigInt(enteredMs) * MS,
+  });
 }
 
 /** A transition old→new at atMs of a socket that entered `old` at enteredMs (null: unknown). */

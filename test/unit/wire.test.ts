@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode.js';
+import { decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
 import { decodeTransitions, encodeTransitions, pb } from '../../src/publish/wire.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url));

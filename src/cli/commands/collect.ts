@@ -1,0 +1,99 @@
+/** `tcpdwell collect`: the fleet collector (src/collect/), with its metrics and a status line. */
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { UsageError } from '../../common/errors.js';
+import { untilStopped } from '../../common/lifecycle.js';
+import type { CollectorMetrics } from '../../collect/metrics.js';
+import { DEFAULT_FLEET_THRESHOLDS, type FleetRuleThresholds } from '../../collect/rules.js';
+import { COLLECT_BUCKET, COLLECT_DURABLE, STREAM } from '../../publish/subjects.js';
+import { addConnectionOptions, addDurationOption, parseSeconds, positiveInt, resolveConnection, type ConnectionFlags } from '../options.js';
+
+const RULE_NAMES = Object.keys(DEFAULT_FLEET_THRESHOLDS).join(', ');
+
+/** --rule NAME=VALUE (repeatable). */
+function parseRule(v: string, previous: Partial<FleetRuleThresholds> = {}): Partial<FleetRuleThresholds> {
+  const m = /^(\w+)=(\d+(?:\.\d+)?)$/.exec(v);
+  if (!m || !(m[1]! in DEFAULT_FLEET_THRESHOLDS) || !(Number(m[2]) > 0)) throw new InvalidArgumentError(`'${v}': give NAME=NUMBER with NAME one of ${RULE_NAMES}.`);
+  return { ...previous, [m[1]!]: Number(m[2]) };
+}
+
+interface CollectFlags extends ConnectionFlags {
+  stream: string;
+  durable: string;
+  bucket: string;
+  replicas: number;
+  from: 'all' | 'new';
+  batch: number;
+  ackWait: number;
+  evaluateInterval: number;
+  gapGrace: number;
+  rule: Partial<FleetRuleThresholds>;
+  metricsListen?: string;
+  statusInterval: number;
+  duration?: number;
+}
+
+export function register(program: Command): void {
+  const cmd = addConnectionOptions(
+    program
+      .command('collect')
+      .description('the fleet collector: consume every agent message once (durable consumer shared by instances), keep fleet views, fire fleet alerts, serve metrics'),
+  )
+    .option('--stream <name>', 'the JetStream stream the agents publish to', STREAM)
+    .option('--durable <name>', 'durable consumer shared by all collector instances', COLLECT_DURABLE)
+    .option('--bucket <name>', 'KV bucket for the state shared by instances', COLLECT_BUCKET)
+    .option('--replicas <n>', 'replicas of the streams the collector creates (3 on a cluster)', positiveInt('a replica count'), 1)
+    .addOption(new Option('--from <where>', 'where a new durable consumer starts').choices(['all', 'new']).default('all'))
+    .option('--batch <n>', 'messages per fetch', positiveInt('a batch size'), 256)
+    .option('--ack-wait <seconds>', 'redeliver a message not acknowledged within this', parseSeconds, 30)
+    .option('--evaluate-interval <seconds>', 'evaluate the fleet rules this often', parseSeconds, 5)
+    .option('--gap-grace <seconds>', 'report a sequence hole as a gap once missing this long', parseSeconds, 60)
+    .option('--rule <name=value>', `fleet rule threshold (repeatable), names: ${RULE_NAMES}`, parseRule, {})
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 10);
+  addDurationOption(cmd).action((o: CollectFlags) => runCollect(o));
+}
+
+async function runCollect(o: CollectFlags): Promise<void> {
+  const log = (l: string) => process.stderr.write(`tcpdwell collect: ${l}\n`);
+  const conn = resolveConnection(o);
+  const metricsSpec = o.metricsListen;
+  if (metricsSpec && !/^(.*):(\d+)$/.test(metricsSpec)) throw new UsageError(`--metrics-listen ${metricsSpec}: give HOST:PORT, e.g. 127.0.0.1:9465`);
+  const [{ Collector }, { CollectorMetrics }] = await Promise.all([import('../../collect/collector.js'), import('../../collect/metrics.js')]);
+  const c = await Collector.start({
+    connection: conn,
+    stream: o.stream,
+    durable: o.durable,
+    bucket: o.bucket,
+    replicas: o.replicas,
+    deliver: o.from,
+    batch: o.batch,
+    ackWaitS: o.ackWait,
+    evaluateIntervalMs: o.evaluateInterval * 1000,
+    gapGraceS: o.gapGrace,
+    thresholds: o.rule,
+    log,
+  });
+  let metrics: CollectorMetrics | null = null;
+  try {
+    if (metricsSpec) {
+      metrics = new CollectorMetrics(c);
+      log(`metrics at ${await metrics.listen(metricsSpec)}`);
+    }
+  } catch (err) {
+    await c.stop();
+    throw err;
+  }
+  log(`connected to NATS at ${conn.servers.join(',')}; Ctrl-C to stop`);
+  const status = () => {
+    const s = c.stats();
+    const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0);
+    const gaps = Object.values(c.gaps()).reduce((a, b) => a + b, 0);
+    log(`${s.counted} counted, ${s.duplicates} duplicates, ${rejected} set aside, ${s.own} own skipped; ${c.liveHosts().length} hosts, ${gaps} missing; ${c.firing().length} fleet alerts firing`);
+  };
+  const timer = setInterval(status, o.statusInterval * 1000);
+  await untilStopped({ durationS: o.duration });
+  clearInterval(timer);
+  await metrics?.close();
+  await c.stop();
+  status();
+}

@@ -1,0 +1,208 @@
+/** `tcpdwell run`: the fleet agent, publishing to NATS (a local embedded server by default). */
+import { fileURLToPath } from 'node:url';
+import type { Writable } from 'node:stream';
+import { type Command, InvalidArgumentError } from 'commander';
+import { untilStopped } from '../../common/lifecycle.js';
+import { DEFAULT_FLUSH_MS, DEFAULT_HEAL_MS, DEFAULT_SPOOL_DIR } from '../../agent/defaults.js';
+import { DEFAULT_PIN_DIR } from '../../kernel/pins.js';
+import type { Family } from '../../kernel/filters.js';
+import type { Netns } from '../../kernel/namespaces.js';
+import type { ConnectionSettings } from '../../publish/connection.js';
+import { lossesOf, type AgentStatus } from '../../publish/service.js';
+import { agentSubjects } from '../../publish/subjects.js';
+import { DEFAULT_THRESHOLDS, parseThresholdValue, type DetectorThresholds } from '../../track/index.js';
+import { connectionSettings, loadConfigFile } from '../config.js';
+import {
+  addConnectionOptions,
+  addDurationOption,
+  addFilterOptions,
+  connectionFlags,
+  filtersFrom,
+  parseBytes,
+  parseSeconds,
+  parseSecondsOrOff,
+  type ConnectionFlags,
+  type FilterFlags,
+} from '../options.js';
+
+/** The project folder for the embedded server's data and the default spool of `make run`. */
+export const PROJECT_VAR_DIR = fileURLToPath(new URL('../../../var/', import.meta.url));
+
+/** --threshold NAME=VALUE (repeatable): durations like 300ms or 60s for the duration thresholds. */
+function parseThreshold(v: string, previous: Partial<DetectorThresholds> = {}): Partial<DetectorThresholds> {
+  const m = /^(\w+)=(.+)$/.exec(v);
+  const known = Object.keys(DEFAULT_THRESHOLDS).join(', ');
+  if (!m || !(m[1]! in DEFAULT_THRESHOLDS)) throw new InvalidArgumentError(`'${v}': give NAME=VALUE with NAME one of ${known}.`);
+  try {
+    return { ...previous, [m[1]!]: parseThresholdValue(m[1]!, m[2]!) };
+  } catch (err) {
+    throw new InvalidArgumentError(`'${v}': ${(err as Error).message}.`);
+  }
+}
+
+type RunFlags = ConnectionFlags &
+  FilterFlags & {
+    pinDir: string;
+    pin: boolean;
+    resnapshot?: boolean;
+    metricsListen?: string;
+    threshold: Partial<DetectorThresholds>;
+    streamMaxAge?: number;
+    streamMaxBytes?: number;
+    host?: string;
+    spoolDir?: string;
+    spoolMaxBytes?: number;
+    duration?: number;
+    statusInterval: number;
+    summaryInterval: number;
+    flushInterval: number;
+    healInterval: number;
+    controlConfig: boolean;
+  };
+
+export function register(program: Command): void {
+  const cmd = addConnectionOptions(
+    program.command('run').description('the fleet agent: trace, batch, spool and publish to NATS (a local embedded nats-server unless --nats is given)'),
+  )
+    .option('--host <name>', 'host id in subjects and messages (default: the hostname; env TCPDWELL_HOST)')
+    .option('--spool-dir <dir>', 'store-and-forward spool directory (env TCPDWELL_SPOOL_DIR)')
+    .option('--spool-max-bytes <n>', 'spool bound; the oldest messages are dropped (and counted) past it (e.g. 256MiB)', parseBytes);
+  addFilterOptions(cmd);
+  addDurationOption(cmd)
+    .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 5)
+    .option('--summary-interval <seconds>', 'publish a summary this often', parseSeconds, 10)
+    .option('--heal-interval <seconds>', "re-read the traced namespaces' sockets this often and put right what the live table missed (0 = never)", parseSecondsOrOff, DEFAULT_HEAL_MS / 1000)
+    .option('--flush-interval <seconds>', 'publish a batch of transitions at least this often (also at 4096 events)', parseSeconds, DEFAULT_FLUSH_MS / 1000)
+    .option('--no-control-config', "refuse the control service's config endpoint")
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--pin-dir <dir>', 'bpffs directory keeping per-socket state across agent restarts (dwells stay exact)', DEFAULT_PIN_DIR)
+    .option('--no-pin', 'keep no per-socket state across restarts')
+    .option('--resnapshot', 'keep CAP_SYS_ADMIN and CAP_SYS_PTRACE after start, so the control service can snapshot other network namespaces later (otherwise dropped)')
+    .option('--threshold <name=value>', `detector threshold (repeatable), e.g. closeWaitAgeNs=30s; names: ${Object.keys(DEFAULT_THRESHOLDS).join(', ')}`, parseThreshold, {})
+    .option('--stream-max-age <seconds>', 'retention of the JetStream stream when the agent creates it (default 7 days)', parseSeconds)
+    .option('--stream-max-bytes <n>', 'size bound of the JetStream stream when the agent creates it (default 1GiB)', parseBytes)
+    .action(async (o: RunFlags) => {
+      await runAgent({
+        ...filtersFrom(o),
+        connection: connectionFlags(o),
+        configPath: o.config,
+        host: o.host,
+        spoolDir: o.spoolDir,
+        spoolMaxBytes: o.spoolMaxBytes,
+        durationS: o.duration ?? null,
+        controlConfig: o.controlConfig,
+        statusIntervalS: o.statusInterval,
+        summaryIntervalS: o.summaryInterval,
+        flushIntervalS: o.flushInterval,
+        healIntervalS: o.healInterval,
+        streamMaxAgeS: o.streamMaxAge,
+        metricsListen: o.metricsListen,
+        thresholds: o.threshold,
+        pinDir: o.pin ? o.pinDir : null,
+        resnapshot: o.resnapshot ?? false,
+        streamMaxBytes: o.streamMaxBytes,
+        err: process.stderr,
+      });
+    });
+}
+
+export interface RunOptions {
+  connection: Partial<ConnectionSettings>;
+  configPath?: string;
+  host?: string;
+  spoolDir?: string;
+  spoolMaxBytes?: number;
+  netns: Netns[];
+  ports: number[];
+  family: Family | null;
+  durationS: number | null;
+  controlConfig: boolean;
+  statusIntervalS: number;
+  summaryIntervalS: number;
+  /** a batch of transitions is published at least this often (default 0.1 s) */
+  flushIntervalS?: number;
+  /** see AgentOptions.healIntervalMs (seconds; 0 = never) */
+  healIntervalS?: number;
+  streamMaxAgeS?: number;
+  streamMaxBytes?: number;
+  metricsListen?: string;
+  thresholds?: Partial<DetectorThresholds>;
+  /** bpffs directory for per-socket state kept across restarts; null = none */
+  pinDir?: string | null;
+  /** keep CAP_SYS_ADMIN + CAP_SYS_PTRACE after start, for snapshots of other namespaces on request */
+  resnapshot?: boolean;
+  err: Writable;
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
+  const [{ Agent }, { startLocalNats }, { dropAfterStart }] = await Promise.all([
+    import('../../agent/agent.js'),
+    import('../../publish/nats-server.js'),
+    import('../../kernel/privileges.js'),
+  ]);
+  const say = (line: string) => opts.err.write(`tcpdwell run: ${line}\n`);
+  const file = opts.configPath ? loadConfigFile(opts.configPath, (l) => opts.err.write(`${l}\n`)) : {};
+  const env = opts.env ?? process.env;
+  let local: Awaited<ReturnType<typeof startLocalNats>> | null = null;
+  let connection = connectionSettings(opts.connection, env, file, []);
+  let spoolDir = opts.spoolDir ?? env.TCPDWELL_SPOOL_DIR ?? file.spool?.dir;
+  if (connection.servers.length === 0) {
+    local = await startLocalNats({ storeDir: `${PROJECT_VAR_DIR}nats`, port: 4222 }).catch(() =>
+      startLocalNats({ storeDir: `${PROJECT_VAR_DIR}nats` }),
+    );
+    connection = { ...connection, servers: [local.url] };
+    spoolDir ??= `${PROJECT_VAR_DIR}spool`;
+    say(`no --nats given: started a local nats-server with JetStream at ${local.url} (data in ${local.storeDir})`);
+  }
+  spoolDir ??= DEFAULT_SPOOL_DIR;
+  const agent = await Agent.start({
+    host: opts.host ?? env.TCPDWELL_HOST ?? file.host,
+    connection: { ...connection, name: 'tcpdwell-agent' },
+    spoolDir,
+    spoolMaxBytes: opts.spoolMaxBytes ?? file.spool?.maxBytes,
+    summaryIntervalMs: opts.summaryIntervalS * 1000,
+    flushIntervalMs: opts.flushIntervalS !== undefined ? opts.flushIntervalS * 1000 : undefined,
+    healIntervalMs: opts.healIntervalS !== undefined ? opts.healIntervalS * 1000 : undefined,
+    tracer: {
+      netns: opts.netns.length ? opts.netns.map((n) => n.inode) : file.filters?.netns,
+      ports: opts.ports.length ? opts.ports : file.filters?.ports,
+      family: opts.family ?? file.filters?.family ?? null,
+      pinDir: opts.pinDir === null ? undefined : (opts.pinDir ?? DEFAULT_PIN_DIR),
+      log: say,
+    },
+    controlConfig: opts.controlConfig && file.control?.config !== false,
+    stream: { streamMaxAgeS: opts.streamMaxAgeS, streamMaxBytes: opts.streamMaxBytes },
+    metricsListen: opts.metricsListen,
+    thresholds: opts.thresholds,
+    log: say,
+  }).catch(async (err) => {
+    await local?.stop();
+    throw err;
+  });
+  // Loaded, attached, snapshotted and connected: give up what is no longer needed (src/privileges.ts).
+  const dropped = dropAfterStart({ resnapshot: opts.resnapshot ?? false });
+  if (dropped) {
+    agent.enterNetns = opts.resnapshot ?? false;
+    say(
+      `capabilities after start: ${dropped.kept.length ? dropped.kept.join(', ') : 'none'} (dropped ${dropped.dropped.length})` +
+        (dropped.unreached.length ? `; ${dropped.unreached.length} thread(s) blocking all signals kept theirs (Node's inspector signal thread, which runs no JavaScript)` : ''),
+    );
+  }
+  say(`publishing to ${agentSubjects(agent.host, '{transitions,summary,snapshot}')} (spool ${spoolDir}); Ctrl-C to stop`);
+  const line = (s: AgentStatus) => {
+    const lost = lossesOf(s.drops);
+    return (
+      `${s.events} events in ${s.batches} messages, ${s.nats.published} published, spool ${s.spool.messages} (${s.spool.bytes} B), ` +
+      `lost: ${lost.ring_full} ring full, ${lost.malformed} malformed, ${lost.spool_dropped} spool-dropped` +
+      (s.nats.connected ? '' : ' [NATS unreachable: spooling]')
+    );
+  };
+  const ticker = setInterval(() => say(line(agent.status())), opts.statusIntervalS * 1000);
+  await untilStopped({ durationS: opts.durationS });
+  clearInterval(ticker);
+  const final = await agent.stop();
+  say(`stopped: ${line(final)}`);
+  await local?.stop();
+  return final;
+}

@@ -1,0 +1,50 @@
+/**
+ * The JetStream stream the agents publish into: made, when missing, the same way by an agent and
+ * by a collector (whichever comes first), and checked to capture the agents' subjects when it
+ * exists. Retention defaults: 7 days, 1 GiB; de-duplication window 10 minutes, longer than an
+ * outage we expect to ride out (re-sends of spooled messages carry the same message ids).
+ */
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { EnvironmentError } from '../common/errors.js';
+import { capturesAgentSubjects, STREAM_SUBJECTS } from './subjects.js';
+
+export interface AgentStreamOptions {
+  name: string;
+  replicas?: number;
+  maxAgeS?: number;
+  maxBytes?: number;
+  duplicateWindowS?: number;
+}
+
+const nanos = (s: number) => Math.round(s * 1e9);
+
+/** Makes sure the stream exists and captures tcpdwell.v1.>; true when this call created it. */
+export async function ensureAgentStream(jsm: JetStreamManager, o: AgentStreamOptions): Promise<boolean> {
+  let subjects: string[] | undefined;
+  try {
+    subjects = (await jsm.streams.info(o.name)).config.subjects;
+  } catch (err) {
+    if (!/not found/i.test((err as Error).message)) throw err;
+    try {
+      await jsm.streams.add({
+        name: o.name,
+        subjects: [STREAM_SUBJECTS],
+        num_replicas: o.replicas ?? 1,
+        max_age: nanos(o.maxAgeS ?? 7 * 86400),
+        max_bytes: o.maxBytes ?? 1 << 30,
+        duplicate_window: nanos(o.duplicateWindowS ?? 600),
+      });
+      return true;
+    } catch (e) {
+      // Another agent or collector made it meanwhile: check that one.
+      if (!/already in use|exists/i.test((e as Error).message)) throw e;
+      subjects = (await jsm.streams.info(o.name)).config.subjects;
+    }
+  }
+  if (!capturesAgentSubjects(subjects)) {
+    throw new EnvironmentError(
+      `JetStream stream ${o.name} exists but does not capture ${STREAM_SUBJECTS} (it has ${subjects?.join(', ')}): add that subject to it, or give another stream name (--stream)`,
+    );
+  }
+  return false;
+}

@@ -1,0 +1,67 @@
+/**
+ * The one event factory for every test: an event is built as the kernel would write it — a
+ * record at the generated offsets (src/kernel/abi.ts EVENT_FIELDS) — and decoded by the real
+ * decoder. So a test event has every field the decoder produces, a field added to the ABI
+ * reaches every test at once, and no test can build an event the kernel could not send.
+ */
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, TwReason } from '../../src/kernel/abi.js';
+import { decodeEvent, stateValue, type TcpEvent } from '../../src/decode/index.js';
+import { addrBytes, errnoValue } from '../../src/publish/wire.js';
+
+/** What an event says; `dwellNs` follows from tsNs and enteredNs (given, it must agree). */
+export type EventSpec = Partial<TcpEvent> & { tsNs: bigint };
+
+const TYPE = { transition: EventType.TRANSITION, timewait_start: EventType.TIMEWAIT_START, timewait_end: EventType.TIMEWAIT_END, snapshot: EventType.SNAPSHOT } as const;
+
+/** The kernel record (EVENT_SIZE bytes) of an event. Unset fields are 0, as the kernel leaves them. */
+export function eventRecord(s: EventSpec): Buffer {
+  const b = Buffer.alloc(EVENT_SIZE);
+  const family = s.family ?? 'inet';
+  b.writeBigUInt64LE(s.tsNs, F.ts_ns.offset);
+  b.writeBigUInt64LE(s.cookie ?? 0n, F.cookie.offset);
+  b.writeBigUInt64LE(s.enteredNs ?? 0n, F.entered_ns.offset);
+  b.writeBigUInt64LE(s.expiresNs ?? 0n, F.expires_ns.offset);
+  b.writeBigUInt64LE(s.cgroupId ?? 0n, F.cgroup_id.offset);
+  b.writeUInt32LE(s.netns ?? 0, F.netns.offset);
+  b.writeUInt32LE(s.pid ?? 0, F.pid.offset);
+  b.writeUInt32LE(s.ownerPid ?? 0, F.owner_pid.offset);
+  const errno = errnoValue(s.error ?? null);
+  if (s.error && !errno) throw new Error(`error ${s.error} is not an errno name`);
+  b.writeInt32LE(errno, F.error.offset);
+  b.set(addrBytes(s.saddr ?? (family === 'inet' ? '0.0.0.0' : '::'), family), F.saddr.offset);
+  b.set(addrBytes(s.daddr ?? (family === 'inet' ? '0.0.0.0' : '::'), family), F.daddr.offset);
+  b.write(s.comm ?? '', F.comm.offset, F.comm.size, 'latin1');
+  b.write(s.ownerComm ?? '', F.owner_comm.offset, F.owner_comm.size, 'latin1');
+  b.writeUInt16LE(s.sport ?? 0, F.sport.offset);
+  b.writeUInt16LE(s.dport ?? 0, F.dport.offset);
+  b.writeUInt16LE(family === 'inet' ? 2 : 10, F.family.offset);
+  b.writeUInt8(TYPE[s.type ?? 'transition'], F.type.offset);
+  b.writeUInt8(stateValue(s.oldState ?? null), F.old_state.offset);
+  b.writeUInt8(stateValue(s.newState ?? null), F.new_state.offset);
+  b.writeUInt8(stateValue(s.substate ?? null), F.substate.offset);
+  b.writeUInt8(s.reason === 'expired' ? TwReason.EXPIRED : s.reason === 'killed' ? TwReason.KILLED : 0, F.reason.offset);
+  b.writeUInt8(
+    (s.enteredNs != null ? EventFlags.ENTERED_KNOWN : 0) |
+      (s.ownerPid != null ? EventFlags.OWNER_KNOWN : 0) |
+      (s.actorIsOwner ? EventFlags.PROCESS_CTX : 0) |
+      (s.child ? EventFlags.CHILD : 0) |
+      (s.gap ? EventFlags.GAP : 0) |
+      (s.flip ? EventFlags.FLIP : 0),
+    F.flags.offset,
+  );
+  return b;
+}
+
+/** An event as the decoder hands it over. Throws when the spec says something a record cannot. */
+export function event(s: EventSpec): TcpEvent {
+  const e = decodeEvent(eventRecord(s), 0);
+  if (!e) throw new Error(`not an event: ${JSON.stringify(s, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`);
+  // Tests count time from 0, which no kernel does: the record's 0 means "unknown", so an
+  // explicit entry time of 0 is put back as the time it is (with the dwell it gives).
+  if (s.enteredNs === 0n) {
+    e.enteredNs = 0n;
+    if (e.type === 'transition' || e.type === 'timewait_end') e.dwellNs = e.tsNs;
+  }
+  if (s.dwellNs !== undefined && s.dwellNs !== e.dwellNs) throw new Error(`dwellNs ${s.dwellNs} disagrees with tsNs − enteredNs (${e.dwellNs})`);
+  return e;
+}
