@@ -30,7 +30,7 @@ PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/publish/pb/tcpdwell.js
 PB_DTS     := src/publish/pb/tcpdwell.d.ts
 
-.PHONY: all deps test test-unit run bench soak clean abi check-abi
+.PHONY: all deps typecheck test test-unit run bench soak clean abi check-abi
 
 all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
 
@@ -95,10 +95,16 @@ check-abi: $(BPF_OBJ)
 	  || { echo "src/kernel/abi.ts is stale: run 'make abi' and commit it" >&2; exit 1; }
 
 # ---- front door ------------------------------------------------------------------------
-test: deps all
+# The tests are code too: type-checked with the sources (tsconfig.test.json) and the loader's own.
+typecheck: deps all
+	$(call msg,TSC,tests (no emit))
+	$(Q)node_modules/.bin/tsc -p tsconfig.test.json
+	$(Q)node_modules/.bin/tsc -p bpf-ts-loader
+
+test: typecheck
 	node_modules/.bin/vitest run $(VITEST_ARGS)
 
-test-unit: deps all
+test-unit: typecheck
 	node_modules/.bin/vitest run test/unit
 
 # The main job: the agent publishing to a local embedded nats-server (data under var/).

@@ -26,12 +26,8 @@ import { spawn, execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, createReadStream, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { CHURN, cleanupOnExit, OUT_DIR, ROOT, TCPDWELL } from './common.mjs';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const CHURN = join(ROOT, 'bench/.output/churn');
-const TCPDWELL = join(ROOT, 'bin/tcpdwell');
-const OUT_DIR = join(ROOT, 'bench/.output');
 const env = process.env;
 const num = (name, dflt) => (env[name] !== undefined && env[name] !== '' ? Number(env[name]) : dflt);
 
@@ -340,14 +336,7 @@ function cleanup() {
   netnsDelete();
 }
 
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    log(`${sig}: stopping, deleting ${NETNS}`);
-    cleanup();
-    process.exit(130);
-  });
-}
-process.on('exit', cleanup);
+cleanupOnExit(cleanup, log, NETNS);
 
 function ensureTools() {
   if (process.getuid() !== 0) throw new Error('make bench needs root (BPF, network namespaces, apt-get)');

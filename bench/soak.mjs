@@ -29,13 +29,9 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { CHURN, cleanupOnExit, OUT_DIR, ROOT, TCPDWELL } from './common.mjs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const CHURN = join(ROOT, 'bench/.output/churn');
-const TCPDWELL = join(ROOT, 'bin/tcpdwell');
-const OUT_DIR = join(ROOT, 'bench/.output');
 const env = process.env;
 const num = (name, dflt) => {
   const v = env[name];
@@ -99,14 +95,7 @@ function cleanup() {
   nats?.process.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 }
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    log(`${sig}: stopping, deleting ${NETNS}`);
-    cleanup();
-    process.exit(130);
-  });
-}
-process.on('exit', cleanup);
+cleanupOnExit(cleanup, log, NETNS);
 
 const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8' });
 sh('ip', ['netns', 'add', NETNS]);

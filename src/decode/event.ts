@@ -4,28 +4,38 @@ import type { Family } from '../kernel/filters.js';
 export type { Family };
 export type EventKind = 'transition' | 'timewait_start' | 'timewait_end' | 'snapshot';
 
+/** Which socket: its cookie, namespace, cgroup, ends and owner. Every per-socket record carries these. */
+export interface SocketIdentity {
+  /** the kernel's socket cookie; the timewait sock shares it with its socket */
+  cookie: bigint;
+  netns: number;
+  /** cgroup v2 id of the socket (its container); 0 when unknown (timewait socks in a snapshot) */
+  cgroupId: bigint;
+  family: Family;
+  /** local end; ports in host order */
+  saddr: string;
+  sport: number;
+  /** remote end */
+  daddr: string;
+  dport: number;
+  /** the process that owns the socket (see README: inherited by accepted sockets); null when unknown */
+  ownerPid: number | null;
+  ownerComm: string | null;
+}
+
 /** One decoded kernel record. Times are boot-time nanoseconds (CLOCK_BOOTTIME) as BigInt. */
-export interface TcpEvent {
+export interface TcpEvent extends SocketIdentity {
   type: EventKind;
   tsNs: bigint;
-  cookie: bigint;
   /** when the socket entered the state it is leaving (transition), the timewait began (timewait_end), or its current state began (snapshot); null when unknown */
   enteredNs: bigint | null;
   /** ts − entered, when entered is known */
   dwellNs: bigint | null;
   /** timewait events and timewait snapshots: when the timewait timer is due */
   expiresNs: bigint | null;
-  netns: number;
-  cgroupId: bigint;
-  family: Family;
-  saddr: string;
-  sport: number;
-  daddr: string;
-  dport: number;
+  /** the task running when it happened (in softirq often a bystander: see actorIsOwner) */
   pid: number;
   comm: string;
-  ownerPid: number | null;
-  ownerComm: string | null;
   /** transition: state left; other kinds: null */
   oldState: string | null;
   /** transition: state entered; snapshot: current state; timewait: TIME_WAIT */

@@ -1,12 +1,12 @@
 /** Names of kernel values: TCP states, errnos, addresses and endpoints, as people read them. Pure. */
 import { constants as osConstants } from 'node:os';
 import { TcpState } from '../kernel/abi.js';
+import { AF_INET, AF_INET6 } from '../kernel/filters.js';
 
 const STATE_NAMES = new Map<number, string>(Object.entries(TcpState).map(([name, value]) => [value, name]));
 const STATE_VALUES = new Map<string, number>(Object.entries(TcpState));
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name]));
-export const AF_INET = 2;
-export const AF_INET6 = 10;
+export { AF_INET, AF_INET6 };
 
 /** Kernel TCP state name without the TCP_ prefix; values the kernel may add later decode as UNKNOWN(n). */
 export function stateName(value: number): string {

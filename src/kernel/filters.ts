@@ -7,6 +7,10 @@
 /** An address family as the records carry it. */
 export type Family = 'inet' | 'inet6';
 
+/** The kernel's values for them (include/linux/socket.h), as struct tcpdwell_event.family holds them. */
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
 /** The kernel program's filters; an absent or empty list lets everything through. */
 export interface KernelFilters {
   /** only sockets in these network namespaces (inodes) */

@@ -8,13 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { BpfObject, BpfError, type RingBufferReader } from 'bpf-ts-loader';
 import { COUNTERS_FIELDS, CONFIG_FIELDS, CONFIG_SIZE, MapName, ProgramName } from './abi.js';
 import { EnvironmentError, UsageError } from '../common/errors.js';
-import type { KernelFilters } from './filters.js';
+import { AF_INET, AF_INET6, type KernelFilters } from './filters.js';
 import { ownNetnsInode, type Netns } from './namespaces.js';
 import { checkEnvironment } from './preflight.js';
 import { PINNED_MAPS, preparePinDir, removePinned } from './pins.js';
-
-const AF_INET = 2;
-const AF_INET6 = 10;
 
 /** Where `make` puts the kernel program. */
 export const DEFAULT_OBJECT_PATH = fileURLToPath(new URL('../../bpf/.output/tcpdwell.bpf.o', import.meta.url));

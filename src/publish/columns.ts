@@ -13,12 +13,11 @@
  * for more than 104 days (2^53 ns) still encodes exactly.
  */
 import { EVENT_FIELDS as F, EventFlags, EventType, TwReason } from '../kernel/abi.js';
-import { pb, addrBytes, errnoValue, type Header } from './wire.js';
-import { errnoName, stateValue } from '../decode/index.js';
+import { pb, addrBytes, errnoValue, Strings, type Header } from './wire.js';
+import { AF_INET, errnoName, stateValue, type SocketIdentity } from '../decode/index.js';
 import type { DwellRecord } from '../track/types.js';
 
 const TWO32 = 4294967296;
-const AF_INET = 2;
 
 /** Bytes a varint of v takes (v an unsigned integer below 2^53). */
 function varintSize(v: number): number {
@@ -45,6 +44,15 @@ export class ProtoWriter {
 
   reset(): void {
     this.pos = 0;
+  }
+
+  /** Starts a batch message over: field 1 the header, field 2 the row count (both batches begin so). */
+  startBatch(header: Header, rows: number): this {
+    this.reset();
+    this.bytes(1, pb.Header.encode(header).finish());
+    this.tag(2, 0);
+    this.varint(rows);
+    return this;
   }
 
   ensure(n: number): void {
@@ -256,12 +264,10 @@ class AddressColumn {
 
 const textEncoder = new TextEncoder();
 
-/** A batch's string dictionary (index 0 is ""), keyed by the kernel's 16 comm bytes without decoding them. */
-class CommDictionary {
-  readonly list: string[] = [''];
+/** A batch's string dictionary (index 0 is ""), also keyed by the kernel's 16 comm bytes without decoding them. */
+class CommDictionary extends Strings {
   private readonly byHash = new Map<number, number[]>();
   private readonly raw: Uint8Array[] = [new Uint8Array(16)];
-  private readonly byText = new Map<string, number>([['', 0]]);
 
   /** Index of the NUL-terminated comm in src[offset..offset+16]. */
   idRaw(src: Uint8Array, offset: number): number {
@@ -280,26 +286,10 @@ class CommDictionary {
     while (end < 16 && src[offset + end] !== 0) end++;
     const text = Buffer.from(src.buffer, src.byteOffset + offset, end).toString('latin1');
     // Two raw spellings of one name (bytes after the NUL differ) share its index.
-    let idx = this.byText.get(text);
-    if (idx === undefined) {
-      idx = this.list.length;
-      this.list.push(text);
-      this.byText.set(text, idx);
-    }
+    const idx = this.id(text);
     this.raw[idx] = src.slice(offset, offset + 16);
     if (candidates) candidates.push(idx);
     else this.byHash.set(h, [idx]);
-    return idx;
-  }
-
-  id(text: string | null): number {
-    if (!text) return 0;
-    let idx = this.byText.get(text);
-    if (idx === undefined) {
-      idx = this.list.length;
-      this.list.push(text);
-      this.byText.set(text, idx);
-    }
     return idx;
   }
 
@@ -337,6 +327,59 @@ const scratch = new Uint32Array(2);
 const base = new Uint32Array(2);
 
 /**
+ * The socket columns TransitionBatch and DwellBatch share, at consecutive field numbers in both:
+ * netns, cgroup, family, saddr, sport, daddr, dport.
+ */
+class SocketColumns {
+  private readonly netns = new U32Column();
+  private readonly cgroup = new U64Column();
+  private readonly family = new U32Column();
+  private readonly saddr = new AddressColumn();
+  private readonly sport = new U32Column();
+  private readonly daddr = new AddressColumn();
+  private readonly dport = new U32Column();
+
+  /** From the kernel record at buf[off..] (dv views buf). */
+  pushRecord(buf: Uint8Array, dv: DataView<ArrayBufferLike>, off: number): void {
+    this.netns.push(dv.getUint32(off + F.netns.offset, true));
+    this.cgroup.push(dv.getUint32(off + F.cgroup_id.offset, true), dv.getUint32(off + F.cgroup_id.offset + 4, true));
+    const inet = dv.getUint16(off + F.family.offset, true) === AF_INET;
+    this.family.push(inet ? 4 : 6);
+    this.saddr.push(buf, off + F.saddr.offset, inet ? 4 : 16);
+    this.sport.push(dv.getUint16(off + F.sport.offset, true));
+    this.daddr.push(buf, off + F.daddr.offset, inet ? 4 : 16);
+    this.dport.push(dv.getUint16(off + F.dport.offset, true));
+  }
+
+  /** From a record's identity, its addresses already as bytes. */
+  pushIdentity(r: SocketIdentity, saddr: Uint8Array, daddr: Uint8Array): void {
+    this.netns.push(r.netns);
+    this.cgroup.pushBig(r.cgroupId);
+    const inet = r.family === 'inet';
+    this.family.push(inet ? 4 : 6);
+    this.saddr.push(saddr, 0, inet ? 4 : 16);
+    this.sport.push(r.sport);
+    this.daddr.push(daddr, 0, inet ? 4 : 16);
+    this.dport.push(r.dport);
+  }
+
+  /** The seven columns as fields first .. first + 6. */
+  write(w: ProtoWriter, first: number): void {
+    this.netns.write(w, first);
+    this.cgroup.write(w, first + 1);
+    this.family.write(w, first + 2);
+    this.saddr.write(w, first + 3);
+    this.sport.write(w, first + 4);
+    this.daddr.write(w, first + 5);
+    this.dport.write(w, first + 6);
+  }
+
+  clear(): void {
+    for (const c of [this.netns, this.cgroup, this.family, this.saddr, this.sport, this.daddr, this.dport]) c.n = 0;
+  }
+}
+
+/**
  * TransitionBatch rows, appended from kernel records (`appendRecord`, offsets as decode.ts
  * accepted them), encoded by `encode` and then cleared.
  */
@@ -350,13 +393,7 @@ export class TransitionColumns {
   private readonly twReason = new U32Column();
   private readonly agePlus1 = new U64Column();
   private readonly expiresDelta = new U64Column();
-  private readonly netns = new U32Column();
-  private readonly cgroup = new U64Column();
-  private readonly family = new U32Column();
-  private readonly saddr = new AddressColumn();
-  private readonly sport = new U32Column();
-  private readonly daddr = new AddressColumn();
-  private readonly dport = new U32Column();
+  private readonly socket = new SocketColumns();
   private readonly pid = new U32Column();
   private readonly commOff = new U32Column(); // where each row's record sits in `sources`
   private readonly ownerPid = new U32Column();
@@ -407,14 +444,7 @@ export class TransitionColumns {
       sub64(exLo, exHi, tsLo, tsHi, scratch);
       this.expiresDelta.push(scratch[0]!, scratch[1]!);
     } else this.expiresDelta.push(0, 0);
-    this.netns.push(dv.getUint32(off + F.netns.offset, true));
-    this.cgroup.push(dv.getUint32(off + F.cgroup_id.offset, true), dv.getUint32(off + F.cgroup_id.offset + 4, true));
-    const inet = dv.getUint16(off + F.family.offset, true) === AF_INET;
-    this.family.push(inet ? 4 : 6);
-    this.saddr.push(buf, off + F.saddr.offset, inet ? 4 : 16);
-    this.sport.push(dv.getUint16(off + F.sport.offset, true));
-    this.daddr.push(buf, off + F.daddr.offset, inet ? 4 : 16);
-    this.dport.push(dv.getUint16(off + F.dport.offset, true));
+    this.socket.pushRecord(buf, dv, off);
     this.pid.push(dv.getUint32(off + F.pid.offset, true));
     const ownerKnown = (flags & EventFlags.OWNER_KNOWN) !== 0;
     this.ownerPid.push(ownerKnown ? dv.getUint32(off + F.owner_pid.offset, true) : 0);
@@ -432,11 +462,7 @@ export class TransitionColumns {
   /** The TransitionBatch of the rows so far (at least one); the columns are cleared. */
   encode(header: Header, firstEventSeq: bigint): Uint8Array {
     const n = this.length;
-    const w = this.w;
-    w.reset();
-    w.bytes(1, pb.Header.encode(header).finish());
-    w.tag(2, 0);
-    w.varint(n);
+    const w = this.w.startBatch(header, n);
     w.uint64Field(3, Number(firstEventSeq & 0xffffffffn), Number((firstEventSeq >> 32n) & 0xffffffffn));
     this.ts.rebase(base); // ts becomes the delta from the earliest
     w.uint64Field(4, base[0]!, base[1]!);
@@ -449,13 +475,7 @@ export class TransitionColumns {
     this.twReason.write(w, 11);
     this.agePlus1.write(w, 12);
     this.expiresDelta.write(w, 13);
-    this.netns.write(w, 14);
-    this.cgroup.write(w, 15);
-    this.family.write(w, 16);
-    this.saddr.write(w, 17);
-    this.sport.write(w, 18);
-    this.daddr.write(w, 19);
-    this.dport.write(w, 20);
+    this.socket.write(w, 14);
     this.pid.write(w, 21);
     // comm dictionary, in row order as encodeTransitions builds it: comm, then owner comm
     const strings = new CommDictionary();
@@ -479,7 +499,8 @@ export class TransitionColumns {
   }
 
   clear(): void {
-    for (const c of [this.ts, this.kind, this.cookie, this.oldState, this.newState, this.substate, this.twReason, this.agePlus1, this.expiresDelta, this.netns, this.cgroup, this.family, this.saddr, this.sport, this.daddr, this.dport, this.pid, this.commOff, this.ownerPid, this.ownerKnown, this.error, this.flags]) c.n = 0;
+    for (const c of [this.ts, this.kind, this.cookie, this.oldState, this.newState, this.substate, this.twReason, this.agePlus1, this.expiresDelta, this.pid, this.commOff, this.ownerPid, this.ownerKnown, this.error, this.flags]) c.n = 0;
+    this.socket.clear();
     this.sources = [];
     this.dvOf = null;
   }
@@ -508,13 +529,7 @@ export class DwellColumns {
   private readonly nextState = new U32Column();
   private readonly endReason = new U32Column();
   private readonly error = new U32Column();
-  private readonly netns = new U32Column();
-  private readonly cgroup = new U64Column();
-  private readonly family = new U32Column();
-  private readonly saddr = new AddressColumn();
-  private readonly sport = new U32Column();
-  private readonly daddr = new AddressColumn();
-  private readonly dport = new U32Column();
+  private readonly socket = new SocketColumns();
   private readonly ownerPid = new U32Column();
   private readonly ownerComm = new U32Column();
   private readonly enteredBack = new U64Column();
@@ -537,14 +552,7 @@ export class DwellColumns {
     this.nextState.push(stateValue(r.nextState));
     this.endReason.push(r.timewaitEnd === 'expired' ? 1 : r.timewaitEnd === 'killed' ? 2 : 0);
     this.error.push(errnoValue(r.error));
-    this.netns.push(r.netns);
-    this.cgroup.pushBig(r.cgroupId);
-    const inet = r.family === 'inet';
-    this.family.push(inet ? 4 : 6);
-    this.saddr.push(this.address(r.saddr, r.family), 0, inet ? 4 : 16);
-    this.sport.push(r.sport);
-    this.daddr.push(this.address(r.daddr, r.family), 0, inet ? 4 : 16);
-    this.dport.push(r.dport);
+    this.socket.pushIdentity(r, this.address(r.saddr, r.family), this.address(r.daddr, r.family));
     this.ownerPid.push(r.ownerPid ?? 0);
     this.ownerComm.push(this.strings.id(r.ownerComm));
     this.enteredBack.pushBig(r.enteredNs === null || r.enteredNs > r.leftNs ? 0n : r.leftNs - r.enteredNs + 1n);
@@ -562,12 +570,7 @@ export class DwellColumns {
 
   /** The DwellBatch of the rows so far (at least one); the columns are cleared. */
   encode(header: Header): Uint8Array {
-    const n = this.length;
-    const w = this.w;
-    w.reset();
-    w.bytes(1, pb.Header.encode(header).finish());
-    w.tag(2, 0);
-    w.varint(n);
+    const w = this.w.startBatch(header, this.length);
     this.left.rebase(base); // left becomes the delta from the earliest
     w.uint64Field(3, base[0]!, base[1]!);
     this.cookie.writeFixed(w, 4);
@@ -579,13 +582,7 @@ export class DwellColumns {
     this.nextState.write(w, 10);
     this.endReason.write(w, 11);
     this.error.write(w, 12);
-    this.netns.write(w, 13);
-    this.cgroup.write(w, 14);
-    this.family.write(w, 15);
-    this.saddr.write(w, 16);
-    this.sport.write(w, 17);
-    this.daddr.write(w, 18);
-    this.dport.write(w, 19);
+    this.socket.write(w, 13);
     this.ownerPid.write(w, 20);
     this.ownerComm.write(w, 21);
     this.strings.write(w, 22);
@@ -595,7 +592,8 @@ export class DwellColumns {
   }
 
   clear(): void {
-    for (const c of [this.cookie, this.state, this.timewait, this.left, this.dwell, this.precision, this.nextState, this.endReason, this.error, this.netns, this.cgroup, this.family, this.saddr, this.sport, this.daddr, this.dport, this.ownerPid, this.ownerComm, this.enteredBack]) c.n = 0;
+    for (const c of [this.cookie, this.state, this.timewait, this.left, this.dwell, this.precision, this.nextState, this.endReason, this.error, this.ownerPid, this.ownerComm, this.enteredBack]) c.n = 0;
+    this.socket.clear();
     this.strings = new CommDictionary();
   }
 }

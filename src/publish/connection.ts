@@ -1,8 +1,7 @@
 /** How to reach NATS: servers and credentials, turned into nats.js connect options, and connecting. */
 import { readFileSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
-import { credsAuthenticator, nkeyAuthenticator } from '@nats-io/nats-core';
-import type { ConnectionOptions, NatsConnection } from '@nats-io/nats-core';
+import { credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/nats-core';
 import { EnvironmentError, UsageError } from '../common/errors.js';
 
 export interface ConnectionSettings {

@@ -4,7 +4,7 @@
  */
 import Long from 'long';
 import { tcpdwell } from './pb/tcpdwell.js';
-import { errnoName, formatAddress, stateName, stateValue, type TcpEvent } from '../decode/index.js';
+import { AF_INET, AF_INET6, errnoName, formatAddress, stateName, stateValue, type TcpEvent } from '../decode/index.js';
 import type { Alert, DwellRecord, EncodedHistogram, LiveTableSnapshot, StuckSocket } from '../track/index.js';
 
 export const pb = tcpdwell.v1;
@@ -64,13 +64,13 @@ export function addrBytes(text: string, family: 'inet' | 'inet6'): Uint8Array {
 /** An address as the wire carries it (4 or 16 bytes, network order) in text; '' when it is neither. */
 export function addrText(b: Uint8Array | null | undefined): string {
   if (!b || (b.length !== 4 && b.length !== 16)) return '';
-  return formatAddress(Buffer.from(b.buffer, b.byteOffset, b.length), 0, b.length === 4 ? 2 : 10);
+  return formatAddress(Buffer.from(b.buffer, b.byteOffset, b.length), 0, b.length === 4 ? AF_INET : AF_INET6);
 }
 
 /** String dictionary for a batch: index 0 is "". */
-class Strings {
+export class Strings {
   readonly list = [''];
-  private readonly index = new Map<string, number>([['', 0]]);
+  protected readonly index = new Map<string, number>([['', 0]]);
   id(s: string | null): number {
     if (!s) return 0;
     let i = this.index.get(s);
@@ -109,6 +109,9 @@ interface SocketColumns {
   ownerCommIdx: number[];
 }
 
+/** Those columns, empty. */
+const socketColumns = (): SocketColumns => ({ netns: [], cgroupId: [], family: [], saddr: [], sport: [], daddr: [], dport: [], ownerPid: [], ownerCommIdx: [] });
+
 /** Appends one socket's identity (namespace, cgroup, ends, owner) to those columns. */
 function pushSocket(
   c: SocketColumns,
@@ -126,14 +129,17 @@ function pushSocket(
   c.ownerCommIdx.push(strings.id(x.ownerComm));
 }
 
+/** The earliest of the rows' times: a batch's base, the times become deltas from it. */
+const earliest = <T>(rows: readonly T[], at: (r: T) => bigint): bigint => rows.reduce((m, r) => (at(r) < m ? at(r) : m), at(rows[0]!));
+
 /** Encodes events (at least one) as a TransitionBatch. */
 export function encodeTransitions(events: readonly TcpEvent[], header: Header, firstEventSeq: bigint): Uint8Array {
-  const base = events.reduce((m, e) => (e.tsNs < m ? e.tsNs : m), events[0]!.tsNs);
+  const base = earliest(events, (e) => e.tsNs);
   const strings = new Strings();
   const b: tcpdwell.v1.TransitionBatch.$Properties = {
     header,
-    count: events.length,
     firstEventSeq: u64(firstEventSeq),
+    count: events.length,
     baseTsNs: u64(base),
     tsDeltaNs: [],
     kind: [],
@@ -144,17 +150,9 @@ export function encodeTransitions(events: readonly TcpEvent[], header: Header, f
     twReason: [],
     ageNsPlus1: [],
     expiresDeltaNs: [],
-    netns: [],
-    cgroupId: [],
-    family: [],
-    saddr: [],
-    sport: [],
-    daddr: [],
-    dport: [],
+    ...socketColumns(),
     pid: [],
     commIdx: [],
-    ownerPid: [],
-    ownerCommIdx: [],
     error: [],
     flags: [],
     strings: strings.list,
@@ -259,7 +257,7 @@ const PRECISION_NAME = ['exact', 'lower-bound', 'estimated', 'upper-bound'] as c
 
 /** Encodes dwell records (at least one) as a DwellBatch. */
 export function encodeDwell(records: readonly DwellRecord[], header: Header): Uint8Array {
-  const base = records.reduce((m, r) => (r.leftNs < m ? r.leftNs : m), records[0]!.leftNs);
+  const base = earliest(records, (r) => r.leftNs);
   const strings = new Strings();
   const b: tcpdwell.v1.DwellBatch.$Properties = {
     header,
@@ -274,15 +272,7 @@ export function encodeDwell(records: readonly DwellRecord[], header: Header): Ui
     nextState: [],
     endReason: [],
     error: [],
-    netns: [],
-    cgroupId: [],
-    family: [],
-    saddr: [],
-    sport: [],
-    daddr: [],
-    dport: [],
-    ownerPid: [],
-    ownerCommIdx: [],
+    ...socketColumns(),
     strings: strings.list,
     enteredBackPlus1Ns: [],
   };

@@ -10,7 +10,7 @@
  * memory must be freed by hand (destroy()) and never shrinks; the JS one is garbage-collected.
  */
 import * as hdr from 'hdr-histogram-js';
-import type { Histogram } from 'hdr-histogram-js';
+type Histogram = hdr.Histogram;
 import { stateName, stateValue } from './states.js';
 
 /** Values are recorded in microseconds: dwell times below 1 µs are noise on the event path. */

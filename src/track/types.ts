@@ -2,7 +2,9 @@
  * Plain-data types the tracker hands out. No classes, no functions, no Maps: each can be turned
  * into JSON or a protobuf message field by field (64-bit values as bigint, as in decode.ts).
  */
-import type { Family } from '../decode/index.js';
+import type { SocketIdentity } from '../decode/index.js';
+
+export type { SocketIdentity };
 
 /**
  * How far a dwell time can be trusted.
@@ -18,23 +20,6 @@ import type { Family } from '../decode/index.js';
  *   most `dwellNs`.
  */
 export type DwellPrecision = 'exact' | 'lower-bound' | 'estimated' | 'upper-bound';
-
-/** The socket identity and ownership that every per-socket record carries. */
-export interface SocketIdentity {
-  /** the kernel's socket cookie; the timewait sock shares it with its socket */
-  cookie: bigint;
-  netns: number;
-  /** cgroup v2 id of the socket (its container); 0 when unknown (timewait socks in a snapshot) */
-  cgroupId: bigint;
-  family: Family;
-  saddr: string;
-  sport: number;
-  daddr: string;
-  dport: number;
-  /** the process that owns the socket (see README: inherited by accepted sockets); null when unknown */
-  ownerPid: number | null;
-  ownerComm: string | null;
-}
 
 /** One state a socket left (or one timewait phase), with how long it stayed. */
 export interface DwellRecord extends SocketIdentity {

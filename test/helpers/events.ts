@@ -8,6 +8,9 @@ import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, TwReason } from '
 import { decodeEvent, stateValue, type TcpEvent } from '../../src/decode/index.js';
 import { addrBytes, errnoValue } from '../../src/publish/wire.js';
 
+/** A client socket the synthetic tests use: 10.0.0.1:40000 → 10.0.0.2:443 in the initial namespace. */
+export const CLIENT_SOCKET = { netns: 4026531840, cgroupId: 1n, family: 'inet', saddr: '10.0.0.1', sport: 40000, daddr: '10.0.0.2', dport: 443 } as const;
+
 /** What an event says; `dwellNs` follows from tsNs and enteredNs (given, it must agree). */
 export type EventSpec = Partial<TcpEvent> & { tsNs: bigint };
 

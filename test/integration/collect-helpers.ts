@@ -5,7 +5,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { TcpEvent } from '../../src/decode/index.js';
 import { encodeDwell, encodeSummary, encodeTransitions, type Header } from '../../src/publish/wire.js';
 import { HistogramSet } from '../../src/track/index.js';
-import { event } from '../helpers/events.js';
+import { CLIENT_SOCKET, event } from '../helpers/events.js';
 
 export const BOOT_TO_UNIX_NS = BigInt(Date.now()) * 1_000_000n - 1_000_000_000_000n; // "booted" 1000 s ago
 
@@ -17,13 +17,7 @@ export function header(host: string, seq: number, epoch = 1, bootId = `boot-${ho
 export function ev(p: Partial<TcpEvent> & { tsNs: bigint; cookie: bigint }): TcpEvent {
   return event({
     type: 'transition',
-    netns: 4026531840,
-    cgroupId: 1n,
-    family: 'inet',
-    saddr: '10.0.0.1',
-    sport: 40000,
-    daddr: '10.0.0.2',
-    dport: 443,
+    ...CLIENT_SOCKET,
     pid: 100,
     comm: 'client',
     ownerPid: 100,

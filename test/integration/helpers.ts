@@ -1,4 +1,5 @@
 /** Real nats-server for integration tests: each test starts its own on a free loopback port. */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,4 +95,14 @@ export function seqsByEpoch(msgs: StoredMessage[]): Map<number, number[]> {
 export function contiguousOnce(seqs: number[]): boolean {
   const sorted = [...seqs].sort((a, b) => a - b);
   return sorted.every((s, i) => s === i + 1);
+}
+
+/** A command started and run until its stderr says `ready`; what it printed so far, on demand. */
+export async function spawnUntil(cmd: string, args: string[], ready: string): Promise<{ child: ChildProcessWithoutNullStreams; out: () => string; err: () => string }> {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  await new Promise<void>((resolve) => child.stderr.on('data', (d) => (err += d) && err.includes(ready) && resolve()));
+  return { child, out: () => out, err: () => err };
 }

@@ -10,7 +10,7 @@ import { Svcm } from '@nats-io/services';
 import { Agent } from '../../src/agent/agent.js';
 import { kernelAvailable, ssCounts, TestNetns } from '../kernel/helpers.js';
 import { toSsCounts } from '../../src/track/index.js';
-import { contiguousOnce, readStream, seqsByEpoch, startNats, transitionEvents, type TestNats } from './helpers.js';
+import { contiguousOnce, readStream, seqsByEpoch, spawnUntil, startNats, transitionEvents, type TestNats } from './helpers.js';
 import { until } from './collect-helpers.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
@@ -44,11 +44,8 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     });
 
   it('round trip: what the agent publishes decodes to exactly what tcpdwell trace printed for the same run', async () => {
-    const trace = spawn(bin, ['trace', '--netns', netns.name, '--format', 'json', '--no-snapshot'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let traced = '';
-    let traceErr = '';
-    trace.stdout.on('data', (d) => (traced += d));
-    await new Promise<void>((resolve) => trace.stderr.on('data', (d) => (traceErr += d) && traceErr.includes('tracing') && resolve()));
+    const tracing = await spawnUntil(bin, ['trace', '--netns', netns.name, '--format', 'json', '--no-snapshot'], 'tracing');
+    const trace = tracing.child;
     const agent = await startAgent();
     await netns.run('client-first', '127.0.0.1', 8501);
     await netns.run('refused', '127.0.0.1', 8502);
@@ -60,7 +57,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     const msgs = await readStream(nats.url);
     expect(msgs.every((m) => m.subject.startsWith('tcpdwell.v1.test-host.'))).toBe(true);
     const published = transitionEvents(msgs).map((e) => ({ ...e }));
-    const fromTrace = traced.trim().split('\n').map((l) => JSON.parse(l));
+    const fromTrace = tracing.out().trim().split('\n').map((l) => JSON.parse(l));
     expect(published.length).toBe(15);
     expect(fromTrace.length).toBe(15);
     // trace and the agent each load their own copy of the program, so each stamps its own
@@ -299,11 +296,8 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
   });
 
   it('tcpdwell tail prints the decoded messages as they arrive, and skips (and counts) one that does not decode', async () => {
-    const tail = spawn(bin, ['tail', '--nats', nats.url, '--format', 'json', '--duration', '4'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    tail.stdout.on('data', (d) => (out += d));
-    await new Promise<void>((resolve) => tail.stderr.on('data', (d) => (err += d) && err.includes('listening') && resolve()));
+    const tailing = await spawnUntil(bin, ['tail', '--nats', nats.url, '--format', 'json', '--duration', '4'], 'listening');
+    const tail = tailing.child;
     const agent = await startAgent();
     await netns.run('client-first', '127.0.0.1', 8571);
     await sleep(300);
@@ -314,6 +308,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     await agent.stop();
     const code = await new Promise((r) => tail.on('close', r));
     expect(code).toBe(0);
+    const [out, err] = [tailing.out(), tailing.err()];
     const lines = out.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.filter((l) => l.type === 'transition' && l.host === 'test-host')).toHaveLength(10 + 2);
     expect(lines.some((l) => l.kind === 'dwell' && l.state === 'SYN_SENT')).toBe(true);

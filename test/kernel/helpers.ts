@@ -7,6 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach } from 'vitest';
 import { decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../../src/decode/index.js';
 import { resolveNetns, type Netns } from '../../src/kernel/namespaces.js';
 import { Tracer, DEFAULT_OBJECT_PATH, type TracerOptions } from '../../src/kernel/tracer.js';
@@ -129,6 +130,21 @@ export class Collector {
 }
 
 /** `ss -Htan` in the namespace, counted by state as ss names them. */
+/** For each test of the describe block that calls it: a fresh namespace and a collector of its events, handed to `use`, closed and deleted after. */
+export function eachTestInNamespace(use: (netns: TestNetns, col: Collector) => void): void {
+  let netns: TestNetns | undefined;
+  let col: Collector | undefined;
+  beforeEach(() => {
+    netns = new TestNetns();
+    col = new Collector({ netns: [netns.ns.inode] });
+    use(netns, col);
+  });
+  afterEach(() => {
+    col?.close();
+    netns?.delete();
+  });
+}
+
 export function ssCounts(netns: TestNetns): Record<string, number> {
   const out: Record<string, number> = {};
   const text = execFileSync('ip', ['netns', 'exec', netns.name, 'ss', '-Htan'], { encoding: 'utf8' });

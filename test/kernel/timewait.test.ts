@@ -1,20 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { bySocket, Collector, kernelAvailable, sequence, TestNetns } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { bySocket, Collector, kernelAvailable, sequence, eachTestInNamespace, TestNetns } from './helpers.js';
 
 describe.skipIf(!kernelAvailable)('the TIME_WAIT lifecycle', () => {
   let netns: TestNetns;
   let col: Collector;
-
-  beforeEach(() => {
-    netns = new TestNetns();
-    col = new Collector({ netns: [netns.ns.inode] });
-  });
-
-  afterEach(() => {
-    col?.close();
-    netns?.delete();
-  });
+  eachTestInNamespace((n, c) => ((netns = n), (col = c)));
 
   it("the active closer's timewait carries its cookie, and deleting the namespace ends it as killed", async () => {
     const w = await netns.run('client-first', '127.0.0.1', 8101);

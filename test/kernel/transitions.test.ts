@@ -1,6 +1,6 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TcpEvent } from '../../src/decode/index.js';
-import { bySocket, Collector, kernelAvailable, sequence, TestNetns } from './helpers.js';
+import { bySocket, Collector, kernelAvailable, sequence, eachTestInNamespace, TestNetns } from './helpers.js';
 
 const CLIENT = ['CLOSE->SYN_SENT', 'SYN_SENT->ESTABLISHED'];
 const CHILD = ['LISTEN->SYN_RECV', 'SYN_RECV->ESTABLISHED'];
@@ -19,16 +19,12 @@ function roles(events: TcpEvent[]) {
 describe.skipIf(!kernelAvailable)('transitions seen in a fresh network namespace', () => {
   let netns: TestNetns;
   let col: Collector;
-
-  beforeEach(() => {
-    netns = new TestNetns();
-    col = new Collector({ netns: [netns.ns.inode] });
-  });
-
-  afterEach(() => {
-    col?.close();
-    netns?.delete();
-  });
+  eachTestInNamespace((n, c) => ((netns = n), (col = c)));
+  /** Runs a workload scenario and waits for its first `transitions` transitions. */
+  const transitionsOf = async (scenario: string, host: string, port: number, transitions: number) => {
+    await netns.run(scenario, host, port);
+    return col.waitFor((ev) => ev.filter((e) => e.type === 'transition').length >= transitions);
+  };
 
   it('client closes first: client ends in FIN_WAIT2->CLOSE plus a timewait, the server child goes through CLOSE_WAIT', async () => {
     const w = await netns.run('client-first', '127.0.0.1', 8001);
@@ -67,8 +63,7 @@ describe.skipIf(!kernelAvailable)('transitions seen in a fresh network namespace
   });
 
   it('server closes first: the server child goes into FIN_WAIT2 and timewait, the client through CLOSE_WAIT', async () => {
-    await netns.run('server-first', '127.0.0.1', 8002);
-    const events = await col.waitFor((ev) => ev.filter((e) => e.type === 'transition').length >= 12);
+    const events = await transitionsOf('server-first', '127.0.0.1', 8002, 12);
     const { client, child } = roles(events);
     expect(sequence(child[0]!)).toEqual([...CHILD, 'ESTABLISHED->FIN_WAIT1', 'FIN_WAIT1->FIN_WAIT2', 'FIN_WAIT2->CLOSE']);
     expect(sequence(client[0]!)).toEqual([...CLIENT, 'ESTABLISHED->CLOSE_WAIT', 'CLOSE_WAIT->LAST_ACK', 'LAST_ACK->CLOSE']);
@@ -77,8 +72,7 @@ describe.skipIf(!kernelAvailable)('transitions seen in a fresh network namespace
   });
 
   it('RST close: both ends go from ESTABLISHED straight to CLOSE, with no timewait', async () => {
-    await netns.run('rst', '127.0.0.1', 8003);
-    const events = await col.waitFor((ev) => ev.filter((e) => e.type === 'transition').length >= 8);
+    const events = await transitionsOf('rst', '127.0.0.1', 8003, 8);
     const { client, child } = roles(events);
     expect(sequence(client[0]!)).toEqual([...CLIENT, 'ESTABLISHED->CLOSE']);
     expect(sequence(child[0]!)).toEqual([...CHILD, 'ESTABLISHED->CLOSE']);
@@ -98,8 +92,7 @@ describe.skipIf(!kernelAvailable)('transitions seen in a fresh network namespace
   });
 
   it('IPv6: the same client-first sequence with inet6 addresses', async () => {
-    await netns.run('client-first', '::1', 8005);
-    const events = await col.waitFor((ev) => ev.filter((e) => e.type === 'transition').length >= 12);
+    const events = await transitionsOf('client-first', '::1', 8005, 12);
     const { client, child } = roles(events);
     expect(sequence(client[0]!)).toEqual([...CLIENT, 'ESTABLISHED->FIN_WAIT1', 'FIN_WAIT1->FIN_WAIT2', 'FIN_WAIT2->CLOSE']);
     expect(sequence(child[0]!)).toEqual([...CHILD, 'ESTABLISHED->CLOSE_WAIT', 'CLOSE_WAIT->LAST_ACK', 'LAST_ACK->CLOSE']);

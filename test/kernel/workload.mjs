@@ -39,31 +39,19 @@ async function pair(serverOpts, clientOpts) {
 
 switch (scenario) {
   // The client closes first: client FIN_WAIT1 -> FIN_WAIT2 -> (timewait), server child CLOSE_WAIT -> LAST_ACK.
-  case 'client-first': {
-    const { server, client, child } = await pair();
-    const clientPort = client.localPort;
-    client.end();
-    await Promise.all([closed(client), closed(child)]);
-    server.close();
-    done({ clientPort });
-    break;
-  }
   // The server closes first: the child goes through FIN_WAIT and into timewait.
-  case 'server-first': {
-    const { server, client, child } = await pair();
-    const clientPort = client.localPort;
-    child.end();
-    await Promise.all([closed(client), closed(child)]);
-    server.close();
-    done({ clientPort });
-    break;
-  }
   // The client aborts with RST (SO_LINGER 0): no FIN exchange, no timewait.
+  case 'client-first':
+  case 'server-first':
   case 'rst': {
     const { server, client, child } = await pair();
     const clientPort = client.localPort;
-    child.on('error', () => {});
-    client.resetAndDestroy();
+    if (scenario === 'client-first') client.end();
+    else if (scenario === 'server-first') child.end();
+    else {
+      child.on('error', () => {});
+      client.resetAndDestroy();
+    }
     await Promise.all([closed(client), closed(child)]);
     server.close();
     done({ clientPort });
@@ -83,26 +71,12 @@ switch (scenario) {
     break;
   }
   // The server holds the connection in CLOSE_WAIT for ARG ms after the client's FIN, then closes.
-  case 'close-wait': {
-    const holdMs = Number(arg ?? 300);
-    const { server, client, child } = await pair({ allowHalfOpen: true });
-    const clientPort = client.localPort;
-    child.on('end', async () => {
-      await sleep(holdMs);
-      child.end();
-    });
-    child.resume();
-    client.end();
-    await Promise.all([closed(client), closed(child)]);
-    server.close();
-    done({ clientPort, holdMs });
-    break;
-  }
-  // The client closes its socket outright while the server holds CLOSE_WAIT for ARG ms: the
-  // orphaned client becomes a timewait sock in substate FIN_WAIT2 at once, and the server's
+  // 'orphan': the client closes its socket outright while the server holds CLOSE_WAIT for ARG ms:
+  // the orphaned client becomes a timewait sock in substate FIN_WAIT2 at once, and the server's
   // FIN later flips it to TIME_WAIT (re-arming its timer; no new timewait).
+  case 'close-wait':
   case 'orphan': {
-    const holdMs = Number(arg ?? 2500);
+    const holdMs = Number(arg ?? (scenario === 'orphan' ? 2500 : 300));
     const { server, client, child } = await pair({ allowHalfOpen: true });
     const clientPort = client.localPort;
     child.on('end', async () => {
@@ -110,8 +84,13 @@ switch (scenario) {
       child.end();
     });
     child.resume();
-    client.destroy();
-    await closed(child);
+    if (scenario === 'orphan') {
+      client.destroy();
+      await closed(child);
+    } else {
+      client.end();
+      await Promise.all([closed(client), closed(child)]);
+    }
     server.close();
     done({ clientPort, holdMs });
     break;

@@ -135,6 +135,14 @@ describe('the imports of src/ follow the pipeline', () => {
     expect(edges.map(problemOf).filter(Boolean)).toEqual([]);
   });
 
+  it('imports each module once per file (values and types in one statement)', () => {
+    const twice = files.flatMap((f) => {
+      const seen = importsOf(f).filter((e) => !e.dynamic).map((e) => e.to);
+      return [...new Set(seen.filter((t, i) => seen.indexOf(t) !== i))].map((t) => `${relative(root, f)} imports ${relative(root, t) || t} twice`);
+    });
+    expect(twice).toEqual([]);
+  });
+
   it('has no import cycle (type imports included)', () => {
     expect(findCycle(byFrom, files)).toBeNull();
   });

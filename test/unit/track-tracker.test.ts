@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
 import { Tracker, toSsCounts, type DwellRecord } from '../../src/track/index.js';
-import { event } from '../helpers/events.js';
+import { CLIENT_SOCKET, event } from '../helpers/events.js';
 
 /** Recorded kernel records from test/fixtures, decoded. */
 const fixture = (name: string): TcpEvent[] => {
@@ -24,13 +24,7 @@ function ev(over: Partial<TcpEvent> & { atMs?: number; enteredMs?: number | null
   return event({
     type: 'transition',
     cookie: 1n,
-    netns: NS,
-    cgroupId: 1n,
-    family: 'inet',
-    saddr: '10.0.0.1',
-    sport: 40000,
-    daddr: '10.0.0.2',
-    dport: 443,
+    ...CLIENT_SOCKET,
     pid: 0,
     comm: 'swapper/0',
     ownerPid: 4242,
@@ -47,6 +41,17 @@ const tr = (cookie: bigint, old: string, next: string, atMs: number, enteredMs: 
   ev({ type: 'transition', cookie, oldState: old, newState: next, atMs, enteredMs, ...over });
 
 const ms = (n: number) => BigInt(n) * MS;
+
+/** A timewait sock scheduled at atMs (due 60 s later) in `substate`. */
+const twStart = (cookie: bigint, atMs: number, substate: 'TIME_WAIT' | 'FIN_WAIT2', over: Partial<TcpEvent> = {}) =>
+  ev({ type: 'timewait_start', cookie, atMs, enteredMs: atMs, substate, newState: 'TIME_WAIT', expiresNs: ms(atMs + 60_000), ...over });
+
+/** The active closer's FIN_WAIT1 → FIN_WAIT2 at fin2Ms, its timewait start at twMs, and its FIN_WAIT2 → CLOSE. */
+const handOff = (cookie: bigint, fin1Ms: number, fin2Ms: number, twMs: number, substate: 'TIME_WAIT' | 'FIN_WAIT2') => [
+  tr(cookie, 'FIN_WAIT1', 'FIN_WAIT2', fin2Ms, fin1Ms),
+  twStart(cookie, twMs, substate),
+  tr(cookie, 'FIN_WAIT2', 'CLOSE', twMs, fin2Ms),
+];
 
 /** A tracker on a hand-driven clock, collecting its dwell records. */
 function make(opts: Partial<ConstructorParameters<typeof Tracker>[0]> = {}) {
@@ -113,7 +118,7 @@ describe('dwell records from synthetic sequences', () => {
       tr(7n, 'SYN_SENT', 'ESTABLISHED', 1, 0),
       tr(7n, 'ESTABLISHED', 'FIN_WAIT1', 100, 1),
       tr(7n, 'FIN_WAIT1', 'CLOSING', 101, 100),
-      ev({ type: 'timewait_start', cookie: 7n, atMs: 103, enteredMs: 103, substate: 'TIME_WAIT', newState: 'TIME_WAIT', expiresNs: ms(60_103) }),
+      twStart(7n, 103, 'TIME_WAIT'),
       tr(7n, 'CLOSING', 'CLOSE', 103, 101),
     ]);
     expect(records.map(summary)).toEqual(['SYN_SENT->ESTABLISHED', 'ESTABLISHED->FIN_WAIT1', 'FIN_WAIT1->CLOSING', 'CLOSING->TIME_WAIT']);
@@ -124,9 +129,7 @@ describe('dwell records from synthetic sequences', () => {
   it('an orphaned FIN_WAIT2 that times out is a FIN_WAIT2 timewait record, not TIME_WAIT', () => {
     const { tracker, records } = make();
     tracker.ingest([
-      tr(8n, 'FIN_WAIT1', 'FIN_WAIT2', 10, 5),
-      ev({ type: 'timewait_start', cookie: 8n, atMs: 11, enteredMs: 11, substate: 'FIN_WAIT2', newState: 'TIME_WAIT', expiresNs: ms(60_011) }),
-      tr(8n, 'FIN_WAIT2', 'CLOSE', 11, 10),
+      ...handOff(8n, 5, 10, 11, 'FIN_WAIT2'),
     ]);
     expect(tracker.table().total).toEqual({ FIN_WAIT2: 1 });
     expect(toSsCounts(tracker.table().total)).toEqual({ 'FIN-WAIT-2': 1 });
@@ -138,9 +141,7 @@ describe('dwell records from synthetic sequences', () => {
   it('a timewait whose end event never came leaves the table once it is long past due, counted, its phase estimated; a late end then changes nothing', () => {
     const { tracker, records, clock } = make();
     tracker.ingest([
-      tr(30n, 'FIN_WAIT1', 'FIN_WAIT2', 900, 800),
-      ev({ type: 'timewait_start', cookie: 30n, atMs: 1000, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', expiresNs: ms(61_000) }),
-      tr(30n, 'FIN_WAIT2', 'CLOSE', 1000, 900),
+      ...handOff(30n, 800, 900, 1000, 'TIME_WAIT'),
     ]);
     clock.nowNs = ms(1000 + 60_000 + 7_900); // due, plus less than the grace: the timer may still fire
     expect(tracker.table().total).toEqual({ TIME_WAIT: 1 });
@@ -158,7 +159,7 @@ describe('dwell records from synthetic sequences', () => {
   it("the peer's FIN flipping an orphan to TIME_WAIT splits the phase at the re-armed due time, marked estimated", () => {
     const { tracker, records } = make();
     tracker.ingest([
-      ev({ type: 'timewait_start', cookie: 9n, atMs: 1000, enteredMs: 1000, substate: 'FIN_WAIT2', newState: 'TIME_WAIT', expiresNs: ms(61_000) }),
+      twStart(9n, 1000, 'FIN_WAIT2'),
       // Flipped at 3000 (no event); killed at 5000 with the timer re-armed to 3000 + 60 s.
       ev({ type: 'timewait_end', cookie: 9n, atMs: 5000, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', reason: 'killed', expiresNs: ms(63_000) }),
     ]);
@@ -172,9 +173,7 @@ describe('dwell records from synthetic sequences', () => {
   it("with the kernel's flip event the split is exact, and the table shows TIME_WAIT from the flip on, as ss does", () => {
     const { tracker, records } = make();
     tracker.ingest([
-      tr(19n, 'FIN_WAIT1', 'FIN_WAIT2', 900, 800),
-      ev({ type: 'timewait_start', cookie: 19n, atMs: 1000, enteredMs: 1000, substate: 'FIN_WAIT2', newState: 'TIME_WAIT', expiresNs: ms(61_000) }),
-      tr(19n, 'FIN_WAIT2', 'CLOSE', 1000, 900),
+      ...handOff(19n, 800, 900, 1000, 'FIN_WAIT2'),
     ]);
     expect(tracker.table().total).toEqual({ FIN_WAIT2: 1 });
     const flip = ev({ type: 'timewait_start', flip: true, cookie: 19n, atMs: 3000, enteredMs: 1000, substate: 'TIME_WAIT', newState: 'TIME_WAIT', expiresNs: ms(63_000) });
@@ -195,7 +194,7 @@ describe('dwell records from synthetic sequences', () => {
     const { tracker, records } = make();
     // Client 10.0.0.1:40000 -> server 10.0.0.2:443, both on this host; the client closed first.
     tracker.ingest([
-      ev({ type: 'timewait_start', cookie: 21n, atMs: 1000, enteredMs: 1000, substate: 'FIN_WAIT2', newState: 'TIME_WAIT', expiresNs: ms(61_000) }),
+      twStart(21n, 1000, 'FIN_WAIT2'),
       tr(22n, 'ESTABLISHED', 'CLOSE_WAIT', 1000, 500, { saddr: '10.0.0.2', sport: 443, daddr: '10.0.0.1', dport: 40000, child: true }),
     ]);
     expect(tracker.table().total).toEqual({ FIN_WAIT2: 1, CLOSE_WAIT: 1 });

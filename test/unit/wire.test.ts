@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
-import { decodeTransitions, encodeTransitions, pb } from '../../src/publish/wire.js';
+import { decodeSnapshot, decodeTransitions, encodeSnapshot, encodeTransitions, pb } from '../../src/publish/wire.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url));
 
@@ -56,5 +56,19 @@ describe('TransitionBatch: kernel events through protobuf and back', () => {
     const m = pb.TransitionBatch.decode(encodeTransitions(evs, header, 1n));
     m.count = 5;
     expect(() => decodeTransitions(pb.TransitionBatch.encode(m).finish())).toThrow(/columns/);
+  });
+});
+
+describe('Snapshot: the sockets at start, their TransitionBatch embedded as it was encoded', () => {
+  it('writes the same bytes protobufjs writes for { header, sockets }, and reads them back', () => {
+    const evs = events();
+    const batch = encodeTransitions(evs, header, 40n);
+    const bytes = encodeSnapshot(header, batch);
+    // What the agent published before: the batch decoded into objects and encoded again.
+    expect(Buffer.from(bytes)).toEqual(Buffer.from(pb.Snapshot.encode({ header, sockets: pb.TransitionBatch.decode(batch) }).finish()));
+    const back = decodeSnapshot(bytes);
+    expect(back.events).toEqual(evs);
+    expect(back.firstEventSeq).toBe(40n);
+    expect(back.header).toMatchObject({ hostId: 'h1', agentVersion: '0.1.0' });
   });
 });

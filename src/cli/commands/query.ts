@@ -1,6 +1,5 @@
 /** `tcpdwell query`: the full life of each matching socket, read back from the stream (src/collect/query.ts). */
-import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { buildTimelines, readQueryInputs, renderTimeline } from '../../collect/query.js';
 import { STREAM } from '../../publish/subjects.js';
 import { addConnectionOptions, addFormatOption, outputFormat, parsePort, parseSpan, parseTime, resolveConnection, type ConnectionFlags } from '../options.js';

@@ -9,7 +9,7 @@ import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { UsageError } from '../../common/errors.js';
 import { untilStopped } from '../../common/lifecycle.js';
-import type { LossReason } from '../../kernel/abi.js';
+import { EVENT_SIZE, type LossReason } from '../../kernel/abi.js';
 import type { Family } from '../../kernel/filters.js';
 import { namespacesToWalk, type Netns } from '../../kernel/namespaces.js';
 import {
@@ -25,7 +25,6 @@ import {
   type DecodeStats,
   type TcpEvent,
 } from '../../decode/index.js';
-import { EVENT_SIZE } from '../../kernel/abi.js';
 import { addDurationOption, addFilterOptions, addFormatOption, filtersFrom, outputFormat, parseRingBytes, type FilterFlags } from '../options.js';
 
 export function register(program: Command): void {

@@ -17,11 +17,7 @@ export const closeWaitLeak = defineDetector({
   name: 'close_wait_leak',
   states: ['CLOSE_WAIT'],
   observes: 'the live table: CLOSE_WAIT sockets per owner process, their age and how their count grows',
-  explanation:
-    'CLOSE_WAIT means the peer has closed its side and the kernel is waiting for this application to call close(). ' +
-    'Sockets that stay there are a descriptor leak: a code path that stops reading on EOF, an error path that forgets close(), ' +
-    'or a pool that never notices dead connections. Look at the owner process: its open descriptors (ls /proc/PID/fd), ' +
-    'the code that handles the peer closing, and whether the count keeps growing.',
+  explanation: 'CLOSE_WAIT means the peer has closed its side and the kernel is waiting for this application to call close(). Sockets that stay there are a descriptor leak: a code path that stops reading on EOF, an error path that forgets close(), or a pool that never notices dead connections. Look at the owner process: its open descriptors (ls /proc/PID/fd), the code that handles the peer closing, and whether the count keeps growing.',
   thresholds: {
     closeWaitAgeNs: duration(60_000_000_000n, 'a CLOSE_WAIT socket older than this counts as leaked (default 60 s)'),
     closeWaitMinSockets: count(1, 'leaked CLOSE_WAIT sockets of one owner before it fires (default 1)'),

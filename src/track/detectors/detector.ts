@@ -128,5 +128,43 @@ export class WindowedCounts<K> {
   }
 }
 
+/** A finding whose owner is unknown unless given (the fields in the order alerts carry them). */
+export function finding(f: Omit<Finding, 'ownerPid' | 'ownerComm'> & Partial<Pick<Finding, 'ownerPid' | 'ownerComm'>>): Finding {
+  return { detector: f.detector, key: f.key, netns: f.netns, summary: f.summary, value: f.value, threshold: f.threshold, ownerPid: f.ownerPid ?? null, ownerComm: f.ownerComm ?? null, labels: f.labels };
+}
+
+/** A detector that counts transitions per key over the sliding window, and fires on the counts. */
+export interface CountingSpec<N extends string, T extends Record<string, Threshold>, K> extends Omit<DetectorSpec<N, T & typeof WINDOW>, 'create'> {
+  /** the key a transition counts under, or null when it does not count */
+  counts(e: TcpEvent, oldV: number, newV: number, wasTimewait: boolean): K | null;
+  /** what fires for a key counted n times within the window (of windowS seconds) */
+  fires(key: K, n: number, t: Readonly<ThresholdValues<T & typeof WINDOW>>, windowS: number): Finding | null;
+}
+
+export function countingDetector<N extends string, T extends Record<string, Threshold>, K>(spec: CountingSpec<N, T, K>): DetectorSpec<N, T & typeof WINDOW> {
+  const { counts, fires, ...rest } = spec;
+  return defineDetector({
+    ...rest,
+    create(ctx) {
+      const c = new WindowedCounts<K>(ctx as unknown as DetectorContext<{ windowNs: bigint }>);
+      return {
+        transition(e, oldV, newV, wasTimewait) {
+          const k = counts(e, oldV, newV, wasTimewait);
+          if (k !== null) c.add(k, e.tsNs);
+        },
+        evaluate(_table, nowNs, out) {
+          const t = ctx.thresholds();
+          for (const [k, n] of c.sums(nowNs)) {
+            const f = fires(k, n, t, c.windowS);
+            if (f) out.push(f);
+          }
+        },
+        reconfigure: () => c.reconfigure(),
+        dropped: () => c.dropped,
+      };
+    },
+  });
+}
+
 /** Seconds for a message: one decimal below 10 s. */
 export const seconds = (ns: number) => `${(ns / 1e9).toFixed(ns < 10e9 ? 1 : 0)} s`;

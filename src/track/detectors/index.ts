@@ -12,7 +12,7 @@ import type { LiveTable } from '../live-table.js';
 import type { DetectorRun, DetectorSpec, Finding, StateName, Threshold, ThresholdValues } from './detector.js';
 import { closeWaitLeak } from './close-wait-leak.js';
 import { synPressure } from './syn-pressure.js';
-import { connectFailures } from './connect-failures.js';
+import { connectFailures, isConnectFailure } from './connect-failures.js';
 import { timeWaitPressure } from './time-wait-pressure.js';
 import { rstStorm } from './rst-storm.js';
 
@@ -157,6 +157,4 @@ export class Detectors {
   }
 }
 
-export { isConnectFailure } from './connect-failures.js';
-export { listenerKey } from './syn-pressure.js';
-export type { StateName } from './detector.js';
+export { isConnectFailure, type StateName };

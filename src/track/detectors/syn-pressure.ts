@@ -1,21 +1,17 @@
 /** SYN pressure: handshakes per second and half-open request socks, per listening port. */
 import { S } from '../states.js';
 import { SlotFlag } from '../live-table.js';
-import { count, defineDetector, rate, WINDOW, WindowedCounts } from './detector.js';
+import { count, defineDetector, finding, rate, WINDOW, WindowedCounts } from './detector.js';
 
 /** Key for per-listener counters: netns and port in one number (u32 × 2^16 < 2^53). */
-export const listenerKey = (netns: number, port: number): number => netns * 65536 + port;
+const listenerKey = (netns: number, port: number): number => netns * 65536 + port;
 const splitListenerKey = (k: number): [number, number] => [Math.floor(k / 65536), k % 65536];
 
 export const synPressure = defineDetector({
   name: 'syn_pressure',
   states: ['NEW_SYN_RECV', 'SYN_RECV'],
   observes: 'transitions into SYN_RECV per listening port (handshakes), and the request socks a snapshot listed',
-  explanation:
-    'SYN_RECV is the half-open stage of a handshake: the SYN was answered, the final ACK not yet seen. Many at once on a listener ' +
-    'mean a SYN flood (spoofed SYNs that never complete), clients behind heavy loss, or an application that accepts too slowly ' +
-    'so the queues fill. Look at the source addresses, net.ipv4.tcp_syncookies, the listen backlog (somaxconn, listen(2)) and ' +
-    'how fast the owner accepts.',
+  explanation: 'SYN_RECV is the half-open stage of a handshake: the SYN was answered, the final ACK not yet seen. Many at once on a listener mean a SYN flood (spoofed SYNs that never complete), clients behind heavy loss, or an application that accepts too slowly so the queues fill. Look at the source addresses, net.ipv4.tcp_syncookies, the listen backlog (somaxconn, listen(2)) and how fast the owner accepts.',
   thresholds: {
     ...WINDOW,
     synRecvPerSecond: rate(2000, 'handshakes per second on one listening port (sockets entering SYN_RECV) (default 2000)'),
@@ -47,7 +43,7 @@ export const synPressure = defineDetector({
           const byRate = perS >= t.synRecvPerSecond;
           const byHalfOpen = half >= t.requestSocksPerListener;
           if (!byRate && !byHalfOpen) continue;
-          out.push({
+          out.push(finding({
             detector: 'syn_pressure',
             key: `syn_pressure/${netns}/${port}`,
             netns,
@@ -56,10 +52,8 @@ export const synPressure = defineDetector({
               : `listening port ${port} in netns ${netns} takes ${perS.toFixed(0)} handshakes/s (sockets entering SYN_RECV)`,
             value: byHalfOpen ? half : perS,
             threshold: byHalfOpen ? t.requestSocksPerListener : t.synRecvPerSecond,
-            ownerPid: null,
-            ownerComm: null,
             labels: { unit: byHalfOpen ? 'request socks' : 'handshakes/s', listenPort: String(port), handshakesPerSecond: perS.toFixed(1), halfOpen: String(half) },
-          });
+          }));
         }
       },
       reconfigure: () => handshakes.reconfigure(),

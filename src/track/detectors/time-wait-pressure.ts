@@ -2,7 +2,7 @@
 import { endpoint } from '../../decode/index.js';
 import { SlotFlag } from '../live-table.js';
 import { S } from '../states.js';
-import { defineDetector, fraction } from './detector.js';
+import { defineDetector, finding, fraction } from './detector.js';
 
 interface PerNetns {
   total: number;
@@ -13,12 +13,7 @@ export const timeWaitPressure = defineDetector({
   name: 'time_wait_pressure',
   states: ['TIME_WAIT'],
   observes: 'the live table: timewait socks per namespace, and per local address and destination within the ephemeral port range',
-  explanation:
-    'TIME_WAIT is normal: the side that closes first keeps the connection for 60 s (2×MSL) so stray packets cannot hit a new one. ' +
-    'But each holds its 4-tuple, so many short connections from one local address to one destination use up the ephemeral ports ' +
-    '(net.ipv4.ip_local_port_range) and connect() starts failing with EADDRNOTAVAIL; past net.ipv4.tcp_max_tw_buckets the kernel ' +
-    'drops timewait sockets early. Look at connection reuse (keep-alive, pooling) in the owner, net.ipv4.tcp_tw_reuse, and more ' +
-    'local addresses or a wider port range.',
+  explanation: 'TIME_WAIT is normal: the side that closes first keeps the connection for 60 s (2×MSL) so stray packets cannot hit a new one. But each holds its 4-tuple, so many short connections from one local address to one destination use up the ephemeral ports (net.ipv4.ip_local_port_range) and connect() starts failing with EADDRNOTAVAIL; past net.ipv4.tcp_max_tw_buckets the kernel drops timewait sockets early. Look at connection reuse (keep-alive, pooling) in the owner, net.ipv4.tcp_tw_reuse, and more local addresses or a wider port range.',
   thresholds: {
     timeWaitPortFraction: fraction(0.5, 'TIME_WAIT sockets from one local address to one destination, as a fraction of the ephemeral port range (default 0.5)'),
     timeWaitBucketsFraction: fraction(0.8, 'timewait sockets in a namespace as a fraction of net.ipv4.tcp_max_tw_buckets (default 0.8)'),
@@ -58,32 +53,28 @@ export const timeWaitPressure = defineDetector({
               const [sa, da, dport] = k.split('|').map(Number) as [number, number, number];
               const local = table.address(sa);
               const dest = endpoint(table.address(da), dport);
-              out.push({
+              out.push(finding({
                 detector: 'time_wait_pressure',
                 key: `time_wait_pressure/${netns}/${local}/${dest}`,
                 netns,
                 summary: `${n} TIME_WAIT sockets from ${local} to ${dest} in netns ${netns} hold ${((100 * n) / size).toFixed(0)} % of the ephemeral port range ${range.low}-${range.high}`,
                 value: n / size,
                 threshold: t.timeWaitPortFraction,
-                ownerPid: null,
-                ownerComm: null,
                 labels: { unit: 'fraction of the ephemeral port range', local, destination: dest, sockets: String(n), portRange: `${range.low}-${range.high}` },
-              });
+              }));
             }
           }
           const max = ctx.sysctls.maxTwBuckets?.(netns) ?? null;
           if (max && tw.total >= t.timeWaitBucketsFraction * max) {
-            out.push({
+            out.push(finding({
               detector: 'time_wait_pressure',
               key: `time_wait_pressure/${netns}/buckets`,
               netns,
               summary: `${tw.total} timewait sockets in netns ${netns}: ${((100 * tw.total) / max).toFixed(0)} % of net.ipv4.tcp_max_tw_buckets (${max}); past it the kernel skips TIME_WAIT`,
               value: tw.total / max,
               threshold: t.timeWaitBucketsFraction,
-              ownerPid: null,
-              ownerComm: null,
               labels: { unit: 'fraction of tcp_max_tw_buckets', sockets: String(tw.total), maxTwBuckets: String(max) },
-            });
+            }));
           }
         }
       },
