@@ -94,9 +94,12 @@ export function addFilterOptions(cmd: Command, o: { scope?: string; netnsHelp?: 
   return cmd;
 }
 
-/** The filter flags resolved: namespaces found (UsageError when one is not), ports, family. */
-export function filtersFrom(o: Partial<FilterFlags>): { netns: Netns[]; ports: number[]; family: Family | null } {
-  return { netns: (o.netns ?? []).map((spec) => resolveNetns(spec)), ports: o.port ?? [], family: familyOf(o.family) };
+/**
+ * The filter flags resolved: namespaces found (UsageError when one is not; with `needPath`, also
+ * when no path on this host opens it, for commands that walk its sockets), ports, family.
+ */
+export function filtersFrom(o: Partial<FilterFlags>, opts: { needPath?: boolean } = {}): { netns: Netns[]; ports: number[]; family: Family | null } {
+  return { netns: (o.netns ?? []).map((spec) => resolveNetns(spec, undefined, opts)), ports: o.port ?? [], family: familyOf(o.family) };
 }
 
 // ---- output ----------------------------------------------------------------------------

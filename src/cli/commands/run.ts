@@ -136,11 +136,15 @@ export interface RunOptions {
 }
 
 export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
-  const [{ Agent }, { startLocalNats }, { dropAfterStart }] = await Promise.all([
+  const [{ Agent }, { startLocalNats }, { dropAfterStart }, { checkEnvironment }] = await Promise.all([
     import('../../agent/agent.js'),
     import('../../publish/nats-server.js'),
     import('../../kernel/privileges.js'),
+    import('../../kernel/preflight.js'),
   ]);
+  // Before the embedded server and the spool touch any file: without the privileges, what is
+  // needed is the one thing to say, not the EACCES of whichever directory came first.
+  checkEnvironment();
   const say = (line: string) => opts.err.write(`tcpdwell run: ${line}\n`);
   const file = opts.configPath ? loadConfigFile(opts.configPath, (l) => opts.err.write(`${l}\n`)) : {};
   const env = opts.env ?? process.env;

@@ -18,7 +18,7 @@ export function register(program: Command): void {
   const cmd = program.command('states').description('print the live socket table once (counts per state, per network namespace), from the kernel socket tables');
   addFilterOptions(cmd, { ports: false, family: false });
   addFormatOption(cmd, 'json or a text table').action(async (o: FilterFlags & { format?: 'json' | 'text' }) => {
-    await runStates({ netns: filtersFrom(o).netns, format: outputFormat(o.format), out: process.stdout, err: process.stderr });
+    await runStates({ netns: filtersFrom(o, { needPath: true }).netns, format: outputFormat(o.format), out: process.stdout, err: process.stderr });
   });
 }
 
