@@ -171,12 +171,14 @@ export class LiveTable {
     return slot;
   }
 
-  /** Moves a socket to another state. */
+  /** Moves a socket to another state, with new flags (its family, which never changes, is kept). */
   move(slot: number, state: number, flags: number, enteredNs: number): void {
     const netns = this.netns[slot]!;
     this.count(netns, this.states[slot]!, -1);
     this.states[slot] = state;
-    this.flags[slot] = flags;
+    // INET6 shares the flags byte: callers building a slot's flags afresh (entering timewait)
+    // must not turn an IPv6 socket into a 4-byte-address one.
+    this.flags[slot] = flags | (this.flags[slot]! & SlotFlag.INET6);
     this.enteredNs[slot] = enteredNs;
     this.count(netns, state, 1);
   }

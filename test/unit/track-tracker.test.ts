@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
 import { Tracker, toSsCounts, type DwellRecord } from '../../src/track/index.js';
+import { addrText, encodeSummary, pb } from '../../src/publish/wire.js';
 import { CLIENT_SOCKET, event } from '../helpers/events.js';
 
 /** Recorded kernel records from test/fixtures, decoded. */
@@ -107,6 +108,17 @@ describe('dwell records from recorded kernel events', () => {
     tracker.ingest(fixture('ipv4-refused.ring'));
     expect(records).toEqual([expect.objectContaining({ state: 'SYN_SENT', nextState: 'CLOSE', error: 'ECONNREFUSED', dwellNs: 351037n, precision: 'exact' })]);
     expect(tracker.table().total).toEqual({ TIME_WAIT: 1 });
+  });
+
+  it('an IPv6 socket stays IPv6 in the live table once it is in timewait, and its summary carries 16-byte addresses', () => {
+    const { tracker } = make();
+    tracker.ingest(fixture('ipv6-client-first.ring'));
+    const [tw] = tracker.stuck({ states: ['TIME_WAIT'] });
+    expect(tw).toMatchObject({ timewait: true, family: 'inet6', saddr: '::1', daddr: '::1', dport: 9101 });
+    const table = tracker.table();
+    const bytes = encodeSummary({}, { table, histograms: [], stuck: [tw!], eventsTotal: 0, spoolBytes: 0, spoolMessages: 0 });
+    const [wire] = pb.Summary.decode(bytes).stuck;
+    expect({ family: wire!.family, saddr: addrText(wire!.saddr), daddr: addrText(wire!.daddr) }).toEqual({ family: 6, saddr: '::1', daddr: '::1' });
   });
 });
 
