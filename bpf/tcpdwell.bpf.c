@@ -69,6 +69,29 @@ struct {
 	__type(value, struct tw_info);
 } tw_state SEC(".maps");
 
+/*
+ * Another tracer's per-socket state: the running agent's pinned sk_state and tw_state, which
+ * `top`, `trace` and `states` reuse through these two maps (src/kernel/tracer.ts, peerPinDir)
+ * so that sockets older than them show their real entry time and owner. Read by the snapshot
+ * only, never written: two programs updating one socket's entry at the same transition would
+ * each take the other's update for a transition they missed. Definitions must stay those of
+ * sk_state and tw_state (libbpf reuses a pin only when type, sizes and flags match); peer_tw_state
+ * is sized like tw_state only when there is a pin to reuse, so it costs nothing otherwise.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct sk_info);
+} peer_sk_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1); /* set to tw_state's before load when reusing a pin */
+	__type(key, __u64);
+	__type(value, struct tw_info);
+} peer_tw_state SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20); /* the agent may resize before load */
@@ -565,9 +588,16 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 			e.substate = ttw->tw_sk.tw_substate;
 			e.expires_ns = jiffies_to_boot_ns(ttw->tw_sk.tw_timer.expires, now);
 			struct tw_info *ti = bpf_map_lookup_elem(&tw_state, &addr);
+			if (!ti)
+				ti = bpf_map_lookup_elem(&peer_tw_state, &addr);
 			if (ti) {
 				e.entered_ns = ti->start_ns;
 				e.flags |= TCPDWELL_F_ENTERED_KNOWN;
+				if (ti->owner_pid) {
+					e.owner_pid = ti->owner_pid;
+					__builtin_memcpy(e.owner_comm, ti->owner_comm, sizeof(e.owner_comm));
+					e.flags |= TCPDWELL_F_OWNER_KNOWN;
+				}
 			}
 		}
 	} else if (e.new_state != TCP_NEW_SYN_RECV) {
@@ -576,6 +606,8 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 			struct sock *sk = (struct sock *)tp;
 			e.cgroup_id = sk_cgroup_id(sk);
 			struct sk_info *si = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+			if (!si || si->cookie != e.cookie)
+				si = bpf_sk_storage_get(&peer_sk_state, sk, 0, 0);
 			if (si && si->cookie == e.cookie && si->state == e.new_state) {
 				e.entered_ns = si->entered_ns;
 				e.flags |= TCPDWELL_F_ENTERED_KNOWN;

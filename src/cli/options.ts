@@ -7,6 +7,7 @@ import { parseDurationNs } from '../common/durations.js';
 import { UsageError } from '../common/errors.js';
 import { familyOf, parsePortText, type Family } from '../kernel/filters.js';
 import { resolveNetns, type Netns } from '../kernel/namespaces.js';
+import { DEFAULT_PIN_DIR } from '../kernel/pins.js';
 import type { ConnectionSettings } from '../publish/connection.js';
 import { connectionSettings, loadConfigFile } from './config.js';
 
@@ -101,6 +102,14 @@ export function addFilterOptions(cmd: Command, o: { scope?: string; netnsHelp?: 
 export function filtersFrom(o: Partial<FilterFlags>, opts: { needPath?: boolean } = {}): { netns: Netns[]; ports: number[]; family: Family | null } {
   return { netns: (o.netns ?? []).map((spec) => resolveNetns(spec, undefined, opts)), ports: o.port ?? [], family: familyOf(o.family) };
 }
+
+/** --agent-pin-dir: where a running agent keeps its per-socket state, read by trace, states and top. */
+export const addAgentPinOption = (cmd: Command): Command =>
+  cmd.option(
+    '--agent-pin-dir <dir>',
+    "read a running agent's pinned per-socket state (its run --pin-dir), so sockets older than this command show their real age and owner; read only",
+    DEFAULT_PIN_DIR,
+  );
 
 // ---- output ----------------------------------------------------------------------------
 

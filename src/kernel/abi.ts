@@ -94,7 +94,9 @@ export type LossReason = (typeof LOSS_REASONS)[number]['name'];
 /** The object's maps, by name (as libbpf looks them up). */
 export const MapName = {
   tw_state: 'tw_state',
+  peer_tw_state: 'peer_tw_state',
   sk_state: 'sk_state',
+  peer_sk_state: 'peer_sk_state',
   events: 'events',
   counters: 'counters',
   dwell_config: 'dwell_config',

@@ -28,7 +28,13 @@ export interface TracerOptions extends KernelFilters {
    * lived across the restart stay exact. Removed by `tcpdwell uninstall`.
    */
   pinDir?: string;
-  /** told when pinned state had to be discarded */
+  /**
+   * Read another tracer's per-socket state from this bpffs directory — the running agent's
+   * --pin-dir — so that a snapshot gives sockets older than this tracer their real entry time
+   * and owner (`top`, `trace`, `states` beside `run`). Read only, and only what is pinned there.
+   */
+  peerPinDir?: string;
+  /** told when pinned state had to be discarded or could not be read */
   log?: (line: string) => void;
 }
 
@@ -52,6 +58,9 @@ export type KernelCounters = Record<keyof typeof COUNTERS_FIELDS, number> & {
 };
 
 export const DEFAULT_WAKEUP_BYTES = 256 << 10;
+
+/** The read-only stand-in of each pinned map, for another tracer's pins (bpf/tcpdwell.bpf.c). */
+const PEER_MAPS: Record<(typeof PINNED_MAPS)[number], string> = { [MapName.sk_state]: MapName.peer_sk_state, [MapName.tw_state]: MapName.peer_tw_state };
 
 const TIMER_PROGRAMS = new Set<string>([ProgramName.handle_timer_start, ProgramName.handle_timer_cancel, ProgramName.handle_timer_expire]);
 
@@ -122,11 +131,18 @@ export class Tracer {
       throw new UsageError(`ring size ${ring}: must be a power of two of at least 4096 bytes`);
     }
     if (opts.pinDir) preparePinDir(opts.pinDir);
+    let peerPins = opts.peerPinDir ? PINNED_MAPS.filter((m) => existsSync(`${opts.peerPinDir}/${m}`)) : [];
     const openAndLoad = (): BpfObject => {
       const o = BpfObject.open(path);
       try {
         if (ring !== undefined) o.setMaxEntries(MapName.events, ring);
         if (opts.pinDir) for (const m of PINNED_MAPS) o.setPinPath(m, `${opts.pinDir}/${m}`);
+        for (const m of peerPins) {
+          const peer = PEER_MAPS[m];
+          // peer_tw_state has one entry unless it stands for a pinned tw_state, which it must match.
+          if (peer === MapName.peer_tw_state) o.setMaxEntries(peer, o.maps().find((x) => x.name === m)!.maxEntries);
+          o.setPinPath(peer, `${opts.peerPinDir}/${m}`);
+        }
         o.load();
         return o;
       } catch (err) {
@@ -134,33 +150,44 @@ export class Tracer {
         throw err;
       }
     };
-    let obj: BpfObject;
+    let obj: BpfObject | undefined;
     try {
-      try {
-        obj = openAndLoad();
-      } catch (err) {
-        // Pinned maps from a version whose layout differs cannot be reused: drop them (their
-        // sockets' dwells become lower bounds) rather than refuse to start. Any other failure
-        // (even one that names the pin path) keeps the pinned state and is reported.
-        const misfits = opts.pinDir ? pinnedMisfits(err) : null;
-        if (!misfits || !opts.pinDir) throw err;
-        opts.log?.(
-          `pinned state in ${opts.pinDir} does not fit this version (${misfits.join(', ')}): discarded (dwells of existing sockets are lower bounds)`,
-        );
-        removePinned(opts.pinDir);
-        obj = openAndLoad();
+      for (let attempt = 0; !obj; attempt++) {
+        try {
+          obj = openAndLoad();
+        } catch (err) {
+          // Pinned maps from a version whose layout differs cannot be reused. Our own are
+          // dropped (their sockets' dwells become lower bounds) rather than refuse to start;
+          // another tracer's are only not read. Any other failure (even one that names a pin
+          // path) keeps the pinned state and is reported.
+          const misfits = attempt < 2 ? pinnedMisfits(err) : null;
+          const peerMisfits = misfits?.filter((p) => opts.peerPinDir && p.startsWith(`${opts.peerPinDir}/`)) ?? [];
+          const ownMisfits = misfits?.filter((p) => opts.pinDir && p.startsWith(`${opts.pinDir}/`)) ?? [];
+          if (peerMisfits.length > 0) {
+            opts.log?.(`the agent's pinned state in ${opts.peerPinDir} does not fit this version (${peerMisfits.join(', ')}): not read (ages of sockets older than this command are lower bounds)`);
+            peerPins = [];
+          }
+          if (ownMisfits.length > 0) {
+            opts.log?.(
+              `pinned state in ${opts.pinDir} does not fit this version (${ownMisfits.join(', ')}): discarded (dwells of existing sockets are lower bounds)`,
+            );
+            removePinned(opts.pinDir!);
+          }
+          if (peerMisfits.length + ownMisfits.length === 0) throw err;
+        }
       }
     } catch (err) {
       throw environmentError(err, 'loading');
     }
+    const loaded = obj;
     try {
-      writeFilters(obj, opts);
-      obj.attachAll();
+      writeFilters(loaded, opts);
+      loaded.attachAll();
     } catch (err) {
-      obj.close();
+      loaded.close();
       throw environmentError(err, 'attaching');
     }
-    return new Tracer(obj);
+    return new Tracer(loaded);
   }
 
   /**

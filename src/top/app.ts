@@ -31,6 +31,8 @@ export interface TopOptions {
   input: NodeJS.ReadStream;
   err: Writable;
   objectPath?: string;
+  /** the running agent's pin directory, read for the ages and owners of sockets older than top */
+  agentPinDir?: string;
 }
 
 interface Source {
@@ -48,7 +50,7 @@ export async function runTop(opts: TopOptions): Promise<void> {
     source = { tick: (now) => fleet.tick(now), close: () => fleet.close() };
   } else {
     const { LocalSource } = await import('./local.js');
-    const local = LocalSource.open({ netns: opts.netns, ports: opts.ports, family: opts.family, ringBytes: opts.ringBytes, thresholds: opts.thresholds, objectPath: opts.objectPath });
+    const local = LocalSource.open({ netns: opts.netns, ports: opts.ports, family: opts.family, ringBytes: opts.ringBytes, thresholds: opts.thresholds, objectPath: opts.objectPath, peerPinDir: opts.agentPinDir, log: (l) => opts.err.write(`tcpdwell top: ${l}\n`) });
     source = { tick: (now, view) => local.tick(now, view), close: () => local.close() };
   }
 

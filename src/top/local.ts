@@ -20,6 +20,9 @@ export interface LocalSourceOptions extends Omit<KernelFilters, 'netns'> {
   ringBytes?: number;
   objectPath?: string;
   thresholds?: Partial<DetectorThresholds>;
+  /** see TracerOptions.peerPinDir: the running agent's pins, for sockets older than top */
+  peerPinDir?: string;
+  log?: (line: string) => void;
 }
 
 /** Detectors run this often (as the agent's default summary interval): growth is counted per evaluation. */
