@@ -623,3 +623,101 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 		bpf_seq_write(ctx->meta->seq, &e, sizeof(e));
 	return 0;
 }
+
+/* ---- listeners and who holds each socket (iter/task_file) ---- */
+
+/* Per listener, what the SYN pressure detector needs beyond the socket's own fields. Freed with
+ * the listener; not cloned into accepted children. */
+struct listen_info {
+	__u64 synack_retrans; /* tcp:tcp_retransmit_synack runs for its request socks */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct listen_info);
+} listen_state SEC(".maps");
+
+/* A SYN-ACK sent again because the handshake's final ACK has not come (tcp_rtx_synack): the
+ * half-open connections of this listener are not completing — lost ACKs, or spoofed SYNs. */
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(handle_synack_retrans, const struct sock *csk, const struct request_sock *req)
+{
+	struct sock *sk = (struct sock *)csk; /* the listener (or a Fast Open child in SYN_RECV) */
+	struct listen_info *li = bpf_sk_storage_get(&listen_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (li)
+		__sync_fetch_and_add(&li->synack_retrans, 1);
+	return 0;
+}
+
+/* What a listener's queues hold now. qlen counts its request socks; sk_drops is bumped by
+ * tcp_listendrop() for every SYN or completed handshake dropped with a full accept or SYN queue
+ * (ListenOverflows, TCPReqQFullDrop, ...: the namespace's counters say which). */
+static __always_inline void fill_listener(struct tcpdwell_sockfile *r, struct sock *sk)
+{
+	const struct inet_connection_sock *icsk = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct inet_connection_sock));
+	r->ack_backlog = sk->sk_ack_backlog;
+	r->max_ack_backlog = sk->sk_max_ack_backlog;
+	r->request_socks = icsk->icsk_accept_queue.qlen.counter;
+	r->drops = sk->sk_drops.counter;
+	struct listen_info *li = bpf_sk_storage_get(&listen_state, sk, 0, 0);
+	if (li)
+		r->synack_retrans = li->synack_retrans;
+}
+
+/* One TCP socket file of a process: the holder as `ss -p` names it (the process, by its thread
+ * group leader's name), and for a listener its queues. Threads sharing a file table are walked
+ * once (the kernel skips them), a socket shared by several processes once per process. */
+static __always_inline int dump_file(struct bpf_iter__task_file *ctx, bool listeners_only)
+{
+	struct file *file = ctx->file;
+	struct task_struct *task = ctx->task;
+	if (!file || !task)
+		return 0;
+	struct socket *sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	struct sock *sk = sock->sk;
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	__u8 state = sk->__sk_common.skc_state;
+	if (listeners_only && state != TCP_LISTEN)
+		return 0;
+	struct tcpdwell_sockfile r = {};
+	r.ts_ns = bpf_ktime_get_boot_ns();
+	r.cookie = bpf_get_socket_cookie(sk);
+	r.netns = sk->__sk_common.skc_net.net->ns.inum;
+	r.pid = task->tgid;
+	r.fd = ctx->fd;
+	r.sport = sk_local_port(sk);
+	r.family = family;
+	r.state = state;
+	if (family == AF_INET6) {
+		const __u64 *s6 = (const __u64 *)sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8;
+		((__u64 *)r.saddr)[0] = s6[0];
+		((__u64 *)r.saddr)[1] = s6[1];
+	} else {
+		*(__u32 *)r.saddr = sk->__sk_common.skc_rcv_saddr;
+	}
+	bpf_probe_read_kernel_str(r.comm, sizeof(r.comm), task->group_leader->comm);
+	if (state == TCP_LISTEN)
+		fill_listener(&r, sk);
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	return 0;
+}
+
+SEC("iter/task_file")
+int dump_files(struct bpf_iter__task_file *ctx)
+{
+	return dump_file(ctx, false);
+}
+
+SEC("iter/task_file")
+int dump_listeners(struct bpf_iter__task_file *ctx)
+{
+	return dump_file(ctx, true);
+}

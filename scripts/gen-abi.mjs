@@ -114,6 +114,8 @@ export interface FieldLayout {
 
 /** struct tcpdwell_event */
 ${layout('EVENT', struct('tcpdwell_event'))}
+/** struct tcpdwell_sockfile (the output of the iter/task_file programs dump_files and dump_listeners) */
+${layout('SOCKFILE', struct('tcpdwell_sockfile'))}
 /** struct tcpdwell_counters (per-CPU map "counters") */
 ${layout('COUNTERS', struct('tcpdwell_counters'))}
 /** struct tcpdwell_config (map "dwell_config") */

@@ -7,11 +7,12 @@ import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { VERSION } from '../common/version.js';
 import { bootToEpochOffsetNs, clockBoottimeNs } from '../kernel/clock.js';
-import type { KernelFilters } from '../kernel/filters.js';
+import { passesFilters, type KernelFilters } from '../kernel/filters.js';
 import { namespacesToWalk, type Netns } from '../kernel/namespaces.js';
 import { ownNetnsSysctls } from '../kernel/sysctl.js';
 import { Tracer, type TracerOptions } from '../kernel/tracer.js';
-import { decodeRecordList, decodeRingBatch, type DecodeStats, type TcpEvent } from '../decode/index.js';
+import { netstatByNetns } from '../kernel/netstat.js';
+import { decodeRecordList, decodeRingBatch, decodeSockFiles, type DecodeStats, type TcpEvent } from '../decode/index.js';
 import { Tracker, type DetectorThresholds, type LiveTableSnapshot } from '../track/index.js';
 import { DwellColumns, TransitionColumns } from '../publish/columns.js';
 import type { ConnectionSettings } from '../publish/connection.js';
@@ -174,6 +175,7 @@ export class Agent {
       RING_BATCH_BYTES,
     );
     this.publishSnapshot();
+    this.pollListeners(); // the baseline the first evaluation's drop counts start from
     this.flushTimer = setInterval(() => this.flush(), this.opts.flushIntervalMs ?? DEFAULT_FLUSH_MS);
     this.summaryTimer = setInterval(() => this.publishSummary(), this.opts.summaryIntervalMs ?? DEFAULT_SUMMARY_MS);
     const healMs = this.opts.healIntervalMs ?? DEFAULT_HEAL_MS;
@@ -327,10 +329,20 @@ export class Agent {
 
   /** Publishes each alert once when it starts firing, and once when it is resolved. */
   private publishAlerts(): void {
+    this.pollListeners();
     this.alerts.update(this.tracker.evaluate(), clockBoottimeNs(), (a, severity) => {
       const header = this.header();
       this.put('alerts', header, encodeAlert(header, a, severity), 0);
     });
+  }
+
+  /**
+   * What the kernel says about SYN pressure now — every listener's queues (a walk of the host's
+   * socket files: no setns, no capability) and each namespace's netstat counters — for the detectors.
+   */
+  pollListeners(): void {
+    const listeners = decodeSockFiles(this.tracer.socketFiles({ listenersOnly: true }), this.decodeStats).filter((l) => passesFilters(this.filters, l));
+    this.tracker.observeListeners({ atNs: clockBoottimeNs(), listeners, netstat: netstatByNetns(listeners) });
   }
 
   /** Changes detector thresholds (control service `config`); returns them all. */

@@ -38,6 +38,27 @@ export const EVENT_FIELDS = {
   _pad: { offset: 132, size: 4, kind: 'bytes' },
 } as const satisfies Record<string, FieldLayout>;
 
+/** struct tcpdwell_sockfile (the output of the iter/task_file programs dump_files and dump_listeners) */
+export const SOCKFILE_SIZE = 96;
+export const SOCKFILE_FIELDS = {
+  ts_ns: { offset: 0, size: 8, kind: 'u' },
+  cookie: { offset: 8, size: 8, kind: 'u' },
+  synack_retrans: { offset: 16, size: 8, kind: 'u' },
+  netns: { offset: 24, size: 4, kind: 'u' },
+  pid: { offset: 28, size: 4, kind: 'u' },
+  fd: { offset: 32, size: 4, kind: 'u' },
+  ack_backlog: { offset: 36, size: 4, kind: 'u' },
+  max_ack_backlog: { offset: 40, size: 4, kind: 'u' },
+  request_socks: { offset: 44, size: 4, kind: 'u' },
+  drops: { offset: 48, size: 4, kind: 'u' },
+  sport: { offset: 52, size: 2, kind: 'u' },
+  family: { offset: 54, size: 2, kind: 'u' },
+  saddr: { offset: 56, size: 16, kind: 'bytes' },
+  comm: { offset: 72, size: 16, kind: 'bytes' },
+  state: { offset: 88, size: 1, kind: 'u' },
+  _pad: { offset: 89, size: 7, kind: 'bytes' },
+} as const satisfies Record<string, FieldLayout>;
+
 /** struct tcpdwell_counters (per-CPU map "counters") */
 export const COUNTERS_SIZE = 48;
 export const COUNTERS_FIELDS = {
@@ -103,6 +124,7 @@ export const MapName = {
   netns_filter: 'netns_filter',
   port_filter: 'port_filter',
   handoff: 'handoff',
+  listen_state: 'listen_state',
 } as const;
 
 /** The object's programs, by name (as bpf_prog_info and bpftool show them). */
@@ -113,6 +135,9 @@ export const ProgramName = {
   handle_timer_cancel: 'handle_timer_cancel',
   handle_timer_expire: 'handle_timer_expire',
   dump_tcp: 'dump_tcp',
+  handle_synack_retrans: 'handle_synack_retrans',
+  dump_files: 'dump_files',
+  dump_listeners: 'dump_listeners',
 } as const;
 
 /** The kernel's TCP states (TCP_ prefix dropped), by value. */

@@ -236,6 +236,15 @@ export class Tracer {
     return { noPath, unreachable };
   }
 
+  /**
+   * The TCP socket files every process holds, host-wide (iter/task_file walks tasks, not a
+   * namespace: no setns, no capability once loaded), as struct tcpdwell_sockfile records:
+   * listening sockets only, with their queues (SYN pressure), or every socket with its holder.
+   */
+  socketFiles(opts: { listenersOnly: boolean }): Buffer {
+    return this.obj.runIterator(opts.listenersOnly ? ProgramName.dump_listeners : ProgramName.dump_files);
+  }
+
   /** Reads everything the kernel has written so far into the readers' callbacks. */
   drainRing(): void {
     for (const r of this.readers) r.consume();

@@ -28,6 +28,7 @@ export { ssStateName, toSsCounts } from './states.js';
 export type {
   DwellPrecision,
   DwellRecord,
+  ListenerPoll,
   LiveTableSnapshot,
   SocketIdentity,
   StateCounts,

@@ -16,7 +16,7 @@ import { Detectors, resolveThresholds, type Alert, type DetectorThresholds } fro
 import { HistogramSet } from './histograms.js';
 import { cookieKey, LiveTable, SlotFlag, type CookieKey } from './live-table.js';
 import { S, stateName, stateValue } from './states.js';
-import type { DwellPrecision, DwellRecord, LiveTableSnapshot, SocketIdentity, StuckSocket, TrackerStats } from './types.js';
+import type { DwellPrecision, DwellRecord, ListenerPoll, LiveTableSnapshot, SocketIdentity, StuckSocket, TrackerStats } from './types.js';
 
 /**
  * TCP_TIMEWAIT_LEN (include/net/tcp.h): 60 s, not tunable. The peer's FIN re-arms an orphaned
@@ -90,6 +90,8 @@ export class Tracker {
   private readonly rememberClosed: number;
   private readonly seededAt = new Map<number, number>();
   private readonly requests = new Map<string, { key: CookieKey; seenNs: number }>();
+  /** half-open connections per namespace, as the kernel counted them at the last listener poll */
+  private polledRequests = new Map<number, number>();
   /**
    * Timewait socks still in substate FIN_WAIT2 (orphaned closes), by 4-tuple: the peer's FIN
    * flips them to TIME_WAIT, and when the timer's new due time falls in the same timer-wheel
@@ -192,13 +194,43 @@ export class Tracker {
     });
   }
 
+  /**
+   * What the kernel says about its listeners now (the dump_listeners walk and the namespaces'
+   * netstat counters): fed to the detectors, and the half-open connections it counts (request
+   * socks, which no event shows) replace those of the last snapshot in table().
+   */
+  observeListeners(poll: ListenerPoll): void {
+    this.detectors.listeners(poll);
+    const counted = new Set<bigint>();
+    this.polledRequests = new Map();
+    for (const f of poll.listeners) {
+      if (!f.listener || counted.has(f.cookie)) continue;
+      counted.add(f.cookie);
+      this.polledRequests.set(f.netns, (this.polledRequests.get(f.netns) ?? 0) + f.listener.requestSocks);
+    }
+  }
+
   /** The live table now: counts per state, per namespace and in total. */
   table(): LiveTableSnapshot {
     const atNs = this.clock();
     this.expireRequests(Number(atNs));
     this.expireTimewaits(Number(atNs));
-    const byNetns = [...this.live.perNetns].map(([netns, counts]) => ({ netns, counts: LiveTable.named(counts) })).sort((a, b) => a.netns - b.netns);
-    return { atNs, total: LiveTable.named(this.live.total), byNetns, sockets: this.live.size };
+    const byNetns = [...this.live.perNetns].map(([netns, counts]) => ({ netns, counts: LiveTable.named(counts) }));
+    const total = LiveTable.named(this.live.total);
+    let sockets = this.live.size;
+    for (const [netns, n] of this.polledRequests) {
+      let row = byNetns.find((r) => r.netns === netns);
+      const had = row?.counts.NEW_SYN_RECV ?? 0;
+      if (n === had) continue;
+      if (!row) byNetns.push((row = { netns, counts: {} }));
+      if (n > 0) row.counts.NEW_SYN_RECV = n;
+      else delete row.counts.NEW_SYN_RECV;
+      const all = (total.NEW_SYN_RECV ?? 0) + n - had;
+      if (all > 0) total.NEW_SYN_RECV = all;
+      else delete total.NEW_SYN_RECV;
+      sockets += n - had;
+    }
+    return { atNs, total, byNetns: byNetns.filter((r) => Object.keys(r.counts).length > 0).sort((a, b) => a.netns - b.netns), sockets };
   }
 
   /** The oldest sockets still in each state, oldest first within a state (one pass over the table). */

@@ -201,6 +201,27 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     expect(leak!.ownerComm).toBe('node');
   });
 
+  it('a listener that never accepts: the agent polls its queues and publishes a syn_pressure alert naming it and its owner', async () => {
+    // The listener exists before the agent, as on a real host: the agent's first poll is the baseline.
+    const py = spawn('ip', ['netns', 'exec', netns.name, 'python3', fileURLToPath(new URL('../kernel/backlog.py', import.meta.url)), '8591', '4', '12'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    onTestFinished(() => new Promise<void>((resolve) => (py.exitCode !== null ? resolve() : (py.on('close', () => resolve()), py.stdin.end()))));
+    const next = () => new Promise<string>((resolve) => py.stdout.once('data', (d) => resolve(String(d))));
+    const { pid } = JSON.parse(await next()) as { pid: number };
+    const agent = await startAgent({ thresholds: { listenerDrops: 3 } });
+    const connecting = next();
+    py.stdin.write('go\n');
+    await connecting;
+    await sleep(300);
+    agent.publishSummary();
+    await agent.stop();
+    const { pb } = await import('../../src/publish/wire.js');
+    const alerts = (await readStream(nats.url)).filter((m) => m.kind === 'alerts').map((m) => pb.Alert.decode(m.data));
+    const syn = alerts.find((a) => a.kind === 'syn_pressure' && a.severity === 'firing');
+    expect(syn, 'a syn_pressure alert').toBeDefined();
+    expect(syn).toMatchObject({ ownerPid: pid, ownerComm: 'python3', netns: netns.ns.inode });
+    expect(syn!.message).toMatch(/^listening port 8591 in netns \d+ dropped \d+ SYNs or handshakes within 60 s: its accept queue is full \(5 waiting, room for 4\)/);
+  });
+
   it("the agent's Prometheus gauges equal ss -tan for the namespace, and dwell and loss are exported", async () => {
     const agent = await startAgent({ metricsListen: '127.0.0.1:0' });
     const hold = netns.start('mix', '127.0.0.1', 8581, '2,2,1');

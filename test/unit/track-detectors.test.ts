@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
 import { UsageError } from '../../src/common/errors.js';
 import { Tracker, resolveThresholds, type TrackerOptions } from '../../src/track/index.js';
-import { event } from '../helpers/events.js';
+import type { NetstatCounters } from '../../src/kernel/netstat.js';
+import { event, sockFile, type SockFileSpec } from '../helpers/events.js';
 
 const NS = 4026531840;
 const ms = (n: number) => BigInt(n) * 1_000_000n;
@@ -146,6 +147,66 @@ describe('the SYN pressure and reset detectors', () => {
     expect(byKey[`syn_pressure/${NS}/443`]!.labels).toMatchObject({ listenPort: '443', unit: 'handshakes/s' });
     expect(byKey[`syn_pressure/${NS}/9000`]).toMatchObject({ value: 2, labels: { halfOpen: '2', unit: 'request socks' } });
     expect(byKey[`rst_storm/${NS}`]).toMatchObject({ value: 3 });
+  });
+});
+
+describe('SYN pressure from polled listeners and netstat counters', () => {
+  const netstat = (over: Partial<NetstatCounters> = {}): NetstatCounters => ({
+    ListenOverflows: 0,
+    ListenDrops: 0,
+    TCPReqQFullDrop: 0,
+    TCPReqQFullDoCookies: 0,
+    SyncookiesSent: 0,
+    SyncookiesRecv: 0,
+    SyncookiesFailed: 0,
+    ...over,
+  });
+  const poll = (tracker: Tracker, atMs: number, listeners: SockFileSpec[], counters: Partial<NetstatCounters> = {}) =>
+    tracker.observeListeners({ atNs: ms(atMs), listeners: listeners.map((l) => sockFile({ netns: NS, ...l })), netstat: new Map([[NS, netstat(counters)]]) });
+
+  it('counts drops from the second poll on (the first is a baseline), a listener new since the last poll from zero, and names the lowest-pid holder', () => {
+    const { tracker, clock } = make({ thresholds: { listenerDrops: 5 } });
+    const master = { cookie: 7n, sport: 80, pid: 100, comm: 'nginx' };
+    const worker = { ...master, pid: 101 };
+    poll(tracker, 1000, [{ ...master, listener: { drops: 1000 } }, { ...worker, listener: { drops: 1000 } }]);
+    clock.nowNs = ms(1000);
+    expect(tracker.evaluate()).toEqual([]); // an hour of drops before the agent: not this window's
+    poll(tracker, 2000, [{ ...master, listener: { drops: 1004, acceptQueue: 129, acceptQueueMax: 128 } }, { ...worker, listener: { drops: 1004, acceptQueue: 129, acceptQueueMax: 128 } }], { ListenOverflows: 4 });
+    clock.nowNs = ms(2000);
+    expect(tracker.evaluate()).toEqual([]); // 4 < 5; counted once, not once per holder
+    poll(tracker, 3000, [
+      { ...master, listener: { drops: 1006, acceptQueue: 129, acceptQueueMax: 128 } },
+      { ...worker, listener: { drops: 1006, acceptQueue: 129, acceptQueueMax: 128 } },
+      { cookie: 8n, sport: 8080, pid: 200, comm: 'app', listener: { drops: 7 } },
+    ], { ListenOverflows: 6 });
+    clock.nowNs = ms(3000);
+    const byKey = Object.fromEntries(tracker.evaluate().map((a) => [a.key, a]));
+    expect(byKey[`syn_pressure/${NS}/80`]).toMatchObject({ value: 6, threshold: 5, ownerPid: 100, ownerComm: 'nginx', labels: { acceptQueue: '129/128', drops: '6', listenOverflows: '6' } });
+    expect(byKey[`syn_pressure/${NS}/80`]!.summary).toBe(`listening port 80 in netns ${NS} dropped 6 SYNs or handshakes within 60 s: its accept queue is full (129 waiting, room for 128): nginx (pid 100) does not accept fast enough`);
+    expect(byKey[`syn_pressure/${NS}/8080`]).toMatchObject({ value: 7, ownerComm: 'app' }); // new since the last poll: all 7 are recent
+    // Out of the window, the drops no longer count.
+    clock.nowNs = ms(70_000);
+    poll(tracker, 70_000, [{ ...master, listener: { drops: 1006 } }]);
+    expect(tracker.evaluate()).toEqual([]);
+  });
+
+  it('fires on a full SYN queue at any size, and for SYN cookies only the namespace counts (tcp_syncookies=2)', () => {
+    const { tracker, clock } = make();
+    poll(tracker, 1000, [{ cookie: 7n, sport: 80, listener: { requestSocks: 9, acceptQueueMax: 8, synackRetrans: 0 } }]);
+    poll(tracker, 2000, [{ cookie: 7n, sport: 80, listener: { requestSocks: 9, acceptQueueMax: 8, synackRetrans: 9 } }], { SyncookiesSent: 3, TCPReqQFullDoCookies: 3 });
+    clock.nowNs = ms(2000);
+    const [a, ...rest] = tracker.evaluate();
+    expect(rest).toEqual([]); // the namespace's cookies are explained by the listener's alert
+    expect(a).toMatchObject({ key: `syn_pressure/${NS}/80`, value: 9, threshold: 8, labels: { unit: 'request socks', synackRetransmits: '9', syncookiesSent: '3', reqQFullDoCookies: '3' } });
+    expect(tracker.table().total).toEqual({ NEW_SYN_RECV: 9 });
+
+    const other = make({ thresholds: { synQueueOverflows: 20 } });
+    poll(other.tracker, 1000, [{ cookie: 7n, sport: 80 }]);
+    poll(other.tracker, 2000, [{ cookie: 7n, sport: 80 }], { SyncookiesSent: 25 });
+    other.clock.nowNs = ms(2000);
+    expect(other.tracker.evaluate()).toEqual([
+      expect.objectContaining({ key: `syn_pressure/${NS}`, value: 25, threshold: 20, summary: `netns ${NS} answered 25 SYNs with cookies and dropped 0 for a full SYN queue within 60 s` }),
+    ]);
   });
 });
 
