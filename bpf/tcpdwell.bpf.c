@@ -721,3 +721,100 @@ int dump_listeners(struct bpf_iter__task_file *ctx)
 {
 	return dump_file(ctx, true);
 }
+
+/* ---- resets (tcp:tcp_send_reset, tcp:tcp_receive_reset) ---- */
+
+/* The local and remote ends of a segment this host answers with an RST when no socket wanted
+ * it (tcp_v4_send_reset / tcp_v6_send_reset with sk NULL): its destination is our end. The
+ * headers are read from the packet with probe reads (packet bytes at a variable offset). */
+static __always_inline void fill_from_segment(struct tcpdwell_event *e, const struct sk_buff *skb)
+{
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header, th = skb->transport_header;
+	struct tcphdr tcp;
+	if (skb->dev)
+		e->netns = skb->dev->nd_net.net->ns.inum;
+	if (bpf_probe_read_kernel(&tcp, sizeof(tcp), head + th))
+		return;
+	e->sport = bpf_ntohs(tcp.dest);
+	e->dport = bpf_ntohs(tcp.source);
+	if (skb->protocol == bpf_htons(0x86DD)) { /* ETH_P_IPV6 */
+		struct ipv6hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return;
+		e->family = AF_INET6;
+		__builtin_memcpy(e->saddr, &ip6.daddr, 16);
+		__builtin_memcpy(e->daddr, &ip6.saddr, 16);
+	} else {
+		struct iphdr ip;
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return;
+		e->family = AF_INET;
+		*(__u32 *)e->saddr = ip.daddr;
+		*(__u32 *)e->daddr = ip.saddr;
+	}
+}
+
+/* One RESET record: which socket (a full, timewait or request sock, or none), which way, and its owner. */
+static __always_inline void emit_reset(const struct sock *sk, const struct sk_buff *skb, __u8 direction)
+{
+	struct tcpdwell_event ev = {};
+	ev.type = TCPDWELL_EV_RESET;
+	ev.reason = direction;
+	ev.ts_ns = bpf_ktime_get_boot_ns();
+	ev.pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
+	if (!sk || (skb && sk->__sk_common.skc_state == TCP_LISTEN)) {
+		/* No socket, or a listener answering a segment of no connection of its own: the
+		 * segment's ends say which connection the RST was for (a listener's are wildcards). */
+		if (skb)
+			fill_from_segment(&ev, skb);
+		if (sk)
+			ev.new_state = TCP_LISTEN;
+	} else {
+		__u8 state = sk->__sk_common.skc_state;
+		ev.new_state = state;
+		fill_common(&ev, &sk->__sk_common);
+		if (state == TCP_TIME_WAIT) {
+			const struct inet_timewait_sock *tw = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct inet_timewait_sock));
+			__u64 addr = (__u64)sk;
+			ev.sport = bpf_ntohs(tw->tw_sport);
+			ev.cookie = sk->__sk_common.skc_cookie.counter;
+			struct tw_info *ti = bpf_map_lookup_elem(&tw_state, &addr);
+			if (ti && ti->owner_pid) {
+				ev.owner_pid = ti->owner_pid;
+				__builtin_memcpy(ev.owner_comm, ti->owner_comm, sizeof(ev.owner_comm));
+				ev.flags |= TCPDWELL_F_OWNER_KNOWN;
+			}
+		} else if (state == TCP_NEW_SYN_RECV) {
+			ev.sport = sk->__sk_common.skc_num; /* a request sock: its listener's port */
+		} else {
+			struct sock *full = (struct sock *)sk;
+			ev.sport = sk_local_port(full);
+			ev.cookie = bpf_get_socket_cookie(full);
+			ev.cgroup_id = sk_cgroup_id(full);
+			struct sk_info *si = bpf_sk_storage_get(&sk_state, full, 0, 0);
+			if (si && si->owner_pid) {
+				ev.owner_pid = si->owner_pid;
+				__builtin_memcpy(ev.owner_comm, si->owner_comm, sizeof(ev.owner_comm));
+				ev.flags |= TCPDWELL_F_OWNER_KNOWN;
+			}
+		}
+	}
+	if (ev.family && wanted(&ev))
+		emit(&ev);
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(handle_send_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
+{
+	emit_reset(sk, skb, TCPDWELL_RST_SENT);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(handle_receive_reset, struct sock *sk)
+{
+	emit_reset(sk, NULL, TCPDWELL_RST_RECEIVED);
+	return 0;
+}

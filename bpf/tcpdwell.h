@@ -17,6 +17,14 @@ enum tcpdwell_event_type {
 	TCPDWELL_EV_TIMEWAIT_START = 2, /* a timewait sock was scheduled (timer:timer_start, tw_timer_handler) */
 	TCPDWELL_EV_TIMEWAIT_END = 3,   /* the timewait sock ended: timer expired, or it was killed early */
 	TCPDWELL_EV_SNAPSHOT = 4,       /* a socket that existed when tracing started (iter/tcp) */
+	TCPDWELL_EV_RESET = 5,          /* an RST sent (tcp:tcp_send_reset) or received (tcp:tcp_receive_reset); reason says which */
+};
+
+/* Which way an RST went (RESET only, in tcpdwell_event.reason). */
+enum tcpdwell_rst_direction {
+	TCPDWELL_RST_SENT = 1,     /* this host sent it: an abort (close with unread data, SO_LINGER 0, ...) or the answer to a
+				    * segment no socket wanted (then cookie 0, owner unknown, the addresses those of that segment) */
+	TCPDWELL_RST_RECEIVED = 2, /* a full socket received it (tcp_reset): the peer aborted, or refused the connect */
 };
 
 /* How a timewait sock ended (TIMEWAIT_END only). */
@@ -70,9 +78,10 @@ struct tcpdwell_event {
 	__u16 family;      /* AF_INET (2) or AF_INET6 (10) */
 	__u8 type;         /* enum tcpdwell_event_type */
 	__u8 old_state;    /* TRANSITION: kernel TCP_* state left; else 0 */
-	__u8 new_state;    /* TRANSITION: state entered; SNAPSHOT: current state; TIMEWAIT_*: TCP_TIME_WAIT */
+	__u8 new_state;    /* TRANSITION: state entered; SNAPSHOT: current state; TIMEWAIT_*: TCP_TIME_WAIT;
+			    * RESET: the socket's state at the RST (0: no socket) */
 	__u8 substate;     /* TIMEWAIT_*: tw_substate (TCP_TIME_WAIT or TCP_FIN_WAIT2); SNAPSHOT of a timewait sock too */
-	__u8 reason;       /* TIMEWAIT_END: enum tcpdwell_tw_reason; else 0 */
+	__u8 reason;       /* TIMEWAIT_END: enum tcpdwell_tw_reason; RESET: enum tcpdwell_rst_direction; else 0 */
 	__u8 flags;        /* enum tcpdwell_event_flags */
 	__u8 _pad[4];      /* zero */
 };
@@ -126,6 +135,7 @@ struct tcpdwell_config {
 struct tcpdwell_abi {
 	enum tcpdwell_event_type type;
 	enum tcpdwell_tw_reason reason;
+	enum tcpdwell_rst_direction rst;
 	enum tcpdwell_event_flags flags;
 	enum tcpdwell_loss_reason loss;
 	struct tcpdwell_sockfile sockfile;

@@ -85,12 +85,19 @@ export const EventType = {
   TIMEWAIT_START: 2,
   TIMEWAIT_END: 3,
   SNAPSHOT: 4,
+  RESET: 5,
 } as const;
 
 /** enum tcpdwell_tw_reason */
 export const TwReason = {
   EXPIRED: 1,
   KILLED: 2,
+} as const;
+
+/** enum tcpdwell_rst_direction */
+export const RstDirection = {
+  SENT: 1,
+  RECEIVED: 2,
 } as const;
 
 /** enum tcpdwell_event_flags */
@@ -138,6 +145,8 @@ export const ProgramName = {
   handle_synack_retrans: 'handle_synack_retrans',
   dump_files: 'dump_files',
   dump_listeners: 'dump_listeners',
+  handle_send_reset: 'handle_send_reset',
+  handle_receive_reset: 'handle_receive_reset',
 } as const;
 
 /** The kernel's TCP states (TCP_ prefix dropped), by value. */

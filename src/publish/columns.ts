@@ -12,7 +12,7 @@
  * 64-bit values (boot-time ns, cookies, cgroup ids) are carried as two u32 halves, so a host up
  * for more than 104 days (2^53 ns) still encodes exactly.
  */
-import { EVENT_FIELDS as F, EventFlags, EventType, TwReason } from '../kernel/abi.js';
+import { EVENT_FIELDS as F, EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
 import { pb, addrBytes, errnoValue, Strings, type Header } from './wire.js';
 import { AF_INET, errnoName, stateValue, type SocketIdentity } from '../decode/index.js';
 import type { DwellRecord } from '../track/types.js';
@@ -314,6 +314,7 @@ KIND_VALUE[EventType.TRANSITION] = 1;
 KIND_VALUE[EventType.TIMEWAIT_START] = 2;
 KIND_VALUE[EventType.TIMEWAIT_END] = 3;
 KIND_VALUE[EventType.SNAPSHOT] = 4;
+KIND_VALUE[EventType.RESET] = 5;
 
 /** u64 difference a − b of halves, as [lo, hi] in out; negative results come out as 2^64 − x (callers check). */
 function sub64(aLo: number, aHi: number, bLo: number, bHi: number, out: Uint32Array): void {
@@ -429,7 +430,9 @@ export class TransitionColumns {
     this.newState.push(buf[off + F.new_state.offset]!);
     this.substate.push(buf[off + F.substate.offset]!);
     const reason = buf[off + F.reason.offset]!;
-    this.twReason.push(type === EventType.TIMEWAIT_END && (reason === TwReason.EXPIRED || reason === TwReason.KILLED) ? reason : 0);
+    this.twReason.push(
+      (type === EventType.TIMEWAIT_END && (reason === TwReason.EXPIRED || reason === TwReason.KILLED)) || (type === EventType.RESET && (reason === RstDirection.SENT || reason === RstDirection.RECEIVED)) ? reason : 0,
+    );
     // age + 1: ts − entered + 1 when entered is known and not after ts, else 0
     const enLo = dv.getUint32(off + F.entered_ns.offset, true);
     const enHi = dv.getUint32(off + F.entered_ns.offset + 4, true);

@@ -128,6 +128,7 @@ export class Tracker {
     requestSocksExpired: 0,
     timewaitFlips: 0,
     timewaitsOverdue: 0,
+    resets: 0,
   };
 
   constructor(opts: TrackerOptions) {
@@ -162,6 +163,10 @@ export class Tracker {
           break;
         case 'snapshot':
           this.seedOne(e, false);
+          break;
+        case 'reset':
+          this.s.resets++;
+          this.detectors.reset(e);
           break;
       }
     }
@@ -482,6 +487,7 @@ export class Tracker {
   }
 
   private timewaitEnd(e: TcpEvent): void {
+    const endReason = e.reason === 'expired' || e.reason === 'killed' ? e.reason : null;
     this.s.timewaitEnds++;
     const ts = Number(e.tsNs);
     const endSub = stateValue(e.substate) || S.TIME_WAIT;
@@ -529,13 +535,13 @@ export class Tracker {
     if (startSub === S.FIN_WAIT2 && endSub === S.TIME_WAIT) {
       if (flipNs !== null && flipNs <= e.tsNs && (start === null || flipNs >= start)) {
         this.emit(e, S.FIN_WAIT2, true, start, flipNs, exact ? 'estimated' : 'lower-bound', 'TIME_WAIT', null, null, listenPort);
-        this.emit(e, S.TIME_WAIT, true, flipNs, e.tsNs, 'estimated', null, e.reason, null, listenPort);
+        this.emit(e, S.TIME_WAIT, true, flipNs, e.tsNs, 'estimated', null, endReason, null, listenPort);
       } else {
-        this.emit(e, S.FIN_WAIT2, true, start, e.tsNs, exact ? 'upper-bound' : 'lower-bound', 'TIME_WAIT', e.reason, null, listenPort);
+        this.emit(e, S.FIN_WAIT2, true, start, e.tsNs, exact ? 'upper-bound' : 'lower-bound', 'TIME_WAIT', endReason, null, listenPort);
       }
       return;
     }
-    this.emit(e, endSub, true, start, e.tsNs, exact ? 'exact' : 'lower-bound', null, e.reason, null, listenPort);
+    this.emit(e, endSub, true, start, e.tsNs, exact ? 'exact' : 'lower-bound', null, endReason, null, listenPort);
   }
 
   /** One snapshot record into the table (added, or corrected when the table disagrees). */

@@ -117,6 +117,8 @@ export interface TrackerStats {
   timewaitFlips: number;
   /** timewaits removed long after their timer was due, their end event never seen (see TIMEWAIT_GRACE_NS) */
   timewaitsOverdue: number;
+  /** RSTs sent or received (reset events) */
+  resets: number;
   /** dwell records kept out of per-netns/cgroup/port histograms because the histogram cap was reached */
   histogramsDropped: number;
   /** detector keys not tracked because a detector's key cap was reached */

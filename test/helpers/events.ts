@@ -4,7 +4,7 @@
  * decoder. So a test event has every field the decoder produces, a field added to the ABI
  * reaches every test at once, and no test can build an event the kernel could not send.
  */
-import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, SOCKFILE_FIELDS as SF, SOCKFILE_SIZE, TwReason } from '../../src/kernel/abi.js';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, SOCKFILE_FIELDS as SF, SOCKFILE_SIZE, TwReason } from '../../src/kernel/abi.js';
 import { decodeEvent, decodeSockFiles, stateValue, type ListenerQueues, type SockFile, type TcpEvent } from '../../src/decode/index.js';
 import { addrBytes, errnoValue } from '../../src/publish/wire.js';
 
@@ -14,7 +14,8 @@ export const CLIENT_SOCKET = { netns: 4026531840, cgroupId: 1n, family: 'inet', 
 /** What an event says; `dwellNs` follows from tsNs and enteredNs (given, it must agree). */
 export type EventSpec = Partial<TcpEvent> & { tsNs: bigint };
 
-const TYPE = { transition: EventType.TRANSITION, timewait_start: EventType.TIMEWAIT_START, timewait_end: EventType.TIMEWAIT_END, snapshot: EventType.SNAPSHOT } as const;
+const TYPE = { transition: EventType.TRANSITION, timewait_start: EventType.TIMEWAIT_START, timewait_end: EventType.TIMEWAIT_END, snapshot: EventType.SNAPSHOT, reset: EventType.RESET } as const;
+const REASON = { expired: TwReason.EXPIRED, killed: TwReason.KILLED, sent: RstDirection.SENT, received: RstDirection.RECEIVED } as const;
 
 /** The kernel record (EVENT_SIZE bytes) of an event. Unset fields are 0, as the kernel leaves them. */
 export function eventRecord(s: EventSpec): Buffer {
@@ -42,7 +43,7 @@ export function eventRecord(s: EventSpec): Buffer {
   b.writeUInt8(stateValue(s.oldState ?? null), F.old_state.offset);
   b.writeUInt8(stateValue(s.newState ?? null), F.new_state.offset);
   b.writeUInt8(stateValue(s.substate ?? null), F.substate.offset);
-  b.writeUInt8(s.reason === 'expired' ? TwReason.EXPIRED : s.reason === 'killed' ? TwReason.KILLED : 0, F.reason.offset);
+  b.writeUInt8(s.reason ? REASON[s.reason] : 0, F.reason.offset);
   b.writeUInt8(
     (s.enteredNs != null ? EventFlags.ENTERED_KNOWN : 0) |
       (s.ownerPid != null ? EventFlags.OWNER_KNOWN : 0) |

@@ -133,10 +133,11 @@ describe('the TIME_WAIT pressure detector', () => {
 });
 
 describe('the SYN pressure and reset detectors', () => {
-  it('fire on the handshake rate of a listening port, on half-open connections in a snapshot, and on aborted connections', () => {
+  it('fire on the handshake rate of a listening port, on half-open connections in a snapshot, and on RSTs', () => {
     const { tracker, clock } = make({ thresholds: { synRecvPerSecond: 1, requestSocksPerListener: 2, resets: 3, windowNs: ms(10_000) } });
     const hs = Array.from({ length: 20 }, (_, i) => tr(BigInt(100 + i), 'LISTEN', 'SYN_RECV', 1000 + i, 0, { child: true, enteredNs: null, sport: 443, dport: 50000 + i }));
     const rst = Array.from({ length: 3 }, (_, i) => tr(BigInt(100 + i), 'SYN_RECV', 'CLOSE', 2000 + i, 1000 + i, { error: 'ECONNRESET', sport: 443, dport: 50000 + i }));
+    rst.push(...rst.map((e, i) => event({ ...e, type: 'reset', tsNs: e.tsNs - 1n, reason: 'received', newState: 'SYN_RECV', oldState: null, enteredNs: null, dwellNs: null, cookie: BigInt(100 + i) })));
     tracker.ingest([...hs, ...rst]);
     const req = (cookie: bigint, dport: number): TcpEvent => ({ ...tr(cookie, 'LISTEN', 'LISTEN', 2500, 0), type: 'snapshot', oldState: null, newState: 'NEW_SYN_RECV', sport: 9000, dport, ownerPid: null, ownerComm: null });
     tracker.seed(NS, [req(900n, 1), req(901n, 2)]);
@@ -207,6 +208,43 @@ describe('SYN pressure from polled listeners and netstat counters', () => {
     expect(other.tracker.evaluate()).toEqual([
       expect.objectContaining({ key: `syn_pressure/${NS}`, value: 25, threshold: 20, summary: `netns ${NS} answered 25 SYNs with cookies and dropped 0 for a full SYN queue within 60 s` }),
     ]);
+  });
+});
+
+describe('the RST storm detector', () => {
+  const rst = (atMs: number, reason: 'sent' | 'received', i: number, over: Partial<TcpEvent> = {}) => {
+    // The sender's view: local 10.0.0.1:8080, remote 10.0.0.2:(51000+i); the receiver's is reversed.
+    const ends = reason === 'sent' ? { saddr: '10.0.0.1', sport: 8080, daddr: '10.0.0.2', dport: 51000 + i } : { saddr: '10.0.0.2', sport: 51000 + i, daddr: '10.0.0.1', dport: 8080 };
+    return event({ type: 'reset', tsNs: ms(atMs), cookie: BigInt(1000 + i), netns: NS, family: 'inet', reason, newState: 'ESTABLISHED', ...ends, ...over });
+  };
+
+  it('counts RSTs, not socket ends: 15 between two sockets of one namespace are 15, aborts without an RST are none', () => {
+    const { tracker, clock } = make({ thresholds: { resets: 15 } });
+    const events: TcpEvent[] = [];
+    for (let i = 0; i < 15; i++) {
+      // SO_LINGER 0 on loopback: the client's RST leaves and arrives (either order in the ring), and both ends close.
+      const pair = [rst(1000 + i, 'sent', i), rst(1000 + i, 'received', i)];
+      events.push(...(i % 2 ? pair.reverse() : pair));
+      events.push(tr(BigInt(1000 + i), 'ESTABLISHED', 'CLOSE', 1000 + i, 500), tr(BigInt(2000 + i), 'ESTABLISHED', 'CLOSE', 1000 + i, 500, { error: 'ECONNRESET' }));
+    }
+    // A TCP_USER_TIMEOUT death: ESTABLISHED straight to CLOSE with ETIMEDOUT, and no RST at all.
+    events.push(tr(3000n, 'ESTABLISHED', 'CLOSE', 1500, 500, { error: 'ETIMEDOUT' }));
+    tracker.ingest(events);
+    clock.nowNs = ms(2000);
+    const [a, ...rest] = tracker.evaluate();
+    expect(rest).toEqual([]);
+    expect(a).toMatchObject({ key: `rst_storm/${NS}`, value: 15, labels: { sent: '15', received: '15', pairs: '15' } });
+    expect(a!.summary).toBe(`15 RSTs in netns ${NS} within 60 s: 15 sent, 15 received (15 of them between two sockets of this namespace, so both)`);
+    expect(tracker.stats().resets).toBe(30);
+  });
+
+  it('counts each way on its own when the other end is elsewhere, and only within the window', () => {
+    const { tracker, clock } = make({ thresholds: { resets: 4 } });
+    tracker.ingest([rst(1000, 'sent', 1), rst(1001, 'sent', 2), rst(1002, 'received', 3, { saddr: '10.0.0.3' }), rst(1003, 'received', 4, { saddr: '10.0.0.3' })]);
+    clock.nowNs = ms(2000);
+    expect(tracker.evaluate()[0]).toMatchObject({ value: 4, labels: { sent: '2', received: '2', pairs: '0' } });
+    clock.nowNs = ms(70_000);
+    expect(tracker.evaluate()).toEqual([]);
   });
 });
 

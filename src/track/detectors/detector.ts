@@ -67,6 +67,8 @@ export interface DetectorContext<V> {
 export interface DetectorRun {
   /** every transition the tracker applied (oldV/newV are kernel state values; wasTimewait: held by a timewait sock) */
   transition?(e: TcpEvent, oldV: number, newV: number, wasTimewait: boolean): void;
+  /** every RST sent or received (a `reset` event) */
+  reset?(e: TcpEvent): void;
   /** what the kernel said about its listeners' queues and SYN counters (polled before evaluations) */
   listeners?(poll: ListenerPoll): void;
   /** an evaluation begins: the pass over the live table follows */

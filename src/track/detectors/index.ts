@@ -122,6 +122,11 @@ export class Detectors {
     for (let i = 0; i < this.onTransition.length; i++) this.onTransition[i]!.transition!(e, oldV, newV, wasTimewait);
   }
 
+  /** An RST sent or received. */
+  reset(e: TcpEvent): void {
+    for (const r of this.runs) r.reset?.(e);
+  }
+
   /** The kernel's view of the listeners and SYN counters, polled. */
   listeners(poll: ListenerPoll): void {
     for (const r of this.runs) r.listeners?.(poll);
