@@ -35,13 +35,16 @@ extern unsigned int CONFIG_HZ __kconfig;
  * its listener's owner (the child's first transitions run in softirq, where the current
  * task is whoever the packet interrupted). */
 struct sk_info {
-	__u64 entered_ns; /* boot ns the socket entered its current state */
-	__u64 cookie;     /* whose entry this is: differs after a clone from the listener */
-	__u32 owner_pid;
+	__u64 entered_ns; /* boot ns the socket entered its current state; with cookie 0 (an entry made by the
+			   * dump_files walk, owner only) unknown */
+	__u64 cookie;     /* whose entry this is: differs after a clone from the listener; 0: made by the walk */
+	__u32 owner_pid;  /* tgid */
 	__s32 pending_err; /* sk_err from inet_sk_error_report, carried to the next transition */
-	char owner_comm[16];
+	char owner_comm[16]; /* the owner's process name (its thread group leader's comm, as ps and ss -p show) */
 	__u8 state;        /* the state we saw it enter, to notice a transition we never saw */
-	__u8 _pad[7];
+	__u8 owner_inherited; /* the owner is its listener's (cloned): the acceptor, when accept() reports it, replaces it */
+	__u8 owner_walk;   /* the dump_files walk that last set the owner (walk_state.gen): its first holder wins */
+	__u8 _pad[5];      /* pinned entries of older versions hold zeros in the bytes above (same size) */
 };
 
 struct {
@@ -301,6 +304,56 @@ static __always_inline void flush_tw_start(struct pcpu_handoff *h)
 	h->tw_start_cookie = 0;
 }
 
+/* ---- owners: the process `ss -p` names (the holder of the socket's file) ---- */
+
+/* The acceptor of each socket accept() returned, until the socket's next transition claims it
+ * (the accept tracepoint has no trusted socket to reach its storage with). LRU: a socket that
+ * closes in process context, or never transitions again, cannot leak an entry. */
+struct accept_owner {
+	__u32 pid;     /* tgid */
+	char comm[16]; /* the thread group leader's comm */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* socket cookie */
+	__type(value, struct accept_owner);
+} accepted SEC(".maps");
+
+/* Which dump_files walk this is (user space bumps gen before each): the first holder of a
+ * socket a walk meets, in pid order, becomes its owner — a prefork parent for the listener its
+ * children inherited, the child for the connection it accepted. */
+struct walk_state {
+	__u32 gen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_state);
+} walk_state SEC(".maps");
+
+/* A process's name: its thread group leader's comm. bpf_get_current_comm() is the thread's
+ * (memcached's mc-worker, tokio-runtime-w), which neither ps nor ss -p shows. */
+static __always_inline void process_comm(const struct task_struct *t, char comm[16])
+{
+	bpf_probe_read_kernel_str(comm, 16, t->group_leader->comm);
+}
+
+/* The acceptor replaces the listener's owner a socket was cloned with (see handle_accept*). */
+static __always_inline void claim_accepted(struct sk_info *si, __u64 cookie)
+{
+	struct accept_owner *a = bpf_map_lookup_elem(&accepted, &cookie);
+	if (!a)
+		return;
+	si->owner_pid = a->pid;
+	__builtin_memcpy(si->owner_comm, a->comm, sizeof(si->owner_comm));
+	si->owner_inherited = 0;
+	bpf_map_delete_elem(&accepted, &cookie);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_set_state, const struct sock *csk, const int oldstate, const int newstate)
 {
@@ -347,6 +400,7 @@ int BPF_PROG(handle_set_state, const struct sock *csk, const int oldstate, const
 			 * unknown, the owner (if any) is the listener's. */
 			if (si->cookie)
 				ev.flags |= TCPDWELL_F_CHILD;
+			si->owner_inherited = si->cookie != 0;
 			si->cookie = cookie;
 			si->pending_err = 0;
 		}
@@ -356,7 +410,13 @@ int BPF_PROG(handle_set_state, const struct sock *csk, const int oldstate, const
 		si->state = newstate;
 		if (proc) {
 			si->owner_pid = ev.pid;
-			__builtin_memcpy(si->owner_comm, ev.comm, sizeof(si->owner_comm));
+			process_comm(bpf_get_current_task_btf(), si->owner_comm);
+			if (si->owner_inherited) {
+				si->owner_inherited = 0;
+				bpf_map_delete_elem(&accepted, &cookie);
+			}
+		} else if (si->owner_inherited && oldstate != TCP_LISTEN && oldstate != TCP_SYN_RECV) {
+			claim_accepted(si, cookie); /* accepted since its handshake? (not before it completed) */
 		}
 		if (si->owner_pid) {
 			ev.owner_pid = si->owner_pid;
@@ -606,16 +666,22 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 			struct sock *sk = (struct sock *)tp;
 			e.cgroup_id = sk_cgroup_id(sk);
 			struct sk_info *si = bpf_sk_storage_get(&sk_state, sk, 0, 0);
-			if (!si || si->cookie != e.cookie)
-				si = bpf_sk_storage_get(&peer_sk_state, sk, 0, 0);
+			/* The agent's (peer_sk_state) for what our own entry does not know: ours may
+			 * be one the dump_files walk made (cookie 0), which knows the owner only. */
+			struct sk_info *pi = !si || si->cookie != e.cookie ? bpf_sk_storage_get(&peer_sk_state, sk, 0, 0) : NULL;
 			if (si && si->cookie == e.cookie && si->state == e.new_state) {
 				e.entered_ns = si->entered_ns;
 				e.flags |= TCPDWELL_F_ENTERED_KNOWN;
-				if (si->owner_pid) {
-					e.owner_pid = si->owner_pid;
-					__builtin_memcpy(e.owner_comm, si->owner_comm, sizeof(e.owner_comm));
-					e.flags |= TCPDWELL_F_OWNER_KNOWN;
-				}
+			} else if (pi && pi->cookie == e.cookie && pi->state == e.new_state) {
+				e.entered_ns = pi->entered_ns;
+				e.flags |= TCPDWELL_F_ENTERED_KNOWN;
+			}
+			if (!(si && (si->cookie == e.cookie || !si->cookie) && si->owner_pid))
+				si = pi && pi->cookie == e.cookie && pi->owner_pid ? pi : NULL;
+			if (si) {
+				e.owner_pid = si->owner_pid;
+				__builtin_memcpy(e.owner_comm, si->owner_comm, sizeof(e.owner_comm));
+				e.flags |= TCPDWELL_F_OWNER_KNOWN;
 			}
 		}
 	}
@@ -703,9 +769,23 @@ static __always_inline int dump_file(struct bpf_iter__task_file *ctx, bool liste
 	} else {
 		*(__u32 *)r.saddr = sk->__sk_common.skc_rcv_saddr;
 	}
-	bpf_probe_read_kernel_str(r.comm, sizeof(r.comm), task->group_leader->comm);
+	process_comm(task, r.comm);
 	if (state == TCP_LISTEN)
 		fill_listener(&r, sk);
+	if (!listeners_only) {
+		/* The holder is the owner, for sockets older than us (no transition seen) and for any
+		 * whose owner changed hands since (accepted, inherited, passed over a unix socket). */
+		__u32 zero = 0;
+		struct walk_state *w = bpf_map_lookup_elem(&walk_state, &zero);
+		struct sk_info *si = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		__u8 gen = w ? w->gen : 0;
+		if (si && (si->owner_walk != gen || !si->owner_pid)) {
+			si->owner_pid = r.pid;
+			__builtin_memcpy(si->owner_comm, r.comm, sizeof(si->owner_comm));
+			si->owner_walk = gen;
+			si->owner_inherited = 0;
+		}
+	}
 	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
 	return 0;
 }
@@ -817,4 +897,79 @@ int BPF_PROG(handle_receive_reset, struct sock *sk)
 {
 	emit_reset(sk, NULL, TCPDWELL_RST_RECEIVED);
 	return 0;
+}
+
+/* ---- accept(): the acceptor becomes the owner (syscalls:sys_exit_accept4 / sys_exit_accept) ---- */
+
+/* The socket behind a new fd of the current process, as a plain address: the fd table is an
+ * array indexed at run time, which only probe reads may walk, so what comes out is untrusted
+ * (no socket storage through it: the owner waits in `accepted` for the socket's next
+ * transition). A socket's file points back at it: that check rules out anything else. */
+static __always_inline const struct sock *socket_of_fd(const struct task_struct *t, long nfd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || nfd < 0 || nfd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[nfd]) || !f)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock || BPF_CORE_READ(sock, file) != f)
+		return NULL;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	return sk ? bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock)) : NULL;
+}
+
+/* accept() returned fd in the acceptor's context: remember the acceptor for the socket's next
+ * transition, and tell user space at once (its live table and top then name it). */
+static __always_inline int on_accept(long nfd)
+{
+	if (nfd < 0)
+		return 0;
+	struct task_struct *t = bpf_get_current_task_btf();
+	const struct sock *sk = socket_of_fd(t, nfd);
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	/* The cookie the transition program gave it at its handshake; 0 when it completed before
+	 * we were attached (the dump_files walk names its holder instead). */
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
+	if (!cookie)
+		return 0;
+	struct accept_owner a = { .pid = t->tgid };
+	process_comm(t, a.comm);
+	bpf_map_update_elem(&accepted, &cookie, &a, BPF_ANY);
+
+	struct tcpdwell_event ev = {};
+	ev.type = TCPDWELL_EV_ACCEPT;
+	ev.ts_ns = bpf_ktime_get_boot_ns();
+	ev.cookie = cookie;
+	ev.pid = a.pid;
+	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
+	ev.owner_pid = a.pid;
+	__builtin_memcpy(ev.owner_comm, a.comm, sizeof(ev.owner_comm));
+	ev.flags = TCPDWELL_F_OWNER_KNOWN | TCPDWELL_F_PROCESS_CTX;
+	ev.new_state = sk->__sk_common.skc_state;
+	ev.cgroup_id = sk_cgroup_id(sk);
+	fill_common(&ev, &sk->__sk_common);
+	ev.sport = sk_local_port(sk);
+	if (wanted(&ev))
+		emit(&ev);
+	return 0;
+}
+
+/* Classic tracepoints (tracefs must be readable to attach them): off unless the tracer turns them on. */
+SEC("?tp/syscalls/sys_exit_accept4")
+int handle_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+SEC("?tp/syscalls/sys_exit_accept")
+int handle_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
 }

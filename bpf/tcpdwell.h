@@ -18,6 +18,8 @@ enum tcpdwell_event_type {
 	TCPDWELL_EV_TIMEWAIT_END = 3,   /* the timewait sock ended: timer expired, or it was killed early */
 	TCPDWELL_EV_SNAPSHOT = 4,       /* a socket that existed when tracing started (iter/tcp) */
 	TCPDWELL_EV_RESET = 5,          /* an RST sent (tcp:tcp_send_reset) or received (tcp:tcp_receive_reset); reason says which */
+	TCPDWELL_EV_ACCEPT = 6,         /* accept() handed the socket to a process (syscalls:sys_exit_accept4/accept): owner_* is
+					 * the acceptor, pid/comm its thread; the socket's later events carry that owner */
 };
 
 /* Which way an RST went (RESET only, in tcpdwell_event.reason). */

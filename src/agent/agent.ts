@@ -294,7 +294,7 @@ export class Agent {
   private reseed(netns?: Netns[], quiet = false): TcpEvent[] {
     const events: TcpEvent[] = [];
     const wanted = netns ?? namespacesToWalk((this.filters.netns ?? []).map((inode) => ({ inode, path: '' })));
-    const { unreachable } = this.tracer.snapshotNamespaces(
+    const { unreachable, files } = this.tracer.snapshotNamespaces(
       wanted,
       (ns, records) => {
         const mine = decodeRecordList(records, this.decodeStats);
@@ -303,6 +303,8 @@ export class Agent {
       },
       { drainFirst: true, ownOnly: !this.enterNetns },
     );
+    // The walk of the socket files names the holders of the sockets of namespaces not walked too.
+    this.tracker.observeHolders(decodeSockFiles(files, this.decodeStats));
     if (unreachable.length > 0 && !(quiet && this.unreachableLogged)) {
       this.opts.log?.(`snapshot: ${unreachable.length} other network namespaces skipped (capabilities dropped; start with --resnapshot to keep CAP_SYS_ADMIN for this)`);
       this.unreachableLogged = true;

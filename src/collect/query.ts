@@ -157,7 +157,9 @@ export function buildTimelines(inputs: readonly QueryInput[], f: QueryFilter): C
                 ? `TIME_WAIT(${e.substate}) ${e.reason ?? 'end'}`
                 : e.type === 'reset'
                   ? `RST ${e.reason ?? ''} in ${e.newState}`
-                  : `${e.substate ? `${e.newState}(${e.substate})` : e.newState} (existing)`,
+                  : e.type === 'accept'
+                    ? `accepted by ${e.ownerComm}/${e.ownerPid}`
+                    : `${e.substate ? `${e.newState}(${e.substate})` : e.newState} (existing)`,
         oldState: e.oldState,
         newState: e.newState,
         substate: e.substate,

@@ -2,7 +2,7 @@
 import type { Family } from '../kernel/filters.js';
 
 export type { Family };
-export type EventKind = 'transition' | 'timewait_start' | 'timewait_end' | 'snapshot' | 'reset';
+export type EventKind = 'transition' | 'timewait_start' | 'timewait_end' | 'snapshot' | 'reset' | 'accept';
 
 /** Which socket: its cookie, namespace, cgroup, ends and owner. Every per-socket record carries these. */
 export interface SocketIdentity {
@@ -38,7 +38,7 @@ export interface TcpEvent extends SocketIdentity {
   comm: string;
   /** transition: state left; other kinds: null */
   oldState: string | null;
-  /** transition: state entered; snapshot: current state; timewait: TIME_WAIT; reset: the socket's state at the RST (UNKNOWN(0): no socket) */
+  /** transition: state entered; snapshot: current state; timewait: TIME_WAIT; reset: the socket's state at the RST (UNKNOWN(0): no socket); accept: its state when accepted */
   newState: string;
   /** timewait events, timewait snapshots: TIME_WAIT or FIN_WAIT2 */
   substate: string | null;

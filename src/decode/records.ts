@@ -14,6 +14,7 @@ const KIND: Record<number, EventKind | undefined> = {
   [EventType.TIMEWAIT_END]: 'timewait_end',
   [EventType.SNAPSHOT]: 'snapshot',
   [EventType.RESET]: 'reset',
+  [EventType.ACCEPT]: 'accept',
 };
 
 function cString(buf: Buffer, offset: number, size: number): string {

@@ -86,6 +86,7 @@ export const EventType = {
   TIMEWAIT_END: 3,
   SNAPSHOT: 4,
   RESET: 5,
+  ACCEPT: 6,
 } as const;
 
 /** enum tcpdwell_tw_reason */
@@ -131,6 +132,8 @@ export const MapName = {
   netns_filter: 'netns_filter',
   port_filter: 'port_filter',
   handoff: 'handoff',
+  accepted: 'accepted',
+  walk_state: 'walk_state',
   listen_state: 'listen_state',
 } as const;
 
@@ -147,6 +150,8 @@ export const ProgramName = {
   dump_listeners: 'dump_listeners',
   handle_send_reset: 'handle_send_reset',
   handle_receive_reset: 'handle_receive_reset',
+  handle_accept4: 'handle_accept4',
+  handle_accept: 'handle_accept',
 } as const;
 
 /** The kernel's TCP states (TCP_ prefix dropped), by value. */

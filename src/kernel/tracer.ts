@@ -3,7 +3,8 @@
  * filters, loads and attaches it, and hands out raw batches. Bytes only — decoding lives in
  * src/decode/. Preflight checks are in preflight.ts, pinned state in pins.ts.
  */
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, BpfError, type RingBufferReader } from 'bpf-ts-loader';
 import { COUNTERS_FIELDS, CONFIG_FIELDS, CONFIG_SIZE, MapName, ProgramName } from './abi.js';
@@ -58,6 +59,40 @@ export type KernelCounters = Record<keyof typeof COUNTERS_FIELDS, number> & {
 };
 
 export const DEFAULT_WAKEUP_BYTES = 256 << 10;
+
+/** Attached only when tracefs lets us (classic tracepoints: libbpf reads their ids there). */
+const ACCEPT_PROGRAMS = [ProgramName.handle_accept4, ProgramName.handle_accept] as const;
+const TRACEFS = '/sys/kernel/tracing';
+const TRACEFS_MAGIC = 0x74726163;
+
+/**
+ * Whether the accept() tracepoints can be attached: their ids readable in tracefs (mounted here
+ * when it is not, which needs root or CAP_SYS_ADMIN). A non-root agent usually cannot read the
+ * root-only tracefs; it then learns who accepted a socket at the socket's next transition in
+ * process context or at the next walk of the host's socket files. Returns why not, or null.
+ */
+function acceptTracepointsUnavailable(): string | null {
+  const id = `${TRACEFS}/events/syscalls/sys_exit_accept4/id`;
+  let mounted = false;
+  try {
+    mounted = statfsSync(TRACEFS).type === TRACEFS_MAGIC;
+  } catch {
+    // no such directory
+  }
+  if (!mounted) {
+    try {
+      execFileSync('mount', ['-t', 'tracefs', 'tracefs', TRACEFS], { stdio: 'ignore' });
+    } catch {
+      return `tracefs is not mounted at ${TRACEFS} and mounting it failed`;
+    }
+  }
+  try {
+    accessSync(id, constants.R_OK);
+    return null;
+  } catch (err) {
+    return `${id}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`;
+  }
+}
 
 /** The read-only stand-in of each pinned map, for another tracer's pins (bpf/tcpdwell.bpf.c). */
 const PEER_MAPS: Record<(typeof PINNED_MAPS)[number], string> = { [MapName.sk_state]: MapName.peer_sk_state, [MapName.tw_state]: MapName.peer_tw_state };
@@ -131,11 +166,14 @@ export class Tracer {
       throw new UsageError(`ring size ${ring}: must be a power of two of at least 4096 bytes`);
     }
     if (opts.pinDir) preparePinDir(opts.pinDir);
+    const acceptWhy = acceptTracepointsUnavailable();
+    if (acceptWhy) opts.log?.(`accept() is not traced (${acceptWhy}): an accepted socket shows its listener's owner until it next changes state in its process, or until the next walk of the socket files`);
     let peerPins = opts.peerPinDir ? PINNED_MAPS.filter((m) => existsSync(`${opts.peerPinDir}/${m}`)) : [];
     const openAndLoad = (): BpfObject => {
       const o = BpfObject.open(path);
       try {
         if (ring !== undefined) o.setMaxEntries(MapName.events, ring);
+        for (const p of ACCEPT_PROGRAMS) o.setAutoload(p, acceptWhy === null);
         if (opts.pinDir) for (const m of PINNED_MAPS) o.setPinPath(m, `${opts.pinDir}/${m}`);
         for (const m of peerPins) {
           const peer = PEER_MAPS[m];
@@ -209,7 +247,8 @@ export class Tracer {
   }
 
   /**
-   * The one walk over network namespaces: each is snapshotted (iter/tcp walks the namespace it
+   * The one walk over network namespaces, after a walk of every process's socket files (which
+   * makes each socket's holder its owner, host-wide; its records are returned as `files`): each is snapshotted (iter/tcp walks the namespace it
    * is created in; this process's own needs no setns, so no CAP_SYS_ADMIN), then — with
    * `drainFirst` — the ring is drained into the readers, since what it holds is older than the
    * snapshot and must be applied first, and then the records are handed over. Namespaces with
@@ -219,7 +258,10 @@ export class Tracer {
     namespaces: readonly Netns[],
     onSnapshot: (ns: Netns, records: Buffer) => void,
     opts: { drainFirst?: boolean; ownOnly?: boolean } = {},
-  ): { noPath: Netns[]; unreachable: Netns[] } {
+  ): { noPath: Netns[]; unreachable: Netns[]; files: Buffer } {
+    // Who holds each socket first (host-wide, no setns): the walk writes the owners the
+    // snapshots then carry, for sockets older than us and those that changed hands.
+    const files = this.socketFiles({ listenersOnly: false });
     const own = ownNetnsInode();
     const noPath: Netns[] = [];
     const unreachable: Netns[] = [];
@@ -233,7 +275,7 @@ export class Tracer {
         onSnapshot(ns, records);
       }
     }
-    return { noPath, unreachable };
+    return { noPath, unreachable, files };
   }
 
   /**
@@ -242,8 +284,13 @@ export class Tracer {
    * listening sockets only, with their queues (SYN pressure), or every socket with its holder.
    */
   socketFiles(opts: { listenersOnly: boolean }): Buffer {
-    return this.obj.runIterator(opts.listenersOnly ? ProgramName.dump_listeners : ProgramName.dump_files);
+    if (opts.listenersOnly) return this.obj.runIterator(ProgramName.dump_listeners);
+    // A new walk: its first holder of each socket becomes the owner (bpf/tcpdwell.bpf.c walk_state).
+    this.walkGen = (this.walkGen % 255) + 1;
+    this.obj.map(MapName.walk_state).update(u32(0), u32(this.walkGen));
+    return this.obj.runIterator(ProgramName.dump_files);
   }
+  private walkGen = 0;
 
   /** Reads everything the kernel has written so far into the readers' callbacks. */
   drainRing(): void {

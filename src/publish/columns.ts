@@ -315,6 +315,7 @@ KIND_VALUE[EventType.TIMEWAIT_START] = 2;
 KIND_VALUE[EventType.TIMEWAIT_END] = 3;
 KIND_VALUE[EventType.SNAPSHOT] = 4;
 KIND_VALUE[EventType.RESET] = 5;
+KIND_VALUE[EventType.ACCEPT] = 6;
 
 /** u64 difference a − b of halves, as [lo, hi] in out; negative results come out as 2^64 − x (callers check). */
 function sub64(aLo: number, aHi: number, bLo: number, bHi: number, out: Uint32Array): void {

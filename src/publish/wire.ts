@@ -13,8 +13,8 @@ export type Drops = tcpdwell.v1.Drops.$Properties;
 
 export { KINDS, type MessageKind } from './subjects.js';
 
-const KIND_VALUE = { transition: 1, timewait_start: 2, timewait_end: 3, snapshot: 4, reset: 5 } as const;
-const KIND_NAME = ['unspecified', 'transition', 'timewait_start', 'timewait_end', 'snapshot', 'reset'] as const;
+const KIND_VALUE = { transition: 1, timewait_start: 2, timewait_end: 3, snapshot: 4, reset: 5, accept: 6 } as const;
+const KIND_NAME = ['unspecified', 'transition', 'timewait_start', 'timewait_end', 'snapshot', 'reset', 'accept'] as const;
 const ERRNO_VALUE = new Map<string, number>();
 
 export function errnoValue(name: string | null): number {

@@ -208,7 +208,8 @@ export class LiveTable {
     this.setOwner(slot, src.ownerPid, src.ownerComm);
   }
 
-  private setOwner(slot: number, pid: number | null, comm: string | null): void {
+  /** The socket's owner (a process and its name); null leaves it as it is. */
+  setOwner(slot: number, pid: number | null, comm: string | null): void {
     if (pid === null || (pid === this.ownerPids[slot] && comm === this.commNames.get(this.comms[slot]!))) return;
     this.ownerPids[slot] = pid;
     const c = comm ? this.commNames.acquire(comm) : 0;

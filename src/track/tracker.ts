@@ -10,7 +10,7 @@
  * disagrees with it is taken as the truth (and counted), and `seed` with a fresh snapshot
  * reconciles a namespace completely.
  */
-import type { TcpEvent } from '../decode/index.js';
+import type { SockFile, TcpEvent } from '../decode/index.js';
 import type { SysctlReaders } from '../kernel/sysctl.js';
 import { Detectors, resolveThresholds, type Alert, type DetectorThresholds } from './detectors/index.js';
 import { HistogramSet } from './histograms.js';
@@ -129,6 +129,7 @@ export class Tracker {
     timewaitFlips: 0,
     timewaitsOverdue: 0,
     resets: 0,
+    accepts: 0,
   };
 
   constructor(opts: TrackerOptions) {
@@ -167,6 +168,9 @@ export class Tracker {
         case 'reset':
           this.s.resets++;
           this.detectors.reset(e);
+          break;
+        case 'accept':
+          this.accepted(e);
           break;
       }
     }
@@ -212,6 +216,20 @@ export class Tracker {
       if (!f.listener || counted.has(f.cookie)) continue;
       counted.add(f.cookie);
       this.polledRequests.set(f.netns, (this.polledRequests.get(f.netns) ?? 0) + f.listener.requestSocks);
+    }
+  }
+
+  /**
+   * Who holds each socket's file, as the dump_files walk found them (one record per holder, in
+   * pid order): the first holder becomes the owner of a socket the table has.
+   */
+  observeHolders(files: readonly SockFile[]): void {
+    const seen = new Set<bigint>();
+    for (const f of files) {
+      if (seen.has(f.cookie)) continue;
+      seen.add(f.cookie);
+      const slot = this.live.find(cookieKey(f.cookie));
+      if (slot >= 0) this.live.setOwner(slot, f.pid, f.comm);
     }
   }
 
@@ -581,6 +599,13 @@ export class Tracker {
       this.live.move(slot, state, old | ENTERED_EXACT, entered);
     }
     this.live.refresh(slot, e);
+  }
+
+  /** accept() handed a socket to a process: from now on it is the owner. */
+  private accepted(e: TcpEvent): void {
+    this.s.accepts++;
+    const slot = e.cookie === 0n ? -1 : this.live.find(cookieKey(e.cookie));
+    if (slot >= 0) this.live.setOwner(slot, e.ownerPid, e.ownerComm);
   }
 
   // ---- helpers ---------------------------------------------------------------------------

@@ -119,6 +119,8 @@ export interface TrackerStats {
   timewaitsOverdue: number;
   /** RSTs sent or received (reset events) */
   resets: number;
+  /** sockets accept() handed to a process (accept events) */
+  accepts: number;
   /** dwell records kept out of per-netns/cgroup/port histograms because the histogram cap was reached */
   histogramsDropped: number;
   /** detector keys not tracked because a detector's key cap was reached */

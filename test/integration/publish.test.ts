@@ -58,14 +58,16 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     expect(msgs.every((m) => m.subject.startsWith('tcpdwell.v1.test-host.'))).toBe(true);
     const published = transitionEvents(msgs).map((e) => ({ ...e }));
     const fromTrace = tracing.out().trim().split('\n').map((l) => JSON.parse(l));
-    expect(published.length).toBe(15);
-    expect(fromTrace.length).toBe(15);
+    // 15 transitions and timewait events, the server's accept(), and the refused connect's RST (sent, for no socket) and its arrival.
+    expect(published.map((e) => e.type).filter((t) => t === 'accept' || t === 'reset')).toEqual(['accept', 'reset', 'reset']);
+    expect(published.length).toBe(18);
+    expect(fromTrace.length).toBe(18);
     // trace and the agent each load their own copy of the program, so each stamps its own
     // times: match events by socket and transition, and let times differ by the few µs between.
     const key = (e: { type: string; cookie: unknown; oldState?: string | null; newState?: string; substate?: string | null }) =>
       `${e.type}/${e.cookie}/${e.oldState ?? ''}/${e.type === 'transition' ? e.newState : ''}/${e.substate ?? ''}`;
     const traceByKey = new Map(fromTrace.map((e) => [key(e), e]));
-    expect(traceByKey.size).toBe(15);
+    expect(traceByKey.size).toBe(18);
     for (const e of published) {
       const t = traceByKey.get(key({ ...e, cookie: e.cookie.toString() }));
       expect(t, key(e)).toBeDefined();
