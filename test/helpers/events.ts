@@ -14,7 +14,7 @@ export const CLIENT_SOCKET = { netns: 4026531840, cgroupId: 1n, family: 'inet', 
 /** What an event says; `dwellNs` follows from tsNs and enteredNs (given, it must agree). */
 export type EventSpec = Partial<TcpEvent> & { tsNs: bigint };
 
-const TYPE = { transition: EventType.TRANSITION, timewait_start: EventType.TIMEWAIT_START, timewait_end: EventType.TIMEWAIT_END, snapshot: EventType.SNAPSHOT, reset: EventType.RESET } as const;
+const TYPE = { transition: EventType.TRANSITION, timewait_start: EventType.TIMEWAIT_START, timewait_end: EventType.TIMEWAIT_END, snapshot: EventType.SNAPSHOT, reset: EventType.RESET, accept: EventType.ACCEPT } as const;
 const REASON = { expired: TwReason.EXPIRED, killed: TwReason.KILLED, sent: RstDirection.SENT, received: RstDirection.RECEIVED } as const;
 
 /** The kernel record (EVENT_SIZE bytes) of an event. Unset fields are 0, as the kernel leaves them. */
