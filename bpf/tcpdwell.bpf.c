@@ -406,7 +406,10 @@ int BPF_PROG(handle_set_state, const struct sock *csk, const int oldstate, const
 		}
 		ev.error = si->pending_err;
 		si->pending_err = 0;
-		si->entered_ns = now;
+		/* A same-state transition (FIN_WAIT1 -> FIN_WAIT1: close() after shutdown(SHUT_WR)
+		 * before the FIN is acked; LAST_ACK, FIN_WAIT2 alike) leaves nothing: the entry time stays. */
+		if (oldstate != newstate || !(ev.flags & TCPDWELL_F_ENTERED_KNOWN))
+			si->entered_ns = now;
 		si->state = newstate;
 		if (proc) {
 			si->owner_pid = ev.pid;

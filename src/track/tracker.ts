@@ -130,6 +130,7 @@ export class Tracker {
     timewaitsOverdue: 0,
     resets: 0,
     accepts: 0,
+    sameStateTransitions: 0,
   };
 
   constructor(opts: TrackerOptions) {
@@ -337,6 +338,10 @@ export class Tracker {
     this.s.transitions++;
     const oldV = stateValue(e.oldState);
     const newV = stateValue(e.newState);
+    if (oldV === newV && oldV !== 0) {
+      this.sameState(e, oldV);
+      return;
+    }
     const ts = Number(e.tsNs);
     let twSubstate = 0;
     let since = NaN;
@@ -599,6 +604,24 @@ export class Tracker {
       this.live.move(slot, state, old | ENTERED_EXACT, entered);
     }
     this.live.refresh(slot, e);
+  }
+
+  /**
+   * A same-state transition (FIN_WAIT1 → FIN_WAIT1: close() after shutdown(SHUT_WR) before the
+   * FIN is acked; LAST_ACK, FIN_WAIT2 alike): the socket did not leave its state. No dwell
+   * record, no histogram entry, and the table keeps the entry time (so does the kernel). Only
+   * a table that lacks the socket or has it elsewhere (an event was lost) takes the kernel's word.
+   */
+  private sameState(e: TcpEvent, v: number): void {
+    this.s.sameStateTransitions++;
+    if (e.cookie === 0n) {
+      this.s.noCookie++;
+      return;
+    }
+    const key = cookieKey(e.cookie);
+    const slot = this.live.find(key);
+    if (slot >= 0 && this.live.state(slot) === v && !(this.live.flagsOf(slot) & TIMEWAIT)) this.live.refresh(slot, e);
+    else this.applyTransition(e, key, slot, v, v, Number(e.tsNs));
   }
 
   /** accept() handed a socket to a process: from now on it is the owner. */

@@ -121,6 +121,8 @@ export interface TrackerStats {
   resets: number;
   /** sockets accept() handed to a process (accept events) */
   accepts: number;
+  /** transitions into the state the socket was in (FIN_WAIT1 → FIN_WAIT1, ...): no dwell record, the entry time kept */
+  sameStateTransitions: number;
   /** dwell records kept out of per-netns/cgroup/port histograms because the histogram cap was reached */
   histogramsDropped: number;
   /** detector keys not tracked because a detector's key cap was reached */

@@ -123,6 +123,21 @@ describe('dwell records from recorded kernel events', () => {
 });
 
 describe('dwell records from synthetic sequences', () => {
+  it('a same-state transition (FIN_WAIT1 -> FIN_WAIT1) keeps the entry time: one FIN_WAIT1 record of the whole 610 ms, counted once', () => {
+    const { tracker, records, clock } = make();
+    tracker.ingest([tr(7n, 'CLOSE', 'SYN_SENT', 100, null), tr(7n, 'SYN_SENT', 'ESTABLISHED', 200, 100), tr(7n, 'ESTABLISHED', 'FIN_WAIT1', 1000, 200)]);
+    // shutdown(SHUT_WR) at 1000, close() at 1300 before the FIN is acked: the kernel keeps the entry time.
+    tracker.ingest([tr(7n, 'FIN_WAIT1', 'FIN_WAIT1', 1300, 1000, { actorIsOwner: true })]);
+    clock.nowNs = ms(1500);
+    expect(tracker.stuck({ states: ['FIN_WAIT1'] })[0]).toMatchObject({ ageNs: ms(500), ageIsLowerBound: false });
+    tracker.ingest([tr(7n, 'FIN_WAIT1', 'FIN_WAIT2', 1610, 1000)]);
+    expect(records.filter((r) => r.state === 'FIN_WAIT1')).toEqual([expect.objectContaining({ dwellNs: ms(610), nextState: 'FIN_WAIT2', precision: 'exact', enteredNs: ms(1000) })]);
+    expect(records.map(summary)).toEqual(['SYN_SENT->ESTABLISHED', 'ESTABLISHED->FIN_WAIT1', 'FIN_WAIT1->FIN_WAIT2']);
+    const fin1 = tracker.takeHistograms().totals().get('FIN_WAIT1')!;
+    expect(fin1.totalCount).toBe(1);
+    expect(tracker.stats()).toMatchObject({ sameStateTransitions: 1, corrections: 0, duplicates: 0, late: 0 });
+  });
+
   it('simultaneous close: CLOSING is a state of its own, handed to TIME_WAIT', () => {
     const { tracker, records } = make();
     tracker.ingest([

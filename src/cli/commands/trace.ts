@@ -149,6 +149,8 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
       });
       snapshotSkipped = noPath.length;
       for (const ns of noPath) opts.err.write(`tcpdwell trace: no path opens network namespace ${ns.inode}; its existing sockets are not listed\n`);
+    } else {
+      tracer.socketFiles({ listenersOnly: false }); // not listed, but their holders are their owners in the events to come
     }
     opts.err.write('tcpdwell trace: tracing TCP state transitions (Ctrl-C to stop)\n');
     opts.onReady?.();
