@@ -173,7 +173,8 @@ export class Tracer {
       const o = BpfObject.open(path);
       try {
         if (ring !== undefined) o.setMaxEntries(MapName.events, ring);
-        for (const p of ACCEPT_PROGRAMS) o.setAutoload(p, acceptWhy === null);
+        const programs = new Set(o.programs().map((p) => p.name));
+        for (const p of ACCEPT_PROGRAMS) if (programs.has(p)) o.setAutoload(p, acceptWhy === null);
         if (opts.pinDir) for (const m of PINNED_MAPS) o.setPinPath(m, `${opts.pinDir}/${m}`);
         for (const m of peerPins) {
           const peer = PEER_MAPS[m];
