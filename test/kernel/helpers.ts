@@ -7,7 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach } from 'vitest';
+import { afterEach, beforeEach, onTestFinished } from 'vitest';
 import { decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../../src/decode/index.js';
 import { resolveNetns, type Netns } from '../../src/kernel/namespaces.js';
 import { Tracer, DEFAULT_OBJECT_PATH, type TracerOptions } from '../../src/kernel/tracer.js';
@@ -195,6 +195,13 @@ export class TraceInstance {
   close(): void {
     for (const e of this.events) writeFileSync(`${this.dir}/events/${e}/enable`, '0');
     rmdirSync(this.dir);
+  }
+
+  /** An instance for the running test, removed when it finishes. */
+  static forThisTest(events: string[]): TraceInstance {
+    const t = new TraceInstance(events);
+    onTestFinished(() => t.close());
+    return t;
   }
 }
 

@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { clockBoottimeNs } from 'bpf-ts-loader';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Tracker } from '../../src/track/index.js';
 import { bySocket, eachTestInNamespace, kernelAvailable, sequence, snmpCounter, TraceInstance, type Collector, type TestNetns } from './helpers.js';
 
@@ -20,15 +20,10 @@ describe.skipIf(!kernelAvailable)('resets, from tcp:tcp_send_reset and tcp:tcp_r
     netns = n;
     col = c;
   });
-  let trace: TraceInstance | null = null;
-  afterEach(() => {
-    trace?.close();
-    trace = null;
-  });
 
   it('15 RSTs between two sockets on loopback are 15 sent and 15 received, by the right sockets, as OutRsts and tracefs say; the storm counts 15', async () => {
     const PORT = 8701;
-    trace = new TraceInstance(['tcp/tcp_send_reset', 'tcp/tcp_receive_reset']);
+    const trace = TraceInstance.forThisTest(['tcp/tcp_send_reset', 'tcp/tcp_receive_reset']);
     const outRsts = snmpCounter(netns, 'Tcp', 'OutRsts');
     const w = await netns.run('rsts', '127.0.0.1', PORT, 15);
     const events = await col.waitFor((ev) => ev.filter((e) => e.type === 'reset').length >= 30);

@@ -8,7 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clockBoottimeNs } from 'bpf-ts-loader';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Tracker, type DwellRecord } from '../../src/track/index.js';
 import { eachTestInNamespace, kernelAvailable, TraceInstance, type Collector, type TestNetns } from './helpers.js';
 
@@ -32,15 +32,10 @@ describe.skipIf(!kernelAvailable)('same-state transitions', () => {
     netns = n;
     col = c;
   });
-  let trace: TraceInstance | null = null;
-  afterEach(() => {
-    trace?.close();
-    trace = null;
-  });
 
   it('python3 -m http.server: each connection is one FIN_WAIT1 record of the whole phase (as tracefs times it), counted once', async () => {
     const PORT = 8901;
-    trace = new TraceInstance(['sock/inet_sock_set_state']);
+    const trace = TraceInstance.forThisTest(['sock/inet_sock_set_state']);
     const server = spawn('ip', ['netns', 'exec', netns.name, 'python3', '-m', 'http.server', String(PORT), '--bind', '127.0.0.1'], { stdio: 'ignore' });
     try {
       for (let i = 0; ; i++) {
@@ -76,7 +71,7 @@ describe.skipIf(!kernelAvailable)('same-state transitions', () => {
 
   it('a lingering close held in FIN_WAIT1 for 600 ms is one exact FIN_WAIT1 dwell of ~600 ms, not 300 + 300', async () => {
     const PORT = 8902;
-    trace = new TraceInstance(['sock/inet_sock_set_state']);
+    const trace = TraceInstance.forThisTest(['sock/inet_sock_set_state']);
     const out = execFileSync('ip', ['netns', 'exec', netns.name, 'python3', LINGER, String(PORT), '600'], { encoding: 'utf8' });
     const { clientPort } = JSON.parse(out) as { clientPort: number };
     const events = await col.waitFor((ev) => ev.some((e) => e.type === 'transition' && e.sport === PORT && e.oldState === 'FIN_WAIT1' && e.newState === 'FIN_WAIT2'));
