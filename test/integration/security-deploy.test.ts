@@ -109,7 +109,8 @@ describe('deploy/systemd/tcpdwell.service', () => {
       child.kill('SIGTERM');
       expect(await new Promise((r) => child.on('close', r))).toBe(0);
       const events = transitionEvents(await readStream(nats.url));
-      expect(events).toHaveLength(13);
+      expect(events).toHaveLength(14); // 13 transitions and timewait events, and the server's accept()
+      expect(events.filter((e) => e.type === 'accept')).toHaveLength(1);
       expect(events.some((e) => e.type === 'timewait_start')).toBe(true);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
