@@ -52,7 +52,7 @@ function environmentError(err: unknown, doing: string): unknown {
  * same CPU (bpf_prog_info.recursion_misses) — events the program never saw.
  */
 export type KernelCounters = Record<keyof typeof COUNTERS_FIELDS, number> & {
-  /** skipped runs of the transition program: transitions lost (in any namespace) */
+  /** skipped runs of the programs that emit events of their own (transitions, resets, accept()): those events lost (in any namespace) */
   skipped_transitions: number;
   /** skipped runs of the timer programs: each may have been a timewait start or end */
   skipped_timer: number;
@@ -98,6 +98,14 @@ function acceptTracepointsUnavailable(): string | null {
 const PEER_MAPS: Record<(typeof PINNED_MAPS)[number], string> = { [MapName.sk_state]: MapName.peer_sk_state, [MapName.tw_state]: MapName.peer_tw_state };
 
 const TIMER_PROGRAMS = new Set<string>([ProgramName.handle_timer_start, ProgramName.handle_timer_cancel, ProgramName.handle_timer_expire]);
+/** Each run of these emits its own event: a skipped run is one lost. */
+const EVENT_PROGRAMS = new Set<string>([
+  ProgramName.handle_set_state,
+  ProgramName.handle_send_reset,
+  ProgramName.handle_receive_reset,
+  ProgramName.handle_accept4,
+  ProgramName.handle_accept,
+]);
 
 function encodeConfig(opts: TracerOptions): Buffer {
   const buf = Buffer.alloc(CONFIG_SIZE);
@@ -308,7 +316,7 @@ export class Tracer {
     const slots = this.obj.map(MapName.counters).lookupPerCpu(u32(0)) ?? [];
     const out = { skipped_transitions: 0, skipped_timer: 0 } as KernelCounters;
     for (const p of this.obj.programStats()) {
-      if (p.name === ProgramName.handle_set_state) out.skipped_transitions += p.recursionMisses;
+      if (EVENT_PROGRAMS.has(p.name)) out.skipped_transitions += p.recursionMisses;
       else if (TIMER_PROGRAMS.has(p.name)) out.skipped_timer += p.recursionMisses;
     }
     for (const [name, f] of Object.entries(COUNTERS_FIELDS) as [keyof typeof COUNTERS_FIELDS, { offset: number }][]) {
