@@ -9,7 +9,7 @@ import { Agent } from '../../src/agent/agent.js';
 import { Collector } from '../../src/collect/collector.js';
 import { mergeSnapshots } from '../../src/collect/views.js';
 import { freePort, startLocalNats, type LocalNats } from '../../src/publish/nats-server.js';
-import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
+import { kernelAvailable, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
 import { contiguousOnce, readStream, seqsByEpoch, transitionEvents } from './helpers.js';
 import { until } from './collect-helpers.js';
 
@@ -81,7 +81,7 @@ describe.skipIf(!kernelAvailable)('a three-node NATS cluster with a replicated s
     // Every event read by the agents first (the spools can be empty before the second burst's
     // last events reach them: 30 were missing once), then they ride out the failover on their
     // spools (an agent connected to the stopped node reconnects first).
-    await until(() => agents.every((a) => a.status().tracker.events >= 2 * (30 * 11 + 2)), 15_000, 'every event in the agents');
+    await until(() => agents.every((a) => a.status().tracker.events >= 2 * (30 * EVENTS_PER_CONNECTION + 2)), 15_000, 'every event in the agents');
     await until(() => agents.every((a) => a.status().spool.messages === 0), 30_000, 'spools drained');
     const finals = await Promise.all(agents.map((a) => a.stop(20_000)));
     for (const s of finals) expect(s.spool.messages).toBe(0);
@@ -94,14 +94,14 @@ describe.skipIf(!kernelAvailable)('a three-node NATS cluster with a replicated s
     for (const host of hosts) {
       const mine = stream.filter((m) => m.header.hostId === host);
       for (const seqs of seqsByEpoch(mine).values()) expect(contiguousOnce(seqs)).toBe(true);
-      expect(transitionEvents(mine).length).toBe(2 * (30 * 11 + 2));
+      expect(transitionEvents(mine).length).toBe(2 * (30 * EVENTS_PER_CONNECTION + 2));
     }
     const counted = () => collectors.reduce((n, c) => n + c.stats().counted, 0);
     await until(() => counted() === stream.length, 30_000, `${stream.length} counted`);
     await sleep(500);
     expect(counted()).toBe(stream.length);
     const fleet = mergeSnapshots(collectors.map((c) => c.snapshot()));
-    for (const host of hosts) expect(fleet.events[host]).toBe(2 * (30 * 11 + 2));
+    for (const host of hosts) expect(fleet.events[host]).toBe(2 * (30 * EVENTS_PER_CONNECTION + 2));
     // c1 learns what c2 counted through its watch on the shared KV bucket, which can lag behind
     // on a cluster that has just failed over (seen once on Node 24 in CI): wait for it to converge.
     const complete = () => c1.agentRuns().length > 0 && c1.agentRuns().every((r) => r.above.length === 0 && r.upTo === r.maxSeq);

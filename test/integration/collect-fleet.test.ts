@@ -10,7 +10,7 @@ import { Agent } from '../../src/agent/agent.js';
 import { Collector } from '../../src/collect/collector.js';
 import { CollectorMetrics } from '../../src/collect/metrics.js';
 import { mergeSnapshots } from '../../src/collect/views.js';
-import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
+import { kernelAvailable, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
 import { readStream, startNats, transitionEvents, type TestNats } from './helpers.js';
 import { until } from './collect-helpers.js';
 
@@ -68,7 +68,7 @@ describe.skipIf(!kernelAvailable)('the fleet collector with two real agents (two
       expect(fleet.messages[host]).toEqual(byKind);
       expect(fleet.events[host]).toBe(transitionEvents(mine).length);
     }
-    expect(fleet.events['host-b']).toBe(20 * 11 + 2);
+    expect(fleet.events['host-b']).toBe(20 * EVENTS_PER_CONNECTION + 2);
     expect(fleet.connectFailures).toEqual({ ECONNREFUSED: { '127.0.0.1:8602': 1 } });
     // Both instances hold the same latest picture of both hosts, and no sequence is missing.
     await until(() => c1!.hosts().length === 2 && c2!.hosts().length === 2, 5000, 'both hosts');

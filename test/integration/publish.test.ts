@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vit
 import { connect } from '@nats-io/transport-node';
 import { Svcm } from '@nats-io/services';
 import { Agent } from '../../src/agent/agent.js';
-import { kernelAvailable, ssCounts, TestNetns } from '../kernel/helpers.js';
+import { kernelAvailable, ssCounts, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
 import { toSsCounts } from '../../src/track/index.js';
 import { contiguousOnce, readStream, seqsByEpoch, spawnUntil, startNats, transitionEvents, type TestNats } from './helpers.js';
 import { until } from './collect-helpers.js';
@@ -102,7 +102,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     await netns.run('burst', '127.0.0.1', 8513, 50);
     // Every event read by the agent before waiting for the spool to empty (it can be empty
     // for a moment before the last closes have come through the ring: once on a busy CI run).
-    await until(() => agent.status().tracker.events >= 3 * (50 * 11 + 2), 15_000, 'every event in the agent');
+    await until(() => agent.status().tracker.events >= 3 * (50 * EVENTS_PER_CONNECTION + 2), 15_000, 'every event in the agent');
     const deadline = Date.now() + 15_000;
     while (agent.status().spool.messages > 0 && Date.now() < deadline) await sleep(100);
     const status = await agent.stop();
@@ -113,7 +113,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     expect(seqs.size).toBe(1);
     expect(contiguousOnce([...seqs.values()][0]!)).toBe(true);
     // 3 bursts of 50 connections, 11 events each, plus 3 listeners x 2.
-    expect(transitionEvents(msgs).length).toBe(3 * (50 * 11 + 2));
+    expect(transitionEvents(msgs).length).toBe(3 * (50 * EVENTS_PER_CONNECTION + 2));
   });
 
   it('the agent SIGKILLed with a full spool and restarted: the spool is re-sent, nothing lost, nothing doubled', async () => {
@@ -161,9 +161,9 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     const seqs = seqsByEpoch(msgs);
     expect([...seqs.keys()].sort()).toEqual([1, 2]);
     for (const s of seqs.values()) expect(contiguousOnce(s)).toBe(true);
-    // Every event of both bursts arrived once: 2 x (30 x 11 + 2).
+    // Every event of both bursts arrived once: 2 x (30 connections + a listener).
     const events = transitionEvents(msgs.filter((m) => Number(m.header.epoch) === 1));
-    expect(events.length).toBe(2 * (30 * 11 + 2));
+    expect(events.length).toBe(2 * (30 * EVENTS_PER_CONNECTION + 2));
   });
 
   it('dwell records, the summary (live table, histograms, stuck sockets) and a CLOSE_WAIT leak alert (threshold lowered at run time) reach the stream', async () => {
@@ -364,7 +364,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
       await agent.stop();
     }
     const events = transitionEvents(await readStream(nats.url));
-    expect(events.length).toBe(13);
+    expect(events.length).toBe(EVENTS_PER_CONNECTION + 2);
     expect(events.every((e) => e.sport === 8532 || e.dport === 8532)).toBe(true);
   });
 });
@@ -394,7 +394,7 @@ describe.skipIf(!kernelAvailable)('starting without a broker, and small payload 
       while (agent.status().spool.messages > 0 && Date.now() < deadline) await sleep(100);
       await agent.stop();
       const msgs = await readStream(nats.url);
-      expect(transitionEvents(msgs)).toHaveLength(13);
+      expect(transitionEvents(msgs)).toHaveLength(EVENTS_PER_CONNECTION + 2);
       for (const seqs of seqsByEpoch(msgs).values()) expect(contiguousOnce(seqs)).toBe(true);
     } finally {
       netns.delete();
@@ -412,13 +412,13 @@ describe.skipIf(!kernelAvailable)('starting without a broker, and small payload 
       const agent = await Agent.start({ host: 'small', connection: { servers: [nats.url] }, spoolDir, flushIntervalMs: 60_000, tracer: { netns: [netns.ns.inode] } });
       await netns.run('burst', '127.0.0.1', 8552, 20);
       // Until the last closes have reached the agent (a fixed pause was too short once on a busy CI run).
-      await until(() => agent.status().tracker.events >= 20 * 11 + 2, 10_000, 'every event in the agent');
+      await until(() => agent.status().tracker.events >= 20 * EVENTS_PER_CONNECTION + 2, 10_000, 'every event in the agent');
       await agent.stop();
       const msgs = await readStream(nats.url);
       const batches = msgs.filter((m) => m.kind === 'transitions');
       expect(batches.length).toBeGreaterThan(1);
       expect(batches.every((m) => m.data.length <= 2048)).toBe(true);
-      expect(transitionEvents(msgs)).toHaveLength(20 * 11 + 2);
+      expect(transitionEvents(msgs)).toHaveLength(20 * EVENTS_PER_CONNECTION + 2);
       for (const seqs of seqsByEpoch(msgs).values()) expect(contiguousOnce(seqs)).toBe(true);
     } finally {
       netns.delete();
@@ -461,7 +461,7 @@ authorization {
       await sleep(300);
       await agent.stop();
       const msgs = await readStream(nats.url, 'TCPDWELL', { user: 'admin', pass: 'adminpw' });
-      expect(transitionEvents(msgs).length).toBe(13);
+      expect(transitionEvents(msgs).length).toBe(EVENTS_PER_CONNECTION + 2);
 
       // The same user cannot publish as another host.
       const nc = await connect({ servers: nats.url, user: 'host1', pass: 'pw1' });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
+import { kernelAvailable, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
 import { readStream, startNats, transitionEvents } from './helpers.js';
 import { START_CAPABILITIES } from '../../src/kernel/privileges.js';
 
@@ -109,7 +109,7 @@ describe('deploy/systemd/tcpdwell.service', () => {
       child.kill('SIGTERM');
       expect(await new Promise((r) => child.on('close', r))).toBe(0);
       const events = transitionEvents(await readStream(nats.url));
-      expect(events).toHaveLength(14); // 13 transitions and timewait events, and the server's accept()
+      expect(events).toHaveLength(EVENTS_PER_CONNECTION + 2); // as root: the server's accept() is traced
       expect(events.filter((e) => e.type === 'accept')).toHaveLength(1);
       expect(events.some((e) => e.type === 'timewait_start')).toBe(true);
     } finally {

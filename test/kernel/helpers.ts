@@ -211,3 +211,11 @@ export function snmpCounter(netns: TestNetns, group: string, name: string): numb
   const names = lines[0]!.split(/\s+/);
   return Number(lines[1]!.split(/\s+/)[names.indexOf(name)]);
 }
+
+/**
+ * Events a connection makes under the workloads' client-first close (client-first, burst):
+ * 5 client and 5 server-child transitions, the client's timewait start, and the server's
+ * accept() (traced by root; a non-root agent cannot read tracefs and has one less). A
+ * listener adds 2 (CLOSE→LISTEN, LISTEN→CLOSE).
+ */
+export const EVENTS_PER_CONNECTION = 12;
