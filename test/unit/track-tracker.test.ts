@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
 import { Tracker, toSsCounts, type DwellRecord } from '../../src/track/index.js';
 import { addrText, encodeSummary, pb } from '../../src/publish/wire.js';
-import { CLIENT_SOCKET, event } from '../helpers/events.js';
+import { CLIENT_SOCKET, event, sockFile } from '../helpers/events.js';
 
 /** Recorded kernel records from test/fixtures, decoded. */
 const fixture = (name: string): TcpEvent[] => {
@@ -123,6 +123,20 @@ describe('dwell records from recorded kernel events', () => {
 });
 
 describe('dwell records from synthetic sequences', () => {
+  it("an accept() event makes the acceptor the socket's owner, and the holder walk names the first holder of sockets it has", () => {
+    const { tracker, clock } = make();
+    const child = { sport: 443, dport: 50000, child: true, ownerPid: 100, ownerComm: 'nginx' };
+    tracker.ingest([tr(9n, 'LISTEN', 'SYN_RECV', 1000, null, child), tr(9n, 'SYN_RECV', 'ESTABLISHED', 1001, 1000, child)]);
+    clock.nowNs = ms(1500);
+    expect(tracker.stuck({ states: ['ESTABLISHED'] })[0]).toMatchObject({ ownerPid: 100 }); // its listener's, until accept()
+    tracker.ingest([ev({ type: 'accept', cookie: 9n, atMs: 1002, enteredMs: null, dwellNs: null, oldState: null, newState: 'ESTABLISHED', sport: 443, dport: 50000, ownerPid: 101, ownerComm: 'nginx', pid: 101, comm: 'nginx' })]);
+    expect(tracker.stuck({ states: ['ESTABLISHED'] })[0]).toMatchObject({ ownerPid: 101, ownerComm: 'nginx' });
+    expect(tracker.stats().accepts).toBe(1);
+    // Held by two processes (in pid order): the first is the owner.
+    tracker.observeHolders([sockFile({ cookie: 9n, state: 'ESTABLISHED', pid: 200, comm: 'app' }), sockFile({ cookie: 9n, state: 'ESTABLISHED', pid: 201, comm: 'helper' })]);
+    expect(tracker.stuck({ states: ['ESTABLISHED'] })[0]).toMatchObject({ ownerPid: 200, ownerComm: 'app' });
+  });
+
   it('a same-state transition (FIN_WAIT1 -> FIN_WAIT1) keeps the entry time: one FIN_WAIT1 record of the whole 610 ms, counted once', () => {
     const { tracker, records, clock } = make();
     tracker.ingest([tr(7n, 'CLOSE', 'SYN_SENT', 100, null), tr(7n, 'SYN_SENT', 'ESTABLISHED', 200, 100), tr(7n, 'ESTABLISHED', 'FIN_WAIT1', 1000, 200)]);
