@@ -339,7 +339,9 @@ struct {
  * (memcached's mc-worker, tokio-runtime-w), which neither ps nor ss -p shows. */
 static __always_inline void process_comm(const struct task_struct *t, char comm[16])
 {
-	bpf_probe_read_kernel_str(comm, 16, t->group_leader->comm);
+	/* Plain loads (the leader is RCU-protected and the task trusted here): no helper call. */
+	const struct task_struct *leader = t->group_leader;
+	__builtin_memcpy(comm, leader->comm, 16);
 }
 
 /* The acceptor replaces the listener's owner a socket was cloned with (see handle_accept*). */
@@ -910,18 +912,19 @@ int BPF_PROG(handle_receive_reset, struct sock *sk)
  * transition). A socket's file points back at it: that check rules out anything else. */
 static __always_inline const struct sock *socket_of_fd(const struct task_struct *t, long nfd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	if (!fdt || nfd < 0 || nfd >= BPF_CORE_READ(fdt, max_fds))
+	/* Plain loads through BTF pointers (exception-table guarded, no helper call each: the same
+	 * as for handle_set_state); only the slot of the fd array needs a probe read. */
+	const struct fdtable *fdt = t->files->fdt;
+	if (!fdt || nfd < 0 || nfd >= fdt->max_fds)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[nfd]) || !f)
+	struct file *fp = NULL;
+	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fdt->fd[nfd]) || !fp)
 		return NULL;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	if (!sock || BPF_CORE_READ(sock, file) != f)
+	const struct file *f = bpf_rdonly_cast(fp, bpf_core_type_id_kernel(struct file));
+	const struct socket *sock = bpf_rdonly_cast(f->private_data, bpf_core_type_id_kernel(struct socket));
+	if (!sock || sock->file != fp || !sock->sk)
 		return NULL;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	return sk ? bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock)) : NULL;
+	return bpf_rdonly_cast(sock->sk, bpf_core_type_id_kernel(struct sock));
 }
 
 /* accept() returned fd in the acceptor's context: remember the acceptor for the socket's next

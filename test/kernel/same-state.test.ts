@@ -33,7 +33,7 @@ describe.skipIf(!kernelAvailable)('same-state transitions', () => {
     col = c;
   });
 
-  it('python3 -m http.server: each connection is one FIN_WAIT1 record of the whole phase (as tracefs times it), counted once', async () => {
+  it('python3 -m http.server: each connection in FIN_WAIT1 is one record of the whole phase (as tracefs times it), counted once, however often the kernel repeats the state', async () => {
     const PORT = 8901;
     const trace = TraceInstance.forThisTest(['sock/inet_sock_set_state']);
     const server = spawn('ip', ['netns', 'exec', netns.name, 'python3', '-m', 'http.server', String(PORT), '--bind', '127.0.0.1'], { stdio: 'ignore' });
@@ -44,25 +44,31 @@ describe.skipIf(!kernelAvailable)('same-state transitions', () => {
         await sleep(25);
       }
       execFileSync('ip', ['netns', 'exec', netns.name, 'python3', '-c', `import http.client\nfor _ in range(5):\n    c = http.client.HTTPConnection("127.0.0.1", ${PORT}); c.request("GET", "/"); c.getresponse().read(); c.close()`]);
-      const events = await col.waitFor((ev) => ev.filter((e) => e.type === 'transition' && e.sport === PORT && e.oldState === 'FIN_WAIT1' && e.newState === 'FIN_WAIT2').length >= 5);
+      const events = await col.waitFor((ev) => ev.filter((e) => e.type === 'transition' && e.sport === PORT && e.dport !== 0 && e.newState === 'CLOSE').length >= 5);
       const records: DwellRecord[] = [];
       const tracker = new Tracker({ clock: clockBoottimeNs, onDwell: (r) => records.push(r) });
       tracker.ingest(events);
       const k = kernelTransitions(trace, PORT).filter((t) => t.sport === PORT);
-      // The server does it on every connection: the kernel says so.
-      expect(k.filter((t) => t.from === 'FIN_WAIT1' && t.to === 'FIN_WAIT1')).toHaveLength(5);
+      // The server does it whenever its close() comes before the ACK of its FIN (nearly always
+      // here; the client's own close races it): the kernel says how often.
+      const same = k.filter((t) => t.from === 'FIN_WAIT1' && t.to === 'FIN_WAIT1');
+      expect(same.length).toBeGreaterThan(0);
+      expect(tracker.stats().sameStateTransitions).toBe(same.length);
+      // One FIN_WAIT1 record per socket that was in FIN_WAIT1, of the whole phase, and none for the repeat.
+      const throughFin1 = k.filter((t) => t.from === 'ESTABLISHED' && t.to === 'FIN_WAIT1');
       const fin1 = records.filter((r) => r.state === 'FIN_WAIT1' && r.sport === PORT);
-      expect(fin1).toHaveLength(5);
+      expect(fin1).toHaveLength(throughFin1.length);
       expect(records.some((r) => r.state === 'FIN_WAIT1' && r.nextState === 'FIN_WAIT1')).toBe(false);
       for (const r of fin1) {
         const mine = k.filter((t) => t.dport === r.dport);
         const entered = mine.find((t) => t.from === 'ESTABLISHED' && t.to === 'FIN_WAIT1')!.tNs;
-        const left = mine.find((t) => t.from === 'FIN_WAIT1' && t.to === 'FIN_WAIT2')!.tNs;
+        const left = mine.find((t) => t.from === 'FIN_WAIT1' && t.to !== 'FIN_WAIT1')!.tNs;
         expect(r.precision).toBe('exact');
         expect(Math.abs(Number(r.dwellNs) - (left - entered))).toBeLessThan(20_000);
       }
-      expect(tracker.takeHistograms().totals().get('FIN_WAIT1')!.totalCount).toBe(5);
-      expect(tracker.stats().sameStateTransitions).toBe(5);
+      // The histogram counts every socket's FIN_WAIT1 once (a client that closed first has one too).
+      const allFin1 = kernelTransitions(trace, PORT).filter((t) => t.from === 'ESTABLISHED' && t.to === 'FIN_WAIT1');
+      expect(tracker.takeHistograms().totals().get('FIN_WAIT1')!.totalCount).toBe(allFin1.length);
     } finally {
       server.kill('SIGTERM');
       await new Promise((resolve) => server.on('exit', resolve));
