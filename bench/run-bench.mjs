@@ -20,10 +20,12 @@
 //   BENCH_ADDRS=8  BENCH_PORTS=8 (destinations per thread: 127.0.0.1..N x ports)
 //   BENCH_MAX_TW=1048576 (tcp_max_tw_buckets in the namespace)  BENCH_TW_REUSE=1
 //   BENCH_DECODE_RECORDS=1000000  BENCH_DECODE=0 to skip the microbenchmark
-//   BENCH_PROFILE=1: one extra tcpdwell trace run under the V8 profiler, summarized (not in the table)
+//   BENCH_PROFILE=1: one extra tcpdwell trace run under the V8 profiler, summarized (not in the table);
+//     BENCH_PROFILE=<contender> (e.g. tcpdwell-run) profiles that tcpdwell contender instead
+//   BENCH_KEEP_RECORDING=<path>: copy the raw recording there (for bench/pipeline-bench.mjs by hand)
 //   BENCH_LABEL=latest (names the block in BENCHMARKS.md)  BENCH_NOTE="..." (a line in the block)
 import { spawn, execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, createReadStream, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, createReadStream, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { CHURN, cleanupOnExit, OUT_DIR, ROOT, TCPDWELL } from './common.mjs';
@@ -47,7 +49,7 @@ const cfg = {
   maxTw: num('BENCH_MAX_TW', 1048576),
   twReuse: num('BENCH_TW_REUSE', 1),
   decode: env.BENCH_DECODE !== '0',
-  profile: env.BENCH_PROFILE === '1',
+  profile: env.BENCH_PROFILE === '1' ? 'tcpdwell-trace' : env.BENCH_PROFILE?.startsWith('tcpdwell-') ? env.BENCH_PROFILE : null,
   label: env.BENCH_LABEL || 'latest',
   note: env.BENCH_NOTE || '',
 };
@@ -499,7 +501,7 @@ async function measure(name, mode, dir, opts = {}) {
   try {
     if (c.setup) await c.setup(ctx);
     if (c.argv) {
-      t = startTracer(c, ctx, opts.argv);
+      t = startTracer(c, ctx, opts.argv?.(ctx));
       await waitReady(c, t);
     }
     const cpu0 = t ? procCpuS(t.child.pid) : 0;
@@ -727,7 +729,7 @@ function markdown(state) {
   if (state.errors?.length) L.push('', `Not measured this time: ${state.errors.join('; ')}.`);
   if (profile) {
     L.push('');
-    L.push(`CPU profile of \`tcpdwell trace\` during one ${cfg.seconds} s ${cfg.modes[0]} run (V8 profiler from attach to exit, bench/prof-hook.mjs; ${fmt(profile.busyMs)} ms busy on the JS thread; self time, top 15):`);
+    L.push(`CPU profile of \`${cfg.profile}\` during one ${cfg.seconds} s ${cfg.modes[0]} run (V8 profiler from attach to exit, bench/prof-hook.mjs; ${fmt(profile.busyMs)} ms busy on the JS thread; self time, top 15):`);
     L.push('');
     L.push('| function | ms | % of busy |');
     L.push('|---|---:|---:|');
@@ -783,14 +785,16 @@ async function main() {
         }
       }
     }
-    if (cfg.profile && cfg.contenders.includes('tcpdwell-trace')) {
+    if (cfg.profile && cfg.contenders.includes(cfg.profile)) {
       const pdir = join(dir, 'prof');
       mkdirSync(pdir);
       // A failure here (or in the microbenchmark) is reported, never a reason to lose the table.
       try {
         process.env.BENCH_PROF_OUT = join(pdir, 'trace.cpuprofile');
-        const argv = ['node', '--import', join(ROOT, 'bench/prof-hook.mjs'), join(ROOT, 'dist/main.js'), 'trace', '--format', 'json', '--no-snapshot', '--netns', NETNS];
-        const r = await measure('tcpdwell-trace', cfg.modes[0], dir, { argv });
+        // The contender's own command line, run through node with the profiler's preload.
+        const c = CONTENDERS[cfg.profile];
+        const argv = (ctx) => ['node', '--import', join(ROOT, 'bench/prof-hook.mjs'), join(ROOT, 'dist/main.js'), ...c.argv(ctx).slice(1)];
+        const r = await measure(cfg.profile, cfg.modes[0], dir, { argv });
         state.profile = { ...summarizeCpuProfile(pdir), run: r };
         log(`profile: ${JSON.stringify(state.profile.top?.slice(0, 5))}`);
       } catch (err) {
@@ -823,6 +827,7 @@ async function main() {
             cfg.seconds = seconds;
           }
         }
+        if (env.BENCH_KEEP_RECORDING) copyFileSync(recording, env.BENCH_KEEP_RECORDING);
         log(`pipeline microbenchmark on CPU ${cpu} (${(statSync(recording).size / 2 ** 20).toFixed(0)} MiB recording)`);
         const out = sh('taskset', ['-c', String(cpu), 'node', join(ROOT, 'bench/pipeline-bench.mjs')], { env: { ...env, BENCH_RECORDING: recording }, maxBuffer: 1 << 20 });
         state.pipeline = { ...JSON.parse(out.trim().split('\n').pop()), cpu };

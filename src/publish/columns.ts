@@ -14,8 +14,9 @@
  */
 import { EVENT_FIELDS as F, EventFlags, EventType, TwReason } from '../kernel/abi.js';
 import { pb, addrBytes, errnoValue, Strings, type Header } from './wire.js';
-import { AF_INET, errnoName, stateValue, type SocketIdentity } from '../decode/index.js';
+import { AF_INET, errnoName, RECORD_INDEX as I, RecordView, stateValue, type SocketIdentity } from '../decode/index.js';
 import type { DwellRecord } from '../track/types.js';
+import type { DwellRow, DwellRowSink, LiveTable } from '../track/index.js';
 
 const TWO32 = 4294967296;
 
@@ -169,6 +170,10 @@ class U64Column {
     const n = Number(v);
     if (n <= Number.MAX_SAFE_INTEGER) this.push(n >>> 0, Math.floor(n / TWO32));
     else this.push(Number(v & 0xffffffffn), Number((v >> 32n) & 0xffffffffn));
+  }
+  /** pushBig(BigInt(n)) for an integer n of at most 2^53 in size (negative ones too, as pushBig). */
+  pushNumber(n: number): void {
+    this.push(n >>> 0, Math.floor(n / TWO32));
   }
   /**
    * Replaces every value by its difference from the smallest (times as a base plus deltas);
@@ -339,16 +344,28 @@ class SocketColumns {
   private readonly daddr = new AddressColumn();
   private readonly dport = new U32Column();
 
-  /** From the kernel record at buf[off..] (dv views buf). */
-  pushRecord(buf: Uint8Array, dv: DataView<ArrayBufferLike>, off: number): void {
-    this.netns.push(dv.getUint32(off + F.netns.offset, true));
-    this.cgroup.push(dv.getUint32(off + F.cgroup_id.offset, true), dv.getUint32(off + F.cgroup_id.offset + 4, true));
-    const inet = dv.getUint16(off + F.family.offset, true) === AF_INET;
+  /** From the kernel record at v/off. */
+  pushRecord(v: RecordView, off: number): void {
+    this.netns.push(v.netns(off));
+    this.cgroup.push(v.lo(off, I.cgroup_id), v.hi(off, I.cgroup_id));
+    const inet = v.family(off) === AF_INET;
     this.family.push(inet ? 4 : 6);
-    this.saddr.push(buf, off + F.saddr.offset, inet ? 4 : 16);
-    this.sport.push(dv.getUint16(off + F.sport.offset, true));
-    this.daddr.push(buf, off + F.daddr.offset, inet ? 4 : 16);
-    this.dport.push(dv.getUint16(off + F.dport.offset, true));
+    this.saddr.push(v.u8, off + I.saddr, inet ? 4 : 16);
+    this.sport.push(v.sport(off));
+    this.daddr.push(v.u8, off + I.daddr, inet ? 4 : 16);
+    this.dport.push(v.dport(off));
+  }
+
+  /** From a live-table slot, its addresses already as bytes. */
+  pushSlot(t: LiveTable, slot: number, saddr: Uint8Array, daddr: Uint8Array): void {
+    this.netns.push(t.netnsOf(slot));
+    this.cgroup.pushNumber(t.cgroupOf(slot));
+    const inet = !t.isInet6(slot);
+    this.family.push(inet ? 4 : 6);
+    this.saddr.push(saddr, 0, inet ? 4 : 16);
+    this.sport.push(t.sport(slot));
+    this.daddr.push(daddr, 0, inet ? 4 : 16);
+    this.dport.push(t.dport(slot));
   }
 
   /** From a record's identity, its addresses already as bytes. */
@@ -399,63 +416,62 @@ export class TransitionColumns {
   private readonly ownerPid = new U32Column();
   private readonly error = new U32Column();
   private readonly flags = new U32Column();
-  /** the record of each row, for the comm columns (resolved at encode, once per batch) */
+  /** the record bytes of each row, for the comm columns (resolved at encode, once per batch) */
   private sources: Uint8Array[] = [];
   private readonly ownerKnown = new U32Column();
   private readonly w = new ProtoWriter();
-  /** the DataView of the last batch appended from (one per batch, not per record) */
-  private dvOf: Uint8Array | null = null;
-  private dv: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+  /** for appendRecord: the view of the last buffer appended from */
+  private readonly view = new RecordView();
 
   get length(): number {
     return this.kind.n;
   }
 
   /** Appends the record at buf[off..off+EVENT_SIZE] (one decodeEvent accepted). */
-  appendRecord(buf: Uint8Array, off: number): void {
-    if (buf !== this.dvOf) {
-      this.dvOf = buf;
-      this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    }
-    const dv = this.dv;
-    const type = buf[off + F.type.offset]!;
-    const flags = buf[off + F.flags.offset]!;
-    const tsLo = dv.getUint32(off + F.ts_ns.offset, true);
-    const tsHi = dv.getUint32(off + F.ts_ns.offset + 4, true);
+  appendRecord(buf: Buffer, off: number): void {
+    this.appendView(this.view.of(buf), off);
+  }
+
+  /** Appends the record at v/off (one forEachRingRecord accepted): fields at the generated offsets. */
+  appendView(v: RecordView, off: number): void {
+    const type = v.type(off);
+    const flags = v.flags(off);
+    const tsLo = v.lo(off, I.ts_ns);
+    const tsHi = v.hi(off, I.ts_ns);
     this.ts.push(tsLo, tsHi);
     this.kind.push(KIND_VALUE[type]!);
-    this.cookie.push(dv.getUint32(off + F.cookie.offset, true), dv.getUint32(off + F.cookie.offset + 4, true));
-    this.oldState.push(type === EventType.TRANSITION ? buf[off + F.old_state.offset]! : 0);
-    this.newState.push(buf[off + F.new_state.offset]!);
-    this.substate.push(buf[off + F.substate.offset]!);
-    const reason = buf[off + F.reason.offset]!;
+    this.cookie.push(v.lo(off, I.cookie), v.hi(off, I.cookie));
+    this.oldState.push(type === EventType.TRANSITION ? v.oldState(off) : 0);
+    this.newState.push(v.newState(off));
+    this.substate.push(v.substate(off));
+    const reason = v.u8at(off, I.reason);
     this.twReason.push(type === EventType.TIMEWAIT_END && (reason === TwReason.EXPIRED || reason === TwReason.KILLED) ? reason : 0);
     // age + 1: ts − entered + 1 when entered is known and not after ts, else 0
-    const enLo = dv.getUint32(off + F.entered_ns.offset, true);
-    const enHi = dv.getUint32(off + F.entered_ns.offset + 4, true);
+    const enLo = v.lo(off, I.entered_ns);
+    const enHi = v.hi(off, I.entered_ns);
     if (flags & EventFlags.ENTERED_KNOWN && (enLo | enHi) !== 0 && (enHi < tsHi || (enHi === tsHi && enLo <= tsLo))) {
       sub64(tsLo, tsHi, enLo, enHi, scratch);
       const lo = scratch[0]! + 1;
       this.agePlus1.push(lo >>> 0, (scratch[1]! + (lo > 0xffffffff ? 1 : 0)) >>> 0);
     } else this.agePlus1.push(0, 0);
-    const exLo = dv.getUint32(off + F.expires_ns.offset, true);
-    const exHi = dv.getUint32(off + F.expires_ns.offset + 4, true);
+    const exLo = v.lo(off, I.expires_ns);
+    const exHi = v.hi(off, I.expires_ns);
     if (exHi > tsHi || (exHi === tsHi && exLo > tsLo)) {
       sub64(exLo, exHi, tsLo, tsHi, scratch);
       this.expiresDelta.push(scratch[0]!, scratch[1]!);
     } else this.expiresDelta.push(0, 0);
-    this.socket.pushRecord(buf, dv, off);
-    this.pid.push(dv.getUint32(off + F.pid.offset, true));
+    this.socket.pushRecord(v, off);
+    this.pid.push(v.u32at(off, I.pid));
     const ownerKnown = (flags & EventFlags.OWNER_KNOWN) !== 0;
-    this.ownerPid.push(ownerKnown ? dv.getUint32(off + F.owner_pid.offset, true) : 0);
+    this.ownerPid.push(ownerKnown ? v.ownerPid(off) : 0);
     this.ownerKnown.push(ownerKnown ? 1 : 0);
-    const errno = dv.getInt32(off + F.error.offset, true);
+    const errno = v.errno(off);
     this.error.push(errno > 0 ? errnoValueOf(errno) : 0);
     this.flags.push(
       (flags & EventFlags.PROCESS_CTX ? 1 : 0) | (flags & EventFlags.CHILD ? 2 : 0) | (flags & EventFlags.GAP ? 4 : 0) |
         (type === EventType.TIMEWAIT_START && flags & EventFlags.FLIP ? 8 : 0),
     );
-    this.sources.push(buf);
+    this.sources.push(v.u8);
     this.commOff.push(off);
   }
 
@@ -502,7 +518,6 @@ export class TransitionColumns {
     for (const c of [this.ts, this.kind, this.cookie, this.oldState, this.newState, this.substate, this.twReason, this.agePlus1, this.expiresDelta, this.pid, this.commOff, this.ownerPid, this.ownerKnown, this.error, this.flags]) c.n = 0;
     this.socket.clear();
     this.sources = [];
-    this.dvOf = null;
   }
 }
 
@@ -518,8 +533,11 @@ function errnoValueOf(errno: number): number {
 const PRECISION = { exact: 0, 'lower-bound': 1, estimated: 2, 'upper-bound': 3 } as const;
 const MAX_ADDRESS_CACHE = 65536;
 
-/** DwellBatch rows from the tracker's records, encoded by `encode` and then cleared. */
-export class DwellColumns {
+/**
+ * DwellBatch rows from the tracker — as DwellRecords (`push`) or as rows (`DwellRowSink`: the
+ * agent's path, no object per record; the same bytes) — encoded by `encode` and then cleared.
+ */
+export class DwellColumns implements DwellRowSink {
   private readonly cookie = new U64Column();
   private readonly state = new U32Column();
   private readonly timewait = new U32Column();
@@ -556,6 +574,49 @@ export class DwellColumns {
     this.ownerPid.push(r.ownerPid ?? 0);
     this.ownerComm.push(this.strings.id(r.ownerComm));
     this.enteredBack.pushBig(r.enteredNs === null || r.enteredNs > r.leftNs ? 0n : r.leftNs - r.enteredNs + 1n);
+  }
+
+  fromObject(r: DwellRecord): void {
+    this.push(r);
+  }
+
+  /** `push` of the DwellRecord the row describes, its socket the kernel record at v/off. */
+  fromRecord(v: RecordView, off: number, row: Readonly<DwellRow>): void {
+    this.cookie.push(v.lo(off, I.cookie), v.hi(off, I.cookie));
+    this.pushRow(row);
+    this.socket.pushRecord(v, off);
+    const ownerKnown = v.ownerKnown(off);
+    this.ownerPid.push(ownerKnown ? v.ownerPid(off) : 0);
+    this.ownerComm.push(ownerKnown ? this.strings.idRaw(v.u8, off + I.owner_comm) : 0);
+    this.pushEnteredBack(row);
+  }
+
+  /** `push` of the DwellRecord the row describes, its socket a slot of the live table. */
+  fromSlot(t: LiveTable, slot: number, row: Readonly<DwellRow>): void {
+    this.cookie.pushBig(t.cookie(slot));
+    this.pushRow(row);
+    const family = t.isInet6(slot) ? 'inet6' : 'inet';
+    this.socket.pushSlot(t, slot, this.address(t.address(t.saddrId(slot)), family), this.address(t.address(t.daddrId(slot)), family));
+    this.ownerPid.push(t.ownerPid(slot) ?? 0);
+    this.ownerComm.push(this.strings.id(t.ownerComm(slot)));
+    this.pushEnteredBack(row);
+  }
+
+  /** The columns from state to error, in push's order. */
+  private pushRow(row: Readonly<DwellRow>): void {
+    this.state.push(row.state);
+    this.timewait.push(row.timewait ? 1 : 0);
+    this.left.pushNumber(row.leftNs);
+    this.dwell.pushNumber(row.dwellNs);
+    this.precision.push(PRECISION[row.precision]);
+    this.nextState.push(row.nextState < 0 ? 0 : row.nextState);
+    this.endReason.push(row.timewaitEnd);
+    this.error.push(row.errno > 0 ? errnoValueOf(row.errno) : 0);
+  }
+
+  private pushEnteredBack(row: Readonly<DwellRow>): void {
+    const e = row.enteredNs;
+    this.enteredBack.pushNumber(Number.isNaN(e) || e > row.leftNs ? 0 : row.leftNs - e + 1);
   }
 
   private address(text: string, family: 'inet' | 'inet6'): Uint8Array {

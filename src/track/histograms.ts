@@ -64,8 +64,11 @@ export class HistogramSet {
     return this.count;
   }
 
-  private slot(dim: HistogramDimension, key: number, label: number): Histogram | undefined {
-    const byKey = this.dims.get(dim)!;
+  private readonly byNetns = this.dims.get('netns')!;
+  private readonly byCgroup = this.dims.get('cgroup')!;
+  private readonly byPort = this.dims.get('listen_port')!;
+
+  private slot(byKey: Map<number, (Histogram | undefined)[]>, key: number, label: number): Histogram | undefined {
     let labels = byKey.get(key);
     let h = labels?.[label];
     if (h) return h;
@@ -84,12 +87,17 @@ export class HistogramSet {
    * were not accepted from a listener.
    */
   record(state: number, timewait: boolean, dwellNs: bigint, netns: number, cgroupId: bigint, listenPort: number | null): void {
-    const us = Math.round(Number(dwellNs) / 1000);
+    this.recordNs(state, timewait, Number(dwellNs), netns, Number(cgroupId), listenPort ?? -1);
+  }
+
+  /** `record` with plain numbers (the agent's path): cgroup as a number, listenPort −1 for none. */
+  recordNs(state: number, timewait: boolean, dwellNs: number, netns: number, cgroupId: number, listenPort: number): void {
+    const us = Math.round(dwellNs / 1000);
     if (!(us >= 0)) return;
     const label = state + (timewait ? TW_OFFSET : 0);
-    this.slot('netns', netns, label)?.recordValue(us);
-    this.slot('cgroup', Number(cgroupId), label)?.recordValue(us);
-    if (listenPort !== null) this.slot('listen_port', listenPort, label)?.recordValue(us);
+    this.slot(this.byNetns, netns, label)?.recordValue(us);
+    this.slot(this.byCgroup, cgroupId, label)?.recordValue(us);
+    if (listenPort >= 0) this.slot(this.byPort, listenPort, label)?.recordValue(us);
   }
 
   /** Every histogram with its key. The histograms are live: copy before changing them. */
@@ -141,7 +149,7 @@ export class HistogramSet {
         throw new Error(`cannot merge a histogram of ${e.significantDigits} digits in ${e.unit} into ${SIGNIFICANT_DIGITS} digits in ${HISTOGRAM_UNIT}`);
       }
       const label = stateLabel(e.state, e.timewait);
-      const h = this.slot(e.dimension, Number(e.key), label);
+      const h = this.slot(this.dims.get(e.dimension)!, Number(e.key), label);
       h?.add(hdr.decodeFromCompressedBase64(e.hdr, 32, false));
     }
   }
