@@ -1,7 +1,9 @@
 /**
  * The agent's hot path to protobuf: TransitionBatch rows appended straight from the kernel's
- * records (no TcpEvent, no strings, no BigInt per event) and DwellBatch rows from the tracker's
- * records, kept in growable typed-array columns and written as packed fields by hand.
+ * records (no TcpEvent, no strings, no BigInt per event) and DwellBatch rows from the tracker,
+ * staged as rows of the kernel's own record layout and written column by column as packed
+ * fields by hand, at encode (one copy of the record per row; every field read at its generated
+ * offset through src/decode/view.ts).
  *
  * The bytes are exactly what protobufjs writes for the same batch through `encodeTransitions` /
  * `encodeDwell` in wire.ts (fields in number order, packed scalars, scalars that those set
@@ -12,9 +14,9 @@
  * 64-bit values (boot-time ns, cookies, cgroup ids) are carried as two u32 halves, so a host up
  * for more than 104 days (2^53 ns) still encodes exactly.
  */
-import { EVENT_FIELDS as F, EventFlags, EventType, TwReason } from '../kernel/abi.js';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, TwReason } from '../kernel/abi.js';
 import { pb, addrBytes, errnoValue, Strings, type Header } from './wire.js';
-import { AF_INET, errnoName, RECORD_INDEX as I, RecordView, stateValue, type SocketIdentity } from '../decode/index.js';
+import { AF_INET, AF_INET6, errnoName, RECORD_INDEX as I, RecordView, stateValue } from '../decode/index.js';
 import type { DwellRecord } from '../track/types.js';
 import type { DwellRow, DwellRowSink, LiveTable } from '../track/index.js';
 
@@ -30,12 +32,6 @@ function varintSize(v: number): number {
   if (v < 0x40000000000) return 6;
   if (v < 0x2000000000000) return 7;
   return 8;
-}
-
-/** Bytes a varint of the u64 hi·2^32 + lo takes. */
-function varint64Size(lo: number, hi: number): number {
-  if (hi === 0) return varintSize(lo);
-  return Math.ceil((64 - Math.clz32(hi)) / 7);
 }
 
 /** A growable byte buffer with the few protobuf primitives the batches need. */
@@ -110,6 +106,30 @@ export class ProtoWriter {
     this.varint((field << 3) | wire);
   }
 
+  /**
+   * Starts a packed field of at most maxBytes: its tag, and room for the longest length prefix
+   * (5 bytes). Write the values at `pos`, then endPacked(start), which writes the length and
+   * moves the values back over the room the prefix did not need — one pass over the values
+   * instead of one to size them and one to write them.
+   */
+  beginPacked(field: number, maxBytes: number): number {
+    this.tag(field, 2);
+    this.ensure(5 + maxBytes);
+    const start = this.pos;
+    this.pos += 5;
+    return start;
+  }
+
+  endPacked(start: number): void {
+    const len = this.pos - start - 5;
+    const size = varintSize(len);
+    const end = this.pos;
+    this.pos = start;
+    this.varint(len);
+    if (size < 5) this.buf.copyWithin(start + size, start + 5, end);
+    this.pos = end - (5 - size);
+  }
+
   /** A length-delimited field holding these bytes. */
   bytes(field: number, bytes: Uint8Array): void {
     this.tag(field, 2);
@@ -124,146 +144,219 @@ export class ProtoWriter {
   }
 }
 
-/** A column of u32 values. */
-class U32Column {
-  a = new Uint32Array(1024);
+
+type FieldName = keyof typeof F;
+
+/**
+ * Rows staged as kernel records (plus `extra` u32 words after each, for what a row adds):
+ * one growable buffer, read back through a RecordView, so a field is read at encode exactly as
+ * the hot path reads it. `add` returns the byte offset of a new, zeroed row.
+ */
+class Stage {
+  readonly stride: number;
+  readonly view = new RecordView();
+  private buf: Buffer;
   n = 0;
-  push(v: number): void {
-    if (this.n === this.a.length) {
-      const next = new Uint32Array(this.n * 2);
-      next.set(this.a);
-      this.a = next;
-    }
-    this.a[this.n++] = v;
+
+  constructor(readonly extra = 0) {
+    this.stride = EVENT_SIZE + 4 * extra;
+    this.buf = Buffer.alloc(this.stride * 1024);
+    this.view.of(this.buf);
   }
-  /** Packed varints (also right for enums and bools: their values are small and non-negative). */
-  write(w: ProtoWriter, field: number): void {
-    const a = this.a;
-    const n = this.n;
-    let len = 0;
-    for (let i = 0; i < n; i++) len += varintSize(a[i]!);
-    w.tag(field, 2);
-    w.ensure(10 + len);
-    w.varint(len);
-    for (let i = 0; i < n; i++) w.varint(a[i]!);
+
+  add(): number {
+    if ((this.n + 1) * this.stride > this.buf.length) {
+      const next = Buffer.alloc(this.buf.length * 2);
+      this.buf.copy(next, 0, 0, this.n * this.stride);
+      this.buf = next;
+      this.view.of(next);
+    }
+    return this.n++ * this.stride;
+  }
+
+  /** Copies the record at v/off into a new row; returns the row's offset. */
+  copy(v: RecordView, off: number): number {
+    const at = this.add();
+    const src = v.u32;
+    const dst = this.view.u32;
+    const s = off >> 2;
+    const d = at >> 2;
+    for (let i = 0; i < EVENT_SIZE >> 2; i++) dst[d + i] = src[s + i]!;
+    return at;
+  }
+
+  /** Zeroes a row added by `add` that is then filled field by field (rows are reused after clear). */
+  zero(at: number): void {
+    this.view.u32.fill(0, at >> 2, (at + this.stride) >> 2);
+  }
+
+  clear(): void {
+    this.n = 0;
   }
 }
 
-/** A column of u64 values, as halves. */
-class U64Column {
-  lo = new Uint32Array(1024);
-  hi = new Uint32Array(1024);
-  n = 0;
-  push(lo: number, hi: number): void {
-    if (this.n === this.lo.length) {
-      const lo2 = new Uint32Array(this.n * 2);
-      const hi2 = new Uint32Array(this.n * 2);
-      lo2.set(this.lo);
-      hi2.set(this.hi);
-      this.lo = lo2;
-      this.hi = hi2;
+/** Packed varints of the u8/u16/u32 record field at index i (RECORD_INDEX) of every row. */
+function packedField(w: ProtoWriter, field: number, st: Stage, name: FieldName): void {
+  const f = F[name];
+  const i = I[name];
+  const { n, stride, view } = st;
+  if (f.size === 8) {
+    packedU64(w, field, st, i);
+    return;
+  }
+  const start = w.beginPacked(field, 5 * n);
+  const b = w.buf;
+  let p = w.pos;
+  const a = f.size === 4 ? view.u32 : f.size === 2 ? view.u16 : view.u8;
+  const step = stride / f.size;
+  for (let r = 0, at = i; r < n; r++, at += step) {
+    let v = a[at]!;
+    while (v > 0x7f) {
+      b[p++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
     }
-    this.lo[this.n] = lo;
-    this.hi[this.n++] = hi;
+    b[p++] = v;
   }
-  pushBig(v: bigint): void {
-    const n = Number(v);
-    if (n <= Number.MAX_SAFE_INTEGER) this.push(n >>> 0, Math.floor(n / TWO32));
-    else this.push(Number(v & 0xffffffffn), Number((v >> 32n) & 0xffffffffn));
-  }
-  /** pushBig(BigInt(n)) for an integer n of at most 2^53 in size (negative ones too, as pushBig). */
-  pushNumber(n: number): void {
-    this.push(n >>> 0, Math.floor(n / TWO32));
-  }
-  /**
-   * Replaces every value by its difference from the smallest (times as a base plus deltas);
-   * returns the base in `out` as [lo, hi].
-   */
-  rebase(out: Uint32Array): void {
-    const { lo, hi, n } = this;
-    let bLo = lo[0]!;
-    let bHi = hi[0]!;
-    for (let i = 1; i < n; i++) {
-      if (hi[i]! < bHi || (hi[i] === bHi && lo[i]! < bLo)) {
-        bLo = lo[i]!;
-        bHi = hi[i]!;
-      }
+  w.pos = p;
+  w.endPacked(start);
+}
+
+/** Packed varints of the u64 at u32 index i of every row, minus base (halves; 0 for none). */
+function packedU64(w: ProtoWriter, field: number, st: Stage, i: number, baseLo = 0, baseHi = 0): void {
+  const { n, stride } = st;
+  const u = st.view.u32;
+  const start = w.beginPacked(field, 10 * n);
+  const b = w.buf;
+  let p = w.pos;
+  const step = stride >> 2;
+  for (let r = 0, at = i; r < n; r++, at += step) {
+    let l = u[at]!;
+    let h = u[at + 1]!;
+    if (baseLo !== 0 || baseHi !== 0) {
+      const d = l - baseLo;
+      h = (h - baseHi - (d < 0 ? 1 : 0)) >>> 0;
+      l = d >>> 0;
     }
-    for (let i = 0; i < n; i++) {
-      sub64(lo[i]!, hi[i]!, bLo, bHi, scratch);
-      lo[i] = scratch[0]!;
-      hi[i] = scratch[1]!;
+    while (h) {
+      b[p++] = (l & 0x7f) | 0x80;
+      l = ((l >>> 7) | (h << 25)) >>> 0;
+      h >>>= 7;
     }
-    out[0] = bLo;
-    out[1] = bHi;
+    while (l > 0x7f) {
+      b[p++] = (l & 0x7f) | 0x80;
+      l >>>= 7;
+    }
+    b[p++] = l;
   }
-  /** Packed varints. */
-  write(w: ProtoWriter, field: number): void {
-    const { lo, hi, n } = this;
-    let len = 0;
-    for (let i = 0; i < n; i++) len += varint64Size(lo[i]!, hi[i]!);
-    w.tag(field, 2);
-    w.ensure(10 + len);
-    w.varint(len);
-    for (let i = 0; i < n; i++) w.varint64(lo[i]!, hi[i]!);
+  w.pos = p;
+  w.endPacked(start);
+}
+
+/** Packed fixed64 of the u64 at u32 index i of every row. */
+function packedFixed64(w: ProtoWriter, field: number, st: Stage, i: number): void {
+  const { n, stride } = st;
+  const u = st.view.u32;
+  const start = w.beginPacked(field, 8 * n);
+  const b = w.buf;
+  let p = w.pos;
+  const step = stride >> 2;
+  for (let r = 0, at = i; r < n; r++, at += step) {
+    const l = u[at]!;
+    const h = u[at + 1]!;
+    b[p] = l;
+    b[p + 1] = l >>> 8;
+    b[p + 2] = l >>> 16;
+    b[p + 3] = l >>> 24;
+    b[p + 4] = h;
+    b[p + 5] = h >>> 8;
+    b[p + 6] = h >>> 16;
+    b[p + 7] = h >>> 24;
+    p += 8;
   }
-  /** Packed fixed64 (little-endian). */
-  writeFixed(w: ProtoWriter, field: number): void {
-    const { lo, hi, n } = this;
-    w.tag(field, 2);
-    w.ensure(10 + 8 * n);
-    w.varint(8 * n);
+  w.pos = p;
+  w.endPacked(start);
+}
+
+/** Packed varints of values computed per row (u32: the caller's loop wrote them into `vals`). */
+function packedValues(w: ProtoWriter, field: number, vals: Uint32Array, n: number): void {
+  const start = w.beginPacked(field, 5 * n);
+  const b = w.buf;
+  let p = w.pos;
+  for (let r = 0; r < n; r++) {
+    let v = vals[r]!;
+    while (v > 0x7f) {
+      b[p++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    b[p++] = v;
+  }
+  w.pos = p;
+  w.endPacked(start);
+}
+
+/** The smallest u64 at u32 index i over the rows, as [lo, hi] in out. */
+function minU64(st: Stage, i: number, out: Uint32Array): void {
+  const u = st.view.u32;
+  const step = st.stride >> 2;
+  let bLo = u[i]!;
+  let bHi = u[i + 1]!;
+  for (let r = 1, at = i + step; r < st.n; r++, at += step) {
+    const h = u[at + 1]!;
+    if (h < bHi || (h === bHi && u[at]! < bLo)) {
+      bLo = u[at]!;
+      bHi = h;
+    }
+  }
+  out[0] = bLo;
+  out[1] = bHi;
+}
+
+/** An address field (saddr/daddr) of every row as a repeated bytes field: 4 bytes for IPv4, 16 else. */
+function addresses(w: ProtoWriter, field: number, st: Stage, name: 'saddr' | 'daddr'): void {
+  const { n, stride, view } = st;
+  const u8 = view.u8;
+  const tag = (field << 3) | 2;
+  w.ensure(n * 18);
+  const b = w.buf;
+  let p = w.pos;
+  for (let r = 0, at = 0; r < n; r++, at += stride) {
+    const l = view.family(at) === AF_INET ? 4 : 16;
+    b[p++] = tag; // field numbers below 16: a one-byte tag
+    b[p++] = l;
+    for (let j = at + I[name], end = j + l; j < end; j++) b[p++] = u8[j]!;
+  }
+  w.pos = p;
+}
+
+/** The socket fields TransitionBatch and DwellBatch share, at consecutive field numbers: netns, cgroup, family, saddr, sport, daddr, dport. */
+function socketColumns(w: ProtoWriter, first: number, st: Stage, vals: Uint32Array): void {
+  packedField(w, first, st, 'netns');
+  packedField(w, first + 1, st, 'cgroup_id');
+  for (let r = 0, at = 0; r < st.n; r++, at += st.stride) vals[r] = st.view.family(at) === AF_INET ? 4 : 6;
+  packedValues(w, first + 2, vals, st.n);
+  addressesAnyTag(w, first + 3, st, 'saddr');
+  packedField(w, first + 4, st, 'sport');
+  addressesAnyTag(w, first + 5, st, 'daddr');
+  packedField(w, first + 6, st, 'dport');
+}
+
+/** `addresses` for any field number (tags past 15 take two bytes). */
+function addressesAnyTag(w: ProtoWriter, field: number, st: Stage, name: 'saddr' | 'daddr'): void {
+  if (field < 16) {
+    addresses(w, field, st, name);
+    return;
+  }
+  const { n, stride, view } = st;
+  const u8 = view.u8;
+  w.ensure(n * 20);
+  for (let r = 0, at = 0; r < n; r++, at += stride) {
+    const l = view.family(at) === AF_INET ? 4 : 16;
+    w.varint((field << 3) | 2);
     const b = w.buf;
     let p = w.pos;
-    for (let i = 0; i < n; i++) {
-      const l = lo[i]!;
-      const h = hi[i]!;
-      b[p] = l;
-      b[p + 1] = l >>> 8;
-      b[p + 2] = l >>> 16;
-      b[p + 3] = l >>> 24;
-      b[p + 4] = h;
-      b[p + 5] = h >>> 8;
-      b[p + 6] = h >>> 16;
-      b[p + 7] = h >>> 24;
-      p += 8;
-    }
+    b[p++] = l;
+    for (let j = at + I[name], end = j + l; j < end; j++) b[p++] = u8[j]!;
     w.pos = p;
-  }
-}
-
-/** Addresses: 16 bytes a row, of which the first 4 (IPv4) or all 16 are the value. */
-class AddressColumn {
-  bytes = new Uint8Array(16 * 1024);
-  len = new Uint8Array(1024);
-  n = 0;
-  private grow(): void {
-    const b = new Uint8Array(this.bytes.length * 2);
-    b.set(this.bytes);
-    this.bytes = b;
-    const l = new Uint8Array(this.len.length * 2);
-    l.set(this.len);
-    this.len = l;
-  }
-  push(src: Uint8Array, offset: number, length: 4 | 16): void {
-    if (this.n === this.len.length) this.grow();
-    const at = 16 * this.n;
-    for (let i = 0; i < length; i++) this.bytes[at + i] = src[offset + i]!;
-    this.len[this.n++] = length;
-  }
-  /** A repeated bytes field: one tag per row. */
-  write(w: ProtoWriter, field: number): void {
-    const tag = (field << 3) | 2;
-    w.ensure(this.n * 18);
-    for (let i = 0; i < this.n; i++) {
-      const l = this.len[i]!;
-      w.varint(tag);
-      const b = w.buf;
-      let p = w.pos;
-      b[p++] = l;
-      for (let j = 16 * i, end = j + l; j < end; j++) b[p++] = this.bytes[j]!;
-      w.pos = p;
-    }
   }
 }
 
@@ -299,12 +392,7 @@ class CommDictionary extends Strings {
   }
 
   write(w: ProtoWriter, field: number): void {
-    for (const s of this.list) this.writeString(w, field, s);
-  }
-
-  private writeString(w: ProtoWriter, field: number, s: string): void {
-    const bytes = textEncoder.encode(s);
-    w.bytes(field, bytes);
+    for (const s of this.list) w.bytes(field, textEncoder.encode(s));
   }
 }
 
@@ -320,205 +408,167 @@ KIND_VALUE[EventType.TIMEWAIT_START] = 2;
 KIND_VALUE[EventType.TIMEWAIT_END] = 3;
 KIND_VALUE[EventType.SNAPSHOT] = 4;
 
-/** u64 difference a − b of halves, as [lo, hi] in out; negative results come out as 2^64 − x (callers check). */
-function sub64(aLo: number, aHi: number, bLo: number, bHi: number, out: Uint32Array): void {
-  const lo = aLo - bLo;
-  out[0] = lo;
-  out[1] = aHi - bHi - (lo < 0 ? 1 : 0);
-}
-
-const scratch = new Uint32Array(2);
-/** the base of a batch's times, from U64Column.rebase */
+/** the base of a batch's times */
 const base = new Uint32Array(2);
 
-/**
- * The socket columns TransitionBatch and DwellBatch share, at consecutive field numbers in both:
- * netns, cgroup, family, saddr, sport, daddr, dport.
- */
-class SocketColumns {
-  private readonly netns = new U32Column();
-  private readonly cgroup = new U64Column();
-  private readonly family = new U32Column();
-  private readonly saddr = new AddressColumn();
-  private readonly sport = new U32Column();
-  private readonly daddr = new AddressColumn();
-  private readonly dport = new U32Column();
-
-  /** From the kernel record at v/off. */
-  pushRecord(v: RecordView, off: number): void {
-    this.netns.push(v.netns(off));
-    this.cgroup.push(v.lo(off, I.cgroup_id), v.hi(off, I.cgroup_id));
-    const inet = v.family(off) === AF_INET;
-    this.family.push(inet ? 4 : 6);
-    this.saddr.push(v.u8, off + I.saddr, inet ? 4 : 16);
-    this.sport.push(v.sport(off));
-    this.daddr.push(v.u8, off + I.daddr, inet ? 4 : 16);
-    this.dport.push(v.dport(off));
-  }
-
-  /** From a live-table slot, its addresses already as bytes. */
-  pushSlot(t: LiveTable, slot: number, saddr: Uint8Array, daddr: Uint8Array): void {
-    this.netns.push(t.netnsOf(slot));
-    this.cgroup.pushNumber(t.cgroupOf(slot));
-    const inet = !t.isInet6(slot);
-    this.family.push(inet ? 4 : 6);
-    this.saddr.push(saddr, 0, inet ? 4 : 16);
-    this.sport.push(t.sport(slot));
-    this.daddr.push(daddr, 0, inet ? 4 : 16);
-    this.dport.push(t.dport(slot));
-  }
-
-  /** From a record's identity, its addresses already as bytes. */
-  pushIdentity(r: SocketIdentity, saddr: Uint8Array, daddr: Uint8Array): void {
-    this.netns.push(r.netns);
-    this.cgroup.pushBig(r.cgroupId);
-    const inet = r.family === 'inet';
-    this.family.push(inet ? 4 : 6);
-    this.saddr.push(saddr, 0, inet ? 4 : 16);
-    this.sport.push(r.sport);
-    this.daddr.push(daddr, 0, inet ? 4 : 16);
-    this.dport.push(r.dport);
-  }
-
-  /** The seven columns as fields first .. first + 6. */
-  write(w: ProtoWriter, first: number): void {
-    this.netns.write(w, first);
-    this.cgroup.write(w, first + 1);
-    this.family.write(w, first + 2);
-    this.saddr.write(w, first + 3);
-    this.sport.write(w, first + 4);
-    this.daddr.write(w, first + 5);
-    this.dport.write(w, first + 6);
-  }
-
-  clear(): void {
-    for (const c of [this.netns, this.cgroup, this.family, this.saddr, this.sport, this.daddr, this.dport]) c.n = 0;
+/** Per-row scratch values for computed columns, grown as batches grow. */
+class Scratch {
+  a = new Uint32Array(1024);
+  b = new Uint32Array(1024);
+  of(n: number): this {
+    if (this.a.length < n) {
+      this.a = new Uint32Array(n * 2);
+      this.b = new Uint32Array(n * 2);
+    }
+    return this;
   }
 }
 
 /**
- * TransitionBatch rows, appended from kernel records (`appendRecord`, offsets as decode.ts
- * accepted them), encoded by `encode` and then cleared.
+ * TransitionBatch rows, appended from kernel records (`appendView` in place, `appendRecord` from
+ * a Buffer), encoded by `encode` and then cleared. Each row is the record itself: the columns
+ * are computed from it at encode.
  */
 export class TransitionColumns {
-  private readonly ts = new U64Column();
-  private readonly kind = new U32Column();
-  private readonly cookie = new U64Column();
-  private readonly oldState = new U32Column();
-  private readonly newState = new U32Column();
-  private readonly substate = new U32Column();
-  private readonly twReason = new U32Column();
-  private readonly agePlus1 = new U64Column();
-  private readonly expiresDelta = new U64Column();
-  private readonly socket = new SocketColumns();
-  private readonly pid = new U32Column();
-  private readonly commOff = new U32Column(); // where each row's record sits in `sources`
-  private readonly ownerPid = new U32Column();
-  private readonly error = new U32Column();
-  private readonly flags = new U32Column();
-  /** the record bytes of each row, for the comm columns (resolved at encode, once per batch) */
-  private sources: Uint8Array[] = [];
-  private readonly ownerKnown = new U32Column();
+  private readonly stage = new Stage();
+  private readonly scratch = new Scratch();
   private readonly w = new ProtoWriter();
   /** for appendRecord: the view of the last buffer appended from */
   private readonly view = new RecordView();
 
   get length(): number {
-    return this.kind.n;
+    return this.stage.n;
   }
 
   /** Appends the record at buf[off..off+EVENT_SIZE] (one decodeEvent accepted). */
   appendRecord(buf: Buffer, off: number): void {
-    this.appendView(this.view.of(buf), off);
+    this.stage.copy(this.view.of(buf), off);
   }
 
-  /** Appends the record at v/off (one forEachRingRecord accepted): fields at the generated offsets. */
+  /** Appends the record at v/off (one forEachRingRecord accepted). */
   appendView(v: RecordView, off: number): void {
-    const type = v.type(off);
-    const flags = v.flags(off);
-    const tsLo = v.lo(off, I.ts_ns);
-    const tsHi = v.hi(off, I.ts_ns);
-    this.ts.push(tsLo, tsHi);
-    this.kind.push(KIND_VALUE[type]!);
-    this.cookie.push(v.lo(off, I.cookie), v.hi(off, I.cookie));
-    this.oldState.push(type === EventType.TRANSITION ? v.oldState(off) : 0);
-    this.newState.push(v.newState(off));
-    this.substate.push(v.substate(off));
-    const reason = v.u8at(off, I.reason);
-    this.twReason.push(type === EventType.TIMEWAIT_END && (reason === TwReason.EXPIRED || reason === TwReason.KILLED) ? reason : 0);
-    // age + 1: ts − entered + 1 when entered is known and not after ts, else 0
-    const enLo = v.lo(off, I.entered_ns);
-    const enHi = v.hi(off, I.entered_ns);
-    if (flags & EventFlags.ENTERED_KNOWN && (enLo | enHi) !== 0 && (enHi < tsHi || (enHi === tsHi && enLo <= tsLo))) {
-      sub64(tsLo, tsHi, enLo, enHi, scratch);
-      const lo = scratch[0]! + 1;
-      this.agePlus1.push(lo >>> 0, (scratch[1]! + (lo > 0xffffffff ? 1 : 0)) >>> 0);
-    } else this.agePlus1.push(0, 0);
-    const exLo = v.lo(off, I.expires_ns);
-    const exHi = v.hi(off, I.expires_ns);
-    if (exHi > tsHi || (exHi === tsHi && exLo > tsLo)) {
-      sub64(exLo, exHi, tsLo, tsHi, scratch);
-      this.expiresDelta.push(scratch[0]!, scratch[1]!);
-    } else this.expiresDelta.push(0, 0);
-    this.socket.pushRecord(v, off);
-    this.pid.push(v.u32at(off, I.pid));
-    const ownerKnown = (flags & EventFlags.OWNER_KNOWN) !== 0;
-    this.ownerPid.push(ownerKnown ? v.ownerPid(off) : 0);
-    this.ownerKnown.push(ownerKnown ? 1 : 0);
-    const errno = v.errno(off);
-    this.error.push(errno > 0 ? errnoValueOf(errno) : 0);
-    this.flags.push(
-      (flags & EventFlags.PROCESS_CTX ? 1 : 0) | (flags & EventFlags.CHILD ? 2 : 0) | (flags & EventFlags.GAP ? 4 : 0) |
-        (type === EventType.TIMEWAIT_START && flags & EventFlags.FLIP ? 8 : 0),
-    );
-    this.sources.push(v.u8);
-    this.commOff.push(off);
+    this.stage.copy(v, off);
   }
 
   /** The TransitionBatch of the rows so far (at least one); the columns are cleared. */
   encode(header: Header, firstEventSeq: bigint): Uint8Array {
-    const n = this.length;
+    const st = this.stage;
+    const n = st.n;
+    const v = st.view;
+    const { stride } = st;
+    const { a: vals, b: vals2 } = this.scratch.of(n);
     const w = this.w.startBatch(header, n);
     w.uint64Field(3, Number(firstEventSeq & 0xffffffffn), Number((firstEventSeq >> 32n) & 0xffffffffn));
-    this.ts.rebase(base); // ts becomes the delta from the earliest
+    minU64(st, I.ts_ns, base); // ts as the delta from the earliest
     w.uint64Field(4, base[0]!, base[1]!);
-    this.ts.write(w, 5);
-    this.kind.write(w, 6);
-    this.cookie.writeFixed(w, 7);
-    this.oldState.write(w, 8);
-    this.newState.write(w, 9);
-    this.substate.write(w, 10);
-    this.twReason.write(w, 11);
-    this.agePlus1.write(w, 12);
-    this.expiresDelta.write(w, 13);
-    this.socket.write(w, 14);
-    this.pid.write(w, 21);
-    // comm dictionary, in row order as encodeTransitions builds it: comm, then owner comm
-    const strings = new CommDictionary();
-    const comm = new U32Column();
-    const ownerComm = new U32Column();
-    for (let i = 0; i < n; i++) {
-      const src = this.sources[i]!;
-      const off = this.commOff.a[i]!;
-      ownerComm.push(this.ownerKnown.a[i] ? strings.idRaw(src, off + F.owner_comm.offset) : 0);
-      // The actor is most often the owner: the same 16 bytes, the same index.
-      comm.push(this.ownerKnown.a[i] && sameComm(src, off + F.comm.offset, off + F.owner_comm.offset) ? ownerComm.a[i]! : strings.idRaw(src, off + F.comm.offset));
+    packedU64(w, 5, st, I.ts_ns, base[0]!, base[1]!);
+    const u8 = v.u8;
+    const tI = I.type;
+    for (let r = 0, at = 0; r < n; r++, at += stride) vals[r] = KIND_VALUE[u8[at + tI]!]!;
+    packedValues(w, 6, vals, n);
+    packedFixed64(w, 7, st, I.cookie);
+    for (let r = 0, at = 0; r < n; r++, at += stride) vals[r] = u8[at + tI] === EventType.TRANSITION ? u8[at + I.old_state]! : 0;
+    packedValues(w, 8, vals, n);
+    packedField(w, 9, st, 'new_state');
+    packedField(w, 10, st, 'substate');
+    for (let r = 0, at = 0; r < n; r++, at += stride) {
+      const reason = u8[at + I.reason]!;
+      vals[r] = u8[at + tI] === EventType.TIMEWAIT_END && (reason === TwReason.EXPIRED || reason === TwReason.KILLED) ? reason : 0;
     }
-    comm.write(w, 22);
-    this.ownerPid.write(w, 23);
-    ownerComm.write(w, 24);
-    this.error.write(w, 25);
-    this.flags.write(w, 26);
+    packedValues(w, 11, vals, n);
+    // age + 1: ts − entered + 1 when entered is known and not after ts, else 0 (halves in vals/vals2)
+    const u = v.u32;
+    for (let r = 0, at = 0; r < n; r++, at += stride) {
+      const q = at >> 2;
+      const tsLo = u[q + I.ts_ns]!;
+      const tsHi = u[q + I.ts_ns + 1]!;
+      const enLo = u[q + I.entered_ns]!;
+      const enHi = u[q + I.entered_ns + 1]!;
+      if (u8[at + I.flags]! & EventFlags.ENTERED_KNOWN && (enLo | enHi) !== 0 && (enHi < tsHi || (enHi === tsHi && enLo <= tsLo))) {
+        const d = tsLo - enLo;
+        const hi = tsHi - enHi - (d < 0 ? 1 : 0);
+        const lo = (d >>> 0) + 1;
+        vals[r] = lo >>> 0;
+        vals2[r] = (hi + (lo > 0xffffffff ? 1 : 0)) >>> 0;
+      } else vals[r] = vals2[r] = 0;
+    }
+    packedHalves(w, 12, vals, vals2, n);
+    for (let r = 0, at = 0; r < n; r++, at += stride) {
+      const q = at >> 2;
+      const tsLo = u[q + I.ts_ns]!;
+      const tsHi = u[q + I.ts_ns + 1]!;
+      const exLo = u[q + I.expires_ns]!;
+      const exHi = u[q + I.expires_ns + 1]!;
+      if (exHi > tsHi || (exHi === tsHi && exLo > tsLo)) {
+        const d = exLo - tsLo;
+        vals[r] = d >>> 0;
+        vals2[r] = (exHi - tsHi - (d < 0 ? 1 : 0)) >>> 0;
+      } else vals[r] = vals2[r] = 0;
+    }
+    packedHalves(w, 13, vals, vals2, n);
+    socketColumns(w, 14, st, vals);
+    packedField(w, 21, st, 'pid');
+    // comm dictionary, in row order as encodeTransitions builds it: owner comm, then comm
+    const strings = new CommDictionary();
+    const OC = I.owner_comm;
+    const C = I.comm;
+    for (let r = 0, at = 0, prev = -1; r < n; r++, prev = at, at += stride) {
+      const ownerKnown = (u8[at + I.flags]! & EventFlags.OWNER_KNOWN) !== 0;
+      // Neighbouring rows mostly carry the same names: the previous row's index, without hashing.
+      let owner = 0;
+      if (ownerKnown) owner = prev >= 0 && (u8[prev + I.flags]! & EventFlags.OWNER_KNOWN) !== 0 && sameComm(u8, at + OC, prev + OC) ? vals2[r - 1]! : strings.idRaw(u8, at + OC);
+      vals2[r] = owner;
+      // The actor is most often the owner: the same 16 bytes, the same index.
+      vals[r] =
+        ownerKnown && sameComm(u8, at + C, at + OC) ? owner : prev >= 0 && sameComm(u8, at + C, prev + C) ? vals[r - 1]! : strings.idRaw(u8, at + C);
+    }
+    packedValues(w, 22, vals, n);
+    for (let r = 0, at = 0; r < n; r++, at += stride) vals[r] = u8[at + I.flags]! & EventFlags.OWNER_KNOWN ? u[(at >> 2) + I.owner_pid]! : 0;
+    packedValues(w, 23, vals, n);
+    packedValues(w, 24, vals2, n);
+    for (let r = 0, at = 0; r < n; r++, at += stride) {
+      const errno = v.i32[(at >> 2) + I.error]!;
+      vals[r] = errno > 0 ? errnoValueOf(errno) : 0;
+    }
+    packedValues(w, 25, vals, n);
+    for (let r = 0, at = 0; r < n; r++, at += stride) {
+      const flags = u8[at + I.flags]!;
+      vals[r] =
+        (flags & EventFlags.PROCESS_CTX ? 1 : 0) | (flags & EventFlags.CHILD ? 2 : 0) | (flags & EventFlags.GAP ? 4 : 0) |
+        (u8[at + tI] === EventType.TIMEWAIT_START && flags & EventFlags.FLIP ? 8 : 0);
+    }
+    packedValues(w, 26, vals, n);
     strings.write(w, 27);
     this.clear();
     return w.finish();
   }
 
   clear(): void {
-    for (const c of [this.ts, this.kind, this.cookie, this.oldState, this.newState, this.substate, this.twReason, this.agePlus1, this.expiresDelta, this.pid, this.commOff, this.ownerPid, this.ownerKnown, this.error, this.flags]) c.n = 0;
-    this.socket.clear();
-    this.sources = [];
+    this.stage.clear();
   }
+}
+
+/** Packed varints of u64 values given as halves. */
+function packedHalves(w: ProtoWriter, field: number, lo: Uint32Array, hi: Uint32Array, n: number): void {
+  const start = w.beginPacked(field, 10 * n);
+  const b = w.buf;
+  let p = w.pos;
+  for (let r = 0; r < n; r++) {
+    let l = lo[r]!;
+    let h = hi[r]!;
+    while (h) {
+      b[p++] = (l & 0x7f) | 0x80;
+      l = ((l >>> 7) | (h << 25)) >>> 0;
+      h >>>= 7;
+    }
+    while (l > 0x7f) {
+      b[p++] = (l & 0x7f) | 0x80;
+      l >>>= 7;
+    }
+    b[p++] = l;
+  }
+  w.pos = p;
+  w.endPacked(start);
 }
 
 const ERRNO_VALUE = new Int32Array(4096).fill(-1);
@@ -534,46 +584,73 @@ const PRECISION = { exact: 0, 'lower-bound': 1, estimated: 2, 'upper-bound': 3 }
 const MAX_ADDRESS_CACHE = 65536;
 
 /**
+ * The words a DwellBatch row adds after its socket's record: the dwell itself, as the columns
+ * carry it (u64 values as halves).
+ */
+const D = {
+  state: 0,
+  timewait: 1,
+  leftLo: 2,
+  leftHi: 3,
+  dwellLo: 4,
+  dwellHi: 5,
+  precision: 6,
+  nextState: 7,
+  endReason: 8,
+  error: 9,
+  ownerComm: 10,
+  backLo: 11,
+  backHi: 12,
+} as const;
+const D_WORDS = 14; // (even: rows stay 8-byte aligned)
+/** u32 index of a row word in a row at byte offset at */
+const dw = (at: number, k: number) => ((at + EVENT_SIZE) >> 2) + k;
+
+/**
  * DwellBatch rows from the tracker — as DwellRecords (`push`) or as rows (`DwellRowSink`: the
  * agent's path, no object per record; the same bytes) — encoded by `encode` and then cleared.
+ * Each row is its socket as a kernel record (the record itself on the agent's path; written
+ * field by field from a DwellRecord or a live-table slot otherwise) plus the dwell's words.
  */
 export class DwellColumns implements DwellRowSink {
-  private readonly cookie = new U64Column();
-  private readonly state = new U32Column();
-  private readonly timewait = new U32Column();
-  private readonly left = new U64Column();
-  private readonly dwell = new U64Column();
-  private readonly precision = new U32Column();
-  private readonly nextState = new U32Column();
-  private readonly endReason = new U32Column();
-  private readonly error = new U32Column();
-  private readonly socket = new SocketColumns();
-  private readonly ownerPid = new U32Column();
-  private readonly ownerComm = new U32Column();
-  private readonly enteredBack = new U64Column();
+  private readonly stage = new Stage(D_WORDS);
+  private readonly scratch = new Scratch();
   private strings = new CommDictionary();
   /** address text → bytes: a host talks to few addresses, and parsing text costs ~1 µs */
   private readonly addresses = new Map<string, Uint8Array>();
   private readonly w = new ProtoWriter();
 
   get length(): number {
-    return this.state.n;
+    return this.stage.n;
   }
 
+  /** A DwellRecord (the object path). */
   push(r: DwellRecord): void {
-    this.cookie.pushBig(r.cookie);
-    this.state.push(stateValue(r.state));
-    this.timewait.push(r.timewait ? 1 : 0);
-    this.left.pushBig(r.leftNs);
-    this.dwell.pushBig(r.dwellNs);
-    this.precision.push(PRECISION[r.precision]);
-    this.nextState.push(stateValue(r.nextState));
-    this.endReason.push(r.timewaitEnd === 'expired' ? 1 : r.timewaitEnd === 'killed' ? 2 : 0);
-    this.error.push(errnoValue(r.error));
-    this.socket.pushIdentity(r, this.address(r.saddr, r.family), this.address(r.daddr, r.family));
-    this.ownerPid.push(r.ownerPid ?? 0);
-    this.ownerComm.push(this.strings.id(r.ownerComm));
-    this.enteredBack.pushBig(r.enteredNs === null || r.enteredNs > r.leftNs ? 0n : r.leftNs - r.enteredNs + 1n);
+    const st = this.stage;
+    const at = st.add();
+    st.zero(at);
+    const v = st.view;
+    const u = v.u32;
+    const q = at >> 2;
+    setU64(u, q + I.cookie, r.cookie);
+    u[q + I.netns] = r.netns;
+    setU64(u, q + I.cgroup_id, r.cgroupId);
+    v.u16[(at >> 1) + I.family] = r.family === 'inet' ? AF_INET : AF_INET6;
+    v.u8.set(this.address(r.saddr, r.family), at + I.saddr);
+    v.u8.set(this.address(r.daddr, r.family), at + I.daddr);
+    v.u16[(at >> 1) + I.sport] = r.sport;
+    v.u16[(at >> 1) + I.dport] = r.dport;
+    u[q + I.owner_pid] = r.ownerPid ?? 0;
+    u[dw(at, D.state)] = stateValueOf(r.state);
+    u[dw(at, D.timewait)] = r.timewait ? 1 : 0;
+    setU64(u, dw(at, D.leftLo), r.leftNs);
+    setU64(u, dw(at, D.dwellLo), r.dwellNs);
+    u[dw(at, D.precision)] = PRECISION[r.precision];
+    u[dw(at, D.nextState)] = stateValueOf(r.nextState);
+    u[dw(at, D.endReason)] = r.timewaitEnd === 'expired' ? 1 : r.timewaitEnd === 'killed' ? 2 : 0;
+    u[dw(at, D.error)] = errnoValue(r.error);
+    u[dw(at, D.ownerComm)] = this.strings.id(r.ownerComm);
+    setU64(u, dw(at, D.backLo), r.enteredNs === null || r.enteredNs > r.leftNs ? 0n : r.leftNs - r.enteredNs + 1n);
   }
 
   fromObject(r: DwellRecord): void {
@@ -582,41 +659,47 @@ export class DwellColumns implements DwellRowSink {
 
   /** `push` of the DwellRecord the row describes, its socket the kernel record at v/off. */
   fromRecord(v: RecordView, off: number, row: Readonly<DwellRow>): void {
-    this.cookie.push(v.lo(off, I.cookie), v.hi(off, I.cookie));
-    this.pushRow(row);
-    this.socket.pushRecord(v, off);
-    const ownerKnown = v.ownerKnown(off);
-    this.ownerPid.push(ownerKnown ? v.ownerPid(off) : 0);
-    this.ownerComm.push(ownerKnown ? this.strings.idRaw(v.u8, off + I.owner_comm) : 0);
-    this.pushEnteredBack(row);
+    const st = this.stage;
+    const at = st.copy(v, off);
+    const u = st.view.u32;
+    if (!v.ownerKnown(off)) u[(at >> 2) + I.owner_pid] = 0;
+    u[dw(at, D.ownerComm)] = v.ownerKnown(off) ? this.strings.idRaw(v.u8, off + I.owner_comm) : 0;
+    this.rowWords(u, at, row);
   }
 
   /** `push` of the DwellRecord the row describes, its socket a slot of the live table. */
   fromSlot(t: LiveTable, slot: number, row: Readonly<DwellRow>): void {
-    this.cookie.pushBig(t.cookie(slot));
-    this.pushRow(row);
+    const st = this.stage;
+    const at = st.add();
+    st.zero(at);
+    const v = st.view;
+    const u = v.u32;
+    const q = at >> 2;
+    setU64(u, q + I.cookie, t.cookie(slot));
+    u[q + I.netns] = t.netnsOf(slot);
+    setNumber(u, q + I.cgroup_id, t.cgroupOf(slot));
     const family = t.isInet6(slot) ? 'inet6' : 'inet';
-    this.socket.pushSlot(t, slot, this.address(t.address(t.saddrId(slot)), family), this.address(t.address(t.daddrId(slot)), family));
-    this.ownerPid.push(t.ownerPid(slot) ?? 0);
-    this.ownerComm.push(this.strings.id(t.ownerComm(slot)));
-    this.pushEnteredBack(row);
+    v.u16[(at >> 1) + I.family] = family === 'inet' ? AF_INET : AF_INET6;
+    v.u8.set(this.address(t.address(t.saddrId(slot)), family), at + I.saddr);
+    v.u8.set(this.address(t.address(t.daddrId(slot)), family), at + I.daddr);
+    v.u16[(at >> 1) + I.sport] = t.sport(slot);
+    v.u16[(at >> 1) + I.dport] = t.dport(slot);
+    u[q + I.owner_pid] = t.ownerPid(slot) ?? 0;
+    u[dw(at, D.ownerComm)] = this.strings.id(t.ownerComm(slot));
+    this.rowWords(u, at, row);
   }
 
-  /** The columns from state to error, in push's order. */
-  private pushRow(row: Readonly<DwellRow>): void {
-    this.state.push(row.state);
-    this.timewait.push(row.timewait ? 1 : 0);
-    this.left.pushNumber(row.leftNs);
-    this.dwell.pushNumber(row.dwellNs);
-    this.precision.push(PRECISION[row.precision]);
-    this.nextState.push(row.nextState < 0 ? 0 : row.nextState);
-    this.endReason.push(row.timewaitEnd);
-    this.error.push(row.errno > 0 ? errnoValueOf(row.errno) : 0);
-  }
-
-  private pushEnteredBack(row: Readonly<DwellRow>): void {
+  private rowWords(u: Uint32Array, at: number, row: Readonly<DwellRow>): void {
+    u[dw(at, D.state)] = row.state;
+    u[dw(at, D.timewait)] = row.timewait ? 1 : 0;
+    setNumber(u, dw(at, D.leftLo), row.leftNs);
+    setNumber(u, dw(at, D.dwellLo), row.dwellNs);
+    u[dw(at, D.precision)] = PRECISION[row.precision];
+    u[dw(at, D.nextState)] = row.nextState < 0 ? 0 : row.nextState;
+    u[dw(at, D.endReason)] = row.timewaitEnd;
+    u[dw(at, D.error)] = row.errno > 0 ? errnoValueOf(row.errno) : 0;
     const e = row.enteredNs;
-    this.enteredBack.pushNumber(Number.isNaN(e) || e > row.leftNs ? 0 : row.leftNs - e + 1);
+    setNumber(u, dw(at, D.backLo), Number.isNaN(e) || e > row.leftNs ? 0 : row.leftNs - e + 1);
   }
 
   private address(text: string, family: 'inet' | 'inet6'): Uint8Array {
@@ -631,30 +714,77 @@ export class DwellColumns implements DwellRowSink {
 
   /** The DwellBatch of the rows so far (at least one); the columns are cleared. */
   encode(header: Header): Uint8Array {
-    const w = this.w.startBatch(header, this.length);
-    this.left.rebase(base); // left becomes the delta from the earliest
+    const st = this.stage;
+    const n = st.n;
+    const w = this.w.startBatch(header, n);
+    const word = (k: number) => (EVENT_SIZE >> 2) + k;
+    minU64(st, word(D.leftLo), base); // left as the delta from the earliest
     w.uint64Field(3, base[0]!, base[1]!);
-    this.cookie.writeFixed(w, 4);
-    this.state.write(w, 5);
-    this.timewait.write(w, 6);
-    this.left.write(w, 7);
-    this.dwell.write(w, 8);
-    this.precision.write(w, 9);
-    this.nextState.write(w, 10);
-    this.endReason.write(w, 11);
-    this.error.write(w, 12);
-    this.socket.write(w, 13);
-    this.ownerPid.write(w, 20);
-    this.ownerComm.write(w, 21);
+    packedFixed64(w, 4, st, I.cookie);
+    packedWord(w, 5, st, word(D.state));
+    packedWord(w, 6, st, word(D.timewait));
+    packedU64(w, 7, st, word(D.leftLo), base[0]!, base[1]!);
+    packedU64(w, 8, st, word(D.dwellLo));
+    packedWord(w, 9, st, word(D.precision));
+    packedWord(w, 10, st, word(D.nextState));
+    packedWord(w, 11, st, word(D.endReason));
+    packedWord(w, 12, st, word(D.error));
+    socketColumns(w, 13, st, this.scratch.of(n).a);
+    packedField(w, 20, st, 'owner_pid');
+    packedWord(w, 21, st, word(D.ownerComm));
     this.strings.write(w, 22);
-    this.enteredBack.write(w, 23);
+    packedU64(w, 23, st, word(D.backLo));
     this.clear();
     return w.finish();
   }
 
   clear(): void {
-    for (const c of [this.cookie, this.state, this.timewait, this.left, this.dwell, this.precision, this.nextState, this.endReason, this.error, this.ownerPid, this.ownerComm, this.enteredBack]) c.n = 0;
-    this.socket.clear();
+    this.stage.clear();
     this.strings = new CommDictionary();
   }
+}
+
+/** Packed varints of the u32 word k of every row. */
+function packedWord(w: ProtoWriter, field: number, st: Stage, k: number): void {
+  const { n, stride } = st;
+  const u = st.view.u32;
+  const start = w.beginPacked(field, 5 * n);
+  const b = w.buf;
+  let p = w.pos;
+  const step = stride >> 2;
+  for (let r = 0, at = k; r < n; r++, at += step) {
+    let v = u[at]!;
+    while (v > 0x7f) {
+      b[p++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    b[p++] = v;
+  }
+  w.pos = p;
+  w.endPacked(start);
+}
+
+/** A u64 (bigint) into two u32 words; as U64Column.pushBig did: negative values wrap as 2^64 − x. */
+function setU64(u: Uint32Array, i: number, v: bigint): void {
+  const n = Number(v);
+  if (n <= Number.MAX_SAFE_INTEGER) setNumber(u, i, n);
+  else {
+    u[i] = Number(v & 0xffffffffn);
+    u[i + 1] = Number((v >> 32n) & 0xffffffffn);
+  }
+}
+
+/** An integer number of at most 2^53 in size into two u32 words (negative ones wrap, as setU64). */
+function setNumber(u: Uint32Array, i: number, n: number): void {
+  u[i] = n >>> 0;
+  u[i + 1] = Math.floor(n / TWO32);
+}
+
+/** stateValue of a state name as the wire carries it (UNKNOWN(n) → n; null → 0), cached per name. */
+const STATE_WIRE = new Map<string, number>();
+function stateValueOf(name: string | null): number {
+  if (name === null) return 0;
+  let v = STATE_WIRE.get(name);
+  if (v === undefined) STATE_WIRE.set(name, (v = stateValue(name)));
+  return v;
 }
