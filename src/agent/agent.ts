@@ -407,6 +407,7 @@ export class Agent {
     await this.service?.stop().catch(() => {});
     await this.metrics?.close();
     await this.publisher.close(timeoutMs);
+    this.spool.close();
     const status = this.status();
     this.tracer.close();
     return status;
