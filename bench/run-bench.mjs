@@ -12,6 +12,10 @@
 //   BENCH_REPS=5  BENCH_SECONDS=10  BENCH_COUNT=0 (connections per run; 0 = time only)
 //   BENCH_RATE=0 (connections per second in all, paced by churn --rate; 0 = as fast as the CPUs
 //     allow. 10000 = 100 k transition events/s in the close-first modes, issue 6's latency target)
+//   BENCH_CALM_SECONDS=0 BENCH_CALM_RATE=1000: the storm scenario — each run is first this long at this
+//     paced rate (calm), then BENCH_SECONDS at BENCH_RATE (the storm; unpaced by default), in the same
+//     namespace under the same tracer; loss counts both, conn/s is the storm's
+//     (`make bench-storm`: 30 s calm at 1,000 conn/s, then 10 s unpaced)
 //   BENCH_FLUSH_MS= (tcpdwell run --flush-interval in ms; unset = the agent's default, 100 ms)
 //   BENCH_MODES=client-first (comma list: client-first, server-first, rst)
 //   BENCH_CONTENDERS=none,tcpdwell-trace,tcpdwell-raw,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace  BENCH_THREADS=<nproc>
@@ -38,6 +42,8 @@ const cfg = {
   seconds: num('BENCH_SECONDS', 10),
   count: num('BENCH_COUNT', 0),
   rate: num('BENCH_RATE', 0),
+  calmSeconds: num('BENCH_CALM_SECONDS', 0),
+  calmRate: num('BENCH_CALM_RATE', 1000),
   flushMs: num('BENCH_FLUSH_MS', null),
   modes: (env.BENCH_MODES || 'client-first').split(',').filter(Boolean),
   contenders: (env.BENCH_CONTENDERS || 'none,tcpdwell-trace,tcpdwell-raw,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace').split(',').filter(Boolean),
@@ -453,10 +459,20 @@ async function waitDrained(path) {
   }
 }
 
+// With BENCH_CALM_SECONDS (the storm scenario), a calm phase at BENCH_CALM_RATE comes first, in the
+// same namespace and under the same tracer; the result is the storm phase's (its rate), with the
+// connections of both (so expected events count both) and the calm phase's own figures under `calm`.
 async function runChurn(mode) {
-  const args = ['netns', 'exec', NETNS, CHURN, '--mode', mode, '--threads', String(cfg.threads), '--duration', String(cfg.seconds), '--addrs', String(cfg.addrs), '--ports', String(cfg.ports), '--base-port', String(cfg.basePort)];
+  if (!cfg.calmSeconds) return churnOnce(mode, cfg.seconds, cfg.rate);
+  const calm = await churnOnce(mode, cfg.calmSeconds, cfg.calmRate);
+  const storm = await churnOnce(mode, cfg.seconds, cfg.rate);
+  return { ...storm, connections: calm.connections + storm.connections, failedConnects: calm.failedConnects + storm.failedConnects, calm: { connections: calm.connections, connPerS: calm.connPerS, durationS: calm.durationS } };
+}
+
+async function churnOnce(mode, seconds, rate) {
+  const args = ['netns', 'exec', NETNS, CHURN, '--mode', mode, '--threads', String(cfg.threads), '--duration', String(seconds), '--addrs', String(cfg.addrs), '--ports', String(cfg.ports), '--base-port', String(cfg.basePort)];
   if (cfg.count) args.push('--count', String(cfg.count));
-  if (cfg.rate) args.push('--rate', String(cfg.rate));
+  if (rate) args.push('--rate', String(rate));
   const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let stdout = '';
@@ -655,7 +671,7 @@ function markdown(state) {
   L.push(`- **Load:** before \`${loadBefore}\`; after \`${loadAfter}\``);
   L.push(
     `- **Workload:** \`bench/churn\` ${cfg.modes.join(', ')}, ${cfg.threads} threads, ${cfg.addrs} addresses × ${cfg.ports} ports per thread, ` +
-      `${cfg.reps} reps × ${cfg.seconds} s${cfg.count ? ` (or ${cfg.count} connections)` : ''}${cfg.rate ? `, **paced to ${fmt(cfg.rate)} conn/s** (\`churn --rate\`)` : ', unpaced (as fast as the CPUs allow)'}, contenders interleaved round-robin (order rotated each rep); ` +
+      `${cfg.reps} reps × ${cfg.seconds} s${cfg.count ? ` (or ${cfg.count} connections)` : ''}${cfg.rate ? `, **paced to ${fmt(cfg.rate)} conn/s** (\`churn --rate\`)` : ', unpaced (as fast as the CPUs allow)'}${cfg.calmSeconds ? `, **each run after ${cfg.calmSeconds} s of calm at ${fmt(cfg.calmRate)} conn/s** (storm scenario: loss counts both phases, conn/s is the storm's)` : ''}, contenders interleaved round-robin (order rotated each rep); ` +
       `netns sysctls tcp_tw_reuse=${cfg.twReuse}, tcp_max_tw_buckets=${cfg.maxTw}; a fresh namespace per run`,
   );
   L.push('');

@@ -139,8 +139,11 @@ export class ProtoWriter {
     this.pos += bytes.length;
   }
 
+  /** The message so far, as its own bytes (the writer's buffer is reused; the spool keeps these). */
   finish(): Uint8Array {
-    return this.buf.slice(0, this.pos);
+    const out = Buffer.allocUnsafe(this.pos); // no zero-fill: every byte is written next
+    out.set(this.buf.subarray(0, this.pos));
+    return out;
   }
 }
 
@@ -195,27 +198,58 @@ class Stage {
   }
 }
 
-/** Packed varints of the u8/u16/u32 record field at index i (RECORD_INDEX) of every row. */
+/** Packed varints of the u8/u16/u32/u64 record field `name` of every row. */
 function packedField(w: ProtoWriter, field: number, st: Stage, name: FieldName): void {
   const f = F[name];
   const i = I[name];
-  const { n, stride, view } = st;
-  if (f.size === 8) {
-    packedU64(w, field, st, i);
-    return;
-  }
+  if (f.size === 8) packedU64(w, field, st, i);
+  else if (f.size === 4) packedU32s(w, field, st.view.u32, st.n, i, st.stride >> 2);
+  else if (f.size === 2) packedU16s(w, field, st.view.u16, st.n, i, st.stride >> 1);
+  else packedU8s(w, field, st.view.u8, st.n, i, st.stride);
+}
+
+// Packed varints of a[first + r·step] for n rows: one function per array type, so every load in
+// the loop sees one type (a single function for the three made them megamorphic).
+function packedU32s(w: ProtoWriter, field: number, a: Uint32Array, n: number, first: number, step: number): void {
   const start = w.beginPacked(field, 5 * n);
   const b = w.buf;
   let p = w.pos;
-  const a = f.size === 4 ? view.u32 : f.size === 2 ? view.u16 : view.u8;
-  const step = stride / f.size;
-  for (let r = 0, at = i; r < n; r++, at += step) {
+  for (let r = 0, at = first; r < n; r++, at += step) {
     let v = a[at]!;
     while (v > 0x7f) {
       b[p++] = (v & 0x7f) | 0x80;
       v >>>= 7;
     }
     b[p++] = v;
+  }
+  w.pos = p;
+  w.endPacked(start);
+}
+function packedU16s(w: ProtoWriter, field: number, a: Uint16Array, n: number, first: number, step: number): void {
+  const start = w.beginPacked(field, 3 * n);
+  const b = w.buf;
+  let p = w.pos;
+  for (let r = 0, at = first; r < n; r++, at += step) {
+    let v = a[at]!;
+    while (v > 0x7f) {
+      b[p++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    b[p++] = v;
+  }
+  w.pos = p;
+  w.endPacked(start);
+}
+function packedU8s(w: ProtoWriter, field: number, a: Uint8Array, n: number, first: number, step: number): void {
+  const start = w.beginPacked(field, 2 * n);
+  const b = w.buf;
+  let p = w.pos;
+  for (let r = 0, at = first; r < n; r++, at += step) {
+    const v = a[at]!;
+    if (v > 0x7f) {
+      b[p++] = (v & 0x7f) | 0x80;
+      b[p++] = v >>> 7;
+    } else b[p++] = v;
   }
   w.pos = p;
   w.endPacked(start);
@@ -454,89 +488,38 @@ export class TransitionColumns {
   encode(header: Header, firstEventSeq: bigint): Uint8Array {
     const st = this.stage;
     const n = st.n;
-    const v = st.view;
-    const { stride } = st;
     const { a: vals, b: vals2 } = this.scratch.of(n);
     const w = this.w.startBatch(header, n);
     w.uint64Field(3, Number(firstEventSeq & 0xffffffffn), Number((firstEventSeq >> 32n) & 0xffffffffn));
     minU64(st, I.ts_ns, base); // ts as the delta from the earliest
     w.uint64Field(4, base[0]!, base[1]!);
     packedU64(w, 5, st, I.ts_ns, base[0]!, base[1]!);
-    const u8 = v.u8;
-    const tI = I.type;
-    for (let r = 0, at = 0; r < n; r++, at += stride) vals[r] = KIND_VALUE[u8[at + tI]!]!;
+    // One small function per computed column: each is compiled on its own (one large function
+    // with all these loops kept being deoptimized as its rarer branches first ran).
+    kindColumn(st, vals);
     packedValues(w, 6, vals, n);
     packedFixed64(w, 7, st, I.cookie);
-    for (let r = 0, at = 0; r < n; r++, at += stride) vals[r] = u8[at + tI] === EventType.TRANSITION ? u8[at + I.old_state]! : 0;
+    oldStateColumn(st, vals);
     packedValues(w, 8, vals, n);
     packedField(w, 9, st, 'new_state');
     packedField(w, 10, st, 'substate');
-    for (let r = 0, at = 0; r < n; r++, at += stride) {
-      const reason = u8[at + I.reason]!;
-      vals[r] = u8[at + tI] === EventType.TIMEWAIT_END && (reason === TwReason.EXPIRED || reason === TwReason.KILLED) ? reason : 0;
-    }
+    reasonColumn(st, vals);
     packedValues(w, 11, vals, n);
-    // age + 1: ts − entered + 1 when entered is known and not after ts, else 0 (halves in vals/vals2)
-    const u = v.u32;
-    for (let r = 0, at = 0; r < n; r++, at += stride) {
-      const q = at >> 2;
-      const tsLo = u[q + I.ts_ns]!;
-      const tsHi = u[q + I.ts_ns + 1]!;
-      const enLo = u[q + I.entered_ns]!;
-      const enHi = u[q + I.entered_ns + 1]!;
-      if (u8[at + I.flags]! & EventFlags.ENTERED_KNOWN && (enLo | enHi) !== 0 && (enHi < tsHi || (enHi === tsHi && enLo <= tsLo))) {
-        const d = tsLo - enLo;
-        const hi = tsHi - enHi - (d < 0 ? 1 : 0);
-        const lo = (d >>> 0) + 1;
-        vals[r] = lo >>> 0;
-        vals2[r] = (hi + (lo > 0xffffffff ? 1 : 0)) >>> 0;
-      } else vals[r] = vals2[r] = 0;
-    }
+    ageColumn(st, vals, vals2);
     packedHalves(w, 12, vals, vals2, n);
-    for (let r = 0, at = 0; r < n; r++, at += stride) {
-      const q = at >> 2;
-      const tsLo = u[q + I.ts_ns]!;
-      const tsHi = u[q + I.ts_ns + 1]!;
-      const exLo = u[q + I.expires_ns]!;
-      const exHi = u[q + I.expires_ns + 1]!;
-      if (exHi > tsHi || (exHi === tsHi && exLo > tsLo)) {
-        const d = exLo - tsLo;
-        vals[r] = d >>> 0;
-        vals2[r] = (exHi - tsHi - (d < 0 ? 1 : 0)) >>> 0;
-      } else vals[r] = vals2[r] = 0;
-    }
+    expiresColumn(st, vals, vals2);
     packedHalves(w, 13, vals, vals2, n);
     socketColumns(w, 14, st, vals);
     packedField(w, 21, st, 'pid');
-    // comm dictionary, in row order as encodeTransitions builds it: owner comm, then comm
     const strings = new CommDictionary();
-    const OC = I.owner_comm;
-    const C = I.comm;
-    for (let r = 0, at = 0, prev = -1; r < n; r++, prev = at, at += stride) {
-      const ownerKnown = (u8[at + I.flags]! & EventFlags.OWNER_KNOWN) !== 0;
-      // Neighbouring rows mostly carry the same names: the previous row's index, without hashing.
-      let owner = 0;
-      if (ownerKnown) owner = prev >= 0 && (u8[prev + I.flags]! & EventFlags.OWNER_KNOWN) !== 0 && sameComm(u8, at + OC, prev + OC) ? vals2[r - 1]! : strings.idRaw(u8, at + OC);
-      vals2[r] = owner;
-      // The actor is most often the owner: the same 16 bytes, the same index.
-      vals[r] =
-        ownerKnown && sameComm(u8, at + C, at + OC) ? owner : prev >= 0 && sameComm(u8, at + C, prev + C) ? vals[r - 1]! : strings.idRaw(u8, at + C);
-    }
+    commColumns(st, strings, vals, vals2);
     packedValues(w, 22, vals, n);
-    for (let r = 0, at = 0; r < n; r++, at += stride) vals[r] = u8[at + I.flags]! & EventFlags.OWNER_KNOWN ? u[(at >> 2) + I.owner_pid]! : 0;
+    ownerPidColumn(st, vals);
     packedValues(w, 23, vals, n);
     packedValues(w, 24, vals2, n);
-    for (let r = 0, at = 0; r < n; r++, at += stride) {
-      const errno = v.i32[(at >> 2) + I.error]!;
-      vals[r] = errno > 0 ? errnoValueOf(errno) : 0;
-    }
+    errorColumn(st, vals);
     packedValues(w, 25, vals, n);
-    for (let r = 0, at = 0; r < n; r++, at += stride) {
-      const flags = u8[at + I.flags]!;
-      vals[r] =
-        (flags & EventFlags.PROCESS_CTX ? 1 : 0) | (flags & EventFlags.CHILD ? 2 : 0) | (flags & EventFlags.GAP ? 4 : 0) |
-        (u8[at + tI] === EventType.TIMEWAIT_START && flags & EventFlags.FLIP ? 8 : 0);
-    }
+    flagsColumn(st, vals);
     packedValues(w, 26, vals, n);
     strings.write(w, 27);
     this.clear();
@@ -545,6 +528,103 @@ export class TransitionColumns {
 
   clear(): void {
     this.stage.clear();
+  }
+}
+
+// ---- the computed TransitionBatch columns: one function each, row values into vals ----------
+
+function kindColumn(st: Stage, vals: Uint32Array): void {
+  const u8 = st.view.u8;
+  for (let r = 0, at = I.type; r < st.n; r++, at += st.stride) vals[r] = KIND_VALUE[u8[at]!]!;
+}
+
+function oldStateColumn(st: Stage, vals: Uint32Array): void {
+  const u8 = st.view.u8;
+  for (let r = 0, at = 0; r < st.n; r++, at += st.stride) vals[r] = u8[at + I.type] === EventType.TRANSITION ? u8[at + I.old_state]! : 0;
+}
+
+function reasonColumn(st: Stage, vals: Uint32Array): void {
+  const u8 = st.view.u8;
+  for (let r = 0, at = 0; r < st.n; r++, at += st.stride) {
+    const reason = u8[at + I.reason]!;
+    vals[r] = u8[at + I.type] === EventType.TIMEWAIT_END && (reason === TwReason.EXPIRED || reason === TwReason.KILLED) ? reason : 0;
+  }
+}
+
+/** age + 1: ts − entered + 1 when entered is known and not after ts, else 0 (halves) */
+function ageColumn(st: Stage, lo: Uint32Array, hi: Uint32Array): void {
+  const u8 = st.view.u8;
+  const u = st.view.u32;
+  for (let r = 0, at = 0; r < st.n; r++, at += st.stride) {
+    const q = at >> 2;
+    const tsLo = u[q + I.ts_ns]!;
+    const tsHi = u[q + I.ts_ns + 1]!;
+    const enLo = u[q + I.entered_ns]!;
+    const enHi = u[q + I.entered_ns + 1]!;
+    if (u8[at + I.flags]! & EventFlags.ENTERED_KNOWN && (enLo | enHi) !== 0 && (enHi < tsHi || (enHi === tsHi && enLo <= tsLo))) {
+      const d = tsLo - enLo;
+      const h = tsHi - enHi - (d < 0 ? 1 : 0);
+      const l = (d >>> 0) + 1;
+      lo[r] = l >>> 0;
+      hi[r] = (h + (l > 0xffffffff ? 1 : 0)) >>> 0;
+    } else lo[r] = hi[r] = 0;
+  }
+}
+
+/** expires − ts when after ts, else 0 (halves) */
+function expiresColumn(st: Stage, lo: Uint32Array, hi: Uint32Array): void {
+  const u = st.view.u32;
+  for (let r = 0, at = 0; r < st.n; r++, at += st.stride) {
+    const q = at >> 2;
+    const tsLo = u[q + I.ts_ns]!;
+    const tsHi = u[q + I.ts_ns + 1]!;
+    const exLo = u[q + I.expires_ns]!;
+    const exHi = u[q + I.expires_ns + 1]!;
+    if (exHi > tsHi || (exHi === tsHi && exLo > tsLo)) {
+      const d = exLo - tsLo;
+      lo[r] = d >>> 0;
+      hi[r] = (exHi - tsHi - (d < 0 ? 1 : 0)) >>> 0;
+    } else lo[r] = hi[r] = 0;
+  }
+}
+
+/** comm (into comm) and owner comm (into owner) dictionary indexes, in row order as encodeTransitions builds it: owner comm, then comm */
+function commColumns(st: Stage, strings: CommDictionary, comm: Uint32Array, owner: Uint32Array): void {
+  const u8 = st.view.u8;
+  const OC = I.owner_comm;
+  const C = I.comm;
+  for (let r = 0, at = 0, prev = -1; r < st.n; r++, prev = at, at += st.stride) {
+    const ownerKnown = (u8[at + I.flags]! & EventFlags.OWNER_KNOWN) !== 0;
+    // Neighbouring rows mostly carry the same names: the previous row's index, without hashing.
+    let o = 0;
+    if (ownerKnown) o = prev >= 0 && (u8[prev + I.flags]! & EventFlags.OWNER_KNOWN) !== 0 && sameComm(u8, at + OC, prev + OC) ? owner[r - 1]! : strings.idRaw(u8, at + OC);
+    owner[r] = o;
+    // The actor is most often the owner: the same 16 bytes, the same index.
+    comm[r] = ownerKnown && sameComm(u8, at + C, at + OC) ? o : prev >= 0 && sameComm(u8, at + C, prev + C) ? comm[r - 1]! : strings.idRaw(u8, at + C);
+  }
+}
+
+function ownerPidColumn(st: Stage, vals: Uint32Array): void {
+  const u8 = st.view.u8;
+  const u = st.view.u32;
+  for (let r = 0, at = 0; r < st.n; r++, at += st.stride) vals[r] = u8[at + I.flags]! & EventFlags.OWNER_KNOWN ? u[(at >> 2) + I.owner_pid]! : 0;
+}
+
+function errorColumn(st: Stage, vals: Uint32Array): void {
+  const i32 = st.view.i32;
+  for (let r = 0, at = 0; r < st.n; r++, at += st.stride) {
+    const errno = i32[(at >> 2) + I.error]!;
+    vals[r] = errno > 0 ? errnoValueOf(errno) : 0;
+  }
+}
+
+function flagsColumn(st: Stage, vals: Uint32Array): void {
+  const u8 = st.view.u8;
+  for (let r = 0, at = 0; r < st.n; r++, at += st.stride) {
+    const flags = u8[at + I.flags]!;
+    vals[r] =
+      (flags & EventFlags.PROCESS_CTX ? 1 : 0) | (flags & EventFlags.CHILD ? 2 : 0) | (flags & EventFlags.GAP ? 4 : 0) |
+      (u8[at + I.type] === EventType.TIMEWAIT_START && flags & EventFlags.FLIP ? 8 : 0);
   }
 }
 
