@@ -16,9 +16,10 @@
 //     paced rate (calm), then BENCH_SECONDS at BENCH_RATE (the storm; unpaced by default), in the same
 //     namespace under the same tracer; loss counts both, conn/s is the storm's
 //     (`make bench-storm`: 30 s calm at 1,000 conn/s, then 10 s unpaced)
-//   BENCH_FLUSH_MS= (tcpdwell run --flush-interval in ms; unset = the agent's default, 100 ms)
+//   BENCH_FLUSH_MS= (tcpdwell run --flush-interval in ms; unset = the agent's default, 50 ms)
 //   BENCH_MODES=client-first (comma list: client-first, server-first, rst)
 //   BENCH_CONTENDERS=none,tcpdwell-trace,tcpdwell-raw,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace  BENCH_THREADS=<nproc>
+//     (also tcpdwell-run-4m: the agent with the 4 MiB ring it had before issue 13)
 //   BENCH_PIPELINE=0 to skip the pipeline microbenchmark (bench/pipeline-bench.mjs on the last
 //   tcpdwell-raw recording; one 3 s recording run is made when tcpdwell-raw is not a contender)
 //   BENCH_ADDRS=8  BENCH_PORTS=8 (destinations per thread: 127.0.0.1..N x ports)
@@ -203,6 +204,12 @@ const CONTENDERS = {
     argv: () => ['bpftrace', '-e', BPFTRACE_PROG],
     count: countBpftrace,
   },
+};
+// The agent with the ring size it had before issue 13 (4 MiB), to compare in the same run.
+CONTENDERS['tcpdwell-run-4m'] = {
+  ...CONTENDERS['tcpdwell-run'],
+  label: '`tcpdwell run --ring-bytes 4MiB` (the earlier default ring)',
+  argv: (ctx) => [...CONTENDERS['tcpdwell-run'].argv(ctx), '--ring-bytes', String(4 << 20)],
 };
 
 // ---- small helpers -------------------------------------------------------------------------
@@ -695,7 +702,7 @@ function markdown(state) {
   if (runRows.length) {
     L.push('');
     L.push(
-      `\`tcpdwell run\` in detail (flush interval ${cfg.flushMs ? `${cfg.flushMs} ms (\`--flush-interval\`)` : '100 ms (the default)'}; medians over reps; latency max and worst p99: over all reps). Its row above counts the agent process only; ` +
+      `\`tcpdwell run\` in detail (flush interval ${cfg.flushMs ? `${cfg.flushMs} ms (\`--flush-interval\`)` : '50 ms (the default)'}; medians over reps; latency max and worst p99: over all reps). Its row above counts the agent process only; ` +
         'the nats-server (started by the harness for each run: free loopback port, JetStream file store in a temp dir) and the latency ' +
         'subscriber are separate processes on the same two cores, measured over the same window and divided by the same events ' +
         '(what the agent published: transitions + timewait events):',

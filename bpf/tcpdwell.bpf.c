@@ -71,7 +71,11 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20); /* the agent may resize before load */
+	/* 16 MiB: ~116k records, about half a second of an unpaced loopback storm on 2 CPUs
+	 * (~250k records/s), so a stall of the reader (a GC, a large batch published) does not
+	 * cost events (BENCHMARKS.md, issue 13: 4 MiB vs 16 MiB). Kernel memory, charged to the
+	 * agent's cgroup; the agent may resize before load (--ring-bytes). */
+	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
 struct {

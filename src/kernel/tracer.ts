@@ -18,7 +18,7 @@ export const DEFAULT_OBJECT_PATH = fileURLToPath(new URL('../../bpf/.output/tcpd
 
 export interface TracerOptions extends KernelFilters {
   objectPath?: string;
-  /** ring buffer size in bytes: a power of two, at least one page (default 4 MiB) */
+  /** ring buffer size in bytes: a power of two, at least one page (default 16 MiB: bpf/tcpdwell.bpf.c `events`) */
   ringBytes?: number;
   /** the kernel wakes the reader once this many bytes wait (default 256 KiB); 0 = every record */
   wakeupBytes?: number;
