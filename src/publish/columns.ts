@@ -362,18 +362,6 @@ function addresses(w: ProtoWriter, field: number, st: Stage, name: 'saddr' | 'da
   w.pos = p;
 }
 
-/** The socket fields TransitionBatch and DwellBatch share, at consecutive field numbers: netns, cgroup, family, saddr, sport, daddr, dport. */
-function socketColumns(w: ProtoWriter, first: number, st: Stage, vals: Uint32Array): void {
-  packedField(w, first, st, 'netns');
-  packedField(w, first + 1, st, 'cgroup_id');
-  for (let r = 0, at = 0; r < st.n; r++, at += st.stride) vals[r] = st.view.family(at) === AF_INET ? 4 : 6;
-  packedValues(w, first + 2, vals, st.n);
-  addressesAnyTag(w, first + 3, st, 'saddr');
-  packedField(w, first + 4, st, 'sport');
-  addressesAnyTag(w, first + 5, st, 'daddr');
-  packedField(w, first + 6, st, 'dport');
-}
-
 /** `addresses` for any field number (tags past 15 take two bytes). */
 function addressesAnyTag(w: ProtoWriter, field: number, st: Stage, name: 'saddr' | 'daddr'): void {
   if (field < 16) {
@@ -487,41 +475,9 @@ export class TransitionColumns {
   /** The TransitionBatch of the rows so far (at least one); the columns are cleared. */
   encode(header: Header, firstEventSeq: bigint): Uint8Array {
     const st = this.stage;
-    const n = st.n;
-    const { a: vals, b: vals2 } = this.scratch.of(n);
-    const w = this.w.startBatch(header, n);
+    const w = this.w.startBatch(header, st.n);
     w.uint64Field(3, Number(firstEventSeq & 0xffffffffn), Number((firstEventSeq >> 32n) & 0xffffffffn));
-    minU64(st, I.ts_ns, base); // ts as the delta from the earliest
-    w.uint64Field(4, base[0]!, base[1]!);
-    packedU64(w, 5, st, I.ts_ns, base[0]!, base[1]!);
-    // One small function per computed column: each is compiled on its own (one large function
-    // with all these loops kept being deoptimized as its rarer branches first ran).
-    kindColumn(st, vals);
-    packedValues(w, 6, vals, n);
-    packedFixed64(w, 7, st, I.cookie);
-    oldStateColumn(st, vals);
-    packedValues(w, 8, vals, n);
-    packedField(w, 9, st, 'new_state');
-    packedField(w, 10, st, 'substate');
-    reasonColumn(st, vals);
-    packedValues(w, 11, vals, n);
-    ageColumn(st, vals, vals2);
-    packedHalves(w, 12, vals, vals2, n);
-    expiresColumn(st, vals, vals2);
-    packedHalves(w, 13, vals, vals2, n);
-    socketColumns(w, 14, st, vals);
-    packedField(w, 21, st, 'pid');
-    const strings = new CommDictionary();
-    commColumns(st, strings, vals, vals2);
-    packedValues(w, 22, vals, n);
-    ownerPidColumn(st, vals);
-    packedValues(w, 23, vals, n);
-    packedValues(w, 24, vals2, n);
-    errorColumn(st, vals);
-    packedValues(w, 25, vals, n);
-    flagsColumn(st, vals);
-    packedValues(w, 26, vals, n);
-    strings.write(w, 27);
+    writeColumns(w, st, TRANSITION_COLUMNS, this.scratch.of(st.n), new CommDictionary());
     this.clear();
     return w.finish();
   }
@@ -651,18 +607,6 @@ function packedHalves(w: ProtoWriter, field: number, lo: Uint32Array, hi: Uint32
   w.endPacked(start);
 }
 
-const ERRNO_VALUE = new Int32Array(4096).fill(-1);
-/** errno as the wire carries it: its value when Node knows its name (as encodeTransitions), else 0. */
-function errnoValueOf(errno: number): number {
-  if (errno >= ERRNO_VALUE.length) return 0;
-  let v = ERRNO_VALUE[errno]!;
-  if (v < 0) ERRNO_VALUE[errno] = v = errnoValue(errnoName(errno));
-  return v;
-}
-
-const PRECISION = { exact: 0, 'lower-bound': 1, estimated: 2, 'upper-bound': 3 } as const;
-const MAX_ADDRESS_CACHE = 65536;
-
 /**
  * The words a DwellBatch row adds after its socket's record: the dwell itself, as the columns
  * carry it (u64 values as halves).
@@ -685,6 +629,118 @@ const D = {
 const D_WORDS = 14; // (even: rows stay 8-byte aligned)
 /** u32 index of a row word in a row at byte offset at */
 const dw = (at: number, k: number) => ((at + EVENT_SIZE) >> 2) + k;
+
+// ---- the column tables -------------------------------------------------------------------
+//
+// Every column of a batch, in field-number order (protobufjs writes fields so, and the bytes must
+// be its bytes). A row is a field of the kernel record written as it is (`record`: its width and
+// offset come from the generated ABI), a u32 word a DwellBatch row adds (`word`), or a computed
+// column (`values`/`halves`: one function filling the row values; `write`: anything else).
+// A new record field that goes on the wire as it is takes one row here (and its field in
+// proto/, wire.ts's reference encoder, and for dwell records `setRecordFields` from the object).
+
+interface ColumnContext {
+  vals: Uint32Array;
+  vals2: Uint32Array;
+  strings: CommDictionary;
+}
+
+type Column =
+  | { field: number; record: FieldName }
+  | { field: number; word: number }
+  | { field: number; fixed64: FieldName }
+  | { field: number; values: (st: Stage, vals: Uint32Array, c: ColumnContext) => void }
+  | { field: number; halves: (st: Stage, lo: Uint32Array, hi: Uint32Array) => void }
+  | { field: number; write: (w: ProtoWriter, field: number, st: Stage, c: ColumnContext) => void };
+
+function writeColumns(w: ProtoWriter, st: Stage, columns: readonly Column[], scratch: Scratch, strings: CommDictionary): void {
+  const c: ColumnContext = { vals: scratch.a, vals2: scratch.b, strings };
+  for (const col of columns) {
+    if ('record' in col) packedField(w, col.field, st, col.record);
+    else if ('word' in col) packedWord(w, col.field, st, col.word);
+    else if ('fixed64' in col) packedFixed64(w, col.field, st, I[col.fixed64]);
+    else if ('values' in col) {
+      col.values(st, c.vals, c);
+      packedValues(w, col.field, c.vals, st.n);
+    } else if ('halves' in col) {
+      col.halves(st, c.vals, c.vals2);
+      packedHalves(w, col.field, c.vals, c.vals2, st.n);
+    } else col.write(w, col.field, st, c);
+  }
+}
+
+/** The socket columns TransitionBatch and DwellBatch share, from field `first` on. */
+const socketColumns = (first: number): Column[] => [
+  { field: first, record: 'netns' },
+  { field: first + 1, record: 'cgroup_id' },
+  { field: first + 2, values: familyColumn },
+  { field: first + 3, write: (w, f, st) => addressesAnyTag(w, f, st, 'saddr') },
+  { field: first + 4, record: 'sport' },
+  { field: first + 5, write: (w, f, st) => addressesAnyTag(w, f, st, 'daddr') },
+  { field: first + 6, record: 'dport' },
+];
+
+/** TransitionBatch (proto/tcpdwell/v1/tcpdwell.proto), from field 4 (1–3 are written by encode). */
+const TRANSITION_COLUMNS: readonly Column[] = [
+  { field: 4, write: (w, f, st) => (minU64(st, I.ts_ns, base), w.uint64Field(f, base[0]!, base[1]!)) }, // ts: a base, deltas at 5
+  { field: 5, write: (w, f, st) => packedU64(w, f, st, I.ts_ns, base[0]!, base[1]!) },
+  { field: 6, values: kindColumn },
+  { field: 7, fixed64: 'cookie' },
+  { field: 8, values: oldStateColumn },
+  { field: 9, record: 'new_state' },
+  { field: 10, record: 'substate' },
+  { field: 11, values: reasonColumn },
+  { field: 12, halves: ageColumn },
+  { field: 13, halves: expiresColumn },
+  ...socketColumns(14),
+  { field: 21, record: 'pid' },
+  // comm and owner comm: both dictionary indexes in one pass (owner comm first, as protobufjs)
+  { field: 22, values: (st, vals, c) => commColumns(st, c.strings, vals, c.vals2) },
+  { field: 23, values: ownerPidColumn },
+  { field: 24, write: (w, f, st, c) => packedValues(w, f, c.vals2, st.n) },
+  { field: 25, values: errorColumn },
+  { field: 26, values: flagsColumn },
+  { field: 27, write: (w, f, _st, c) => c.strings.write(w, f) },
+];
+
+const DW = (k: number) => (EVENT_SIZE >> 2) + k;
+
+/** DwellBatch, from field 3: the socket's record, then the dwell's words (D). */
+const DWELL_COLUMNS: readonly Column[] = [
+  { field: 3, write: (w, f, st) => (minU64(st, DW(D.leftLo), base), w.uint64Field(f, base[0]!, base[1]!)) }, // left: a base, deltas at 7
+  { field: 4, fixed64: 'cookie' },
+  { field: 5, word: DW(D.state) },
+  { field: 6, word: DW(D.timewait) },
+  { field: 7, write: (w, f, st) => packedU64(w, f, st, DW(D.leftLo), base[0]!, base[1]!) },
+  { field: 8, write: (w, f, st) => packedU64(w, f, st, DW(D.dwellLo)) },
+  { field: 9, word: DW(D.precision) },
+  { field: 10, word: DW(D.nextState) },
+  { field: 11, word: DW(D.endReason) },
+  { field: 12, word: DW(D.error) },
+  ...socketColumns(13),
+  { field: 20, record: 'owner_pid' },
+  { field: 21, word: DW(D.ownerComm) },
+  { field: 22, write: (w, f, _st, c) => c.strings.write(w, f) },
+  { field: 23, write: (w, f, st) => packedU64(w, f, st, DW(D.backLo)) },
+];
+
+function familyColumn(st: Stage, vals: Uint32Array): void {
+  const u16 = st.view.u16;
+  for (let r = 0, at = I.family; r < st.n; r++, at += st.stride >> 1) vals[r] = u16[at] === AF_INET ? 4 : 6;
+}
+
+const ERRNO_VALUE = new Int32Array(4096).fill(-1);
+/** errno as the wire carries it: its value when Node knows its name (as encodeTransitions), else 0. */
+function errnoValueOf(errno: number): number {
+  if (errno >= ERRNO_VALUE.length) return 0;
+  let v = ERRNO_VALUE[errno]!;
+  if (v < 0) ERRNO_VALUE[errno] = v = errnoValue(errnoName(errno));
+  return v;
+}
+
+const PRECISION = { exact: 0, 'lower-bound': 1, estimated: 2, 'upper-bound': 3 } as const;
+const MAX_ADDRESS_CACHE = 65536;
+
 
 /**
  * DwellBatch rows from the tracker — as DwellRecords (`push`) or as rows (`DwellRowSink`: the
@@ -711,16 +767,9 @@ export class DwellColumns implements DwellRowSink {
     st.zero(at);
     const v = st.view;
     const u = v.u32;
-    const q = at >> 2;
-    setU64(u, q + I.cookie, r.cookie);
-    u[q + I.netns] = r.netns;
-    setU64(u, q + I.cgroup_id, r.cgroupId);
-    v.u16[(at >> 1) + I.family] = r.family === 'inet' ? AF_INET : AF_INET6;
+    for (const [name, value] of RECORD_FROM_DWELL) setField(v, at, name, value(r));
     v.u8.set(this.address(r.saddr, r.family), at + I.saddr);
     v.u8.set(this.address(r.daddr, r.family), at + I.daddr);
-    v.u16[(at >> 1) + I.sport] = r.sport;
-    v.u16[(at >> 1) + I.dport] = r.dport;
-    u[q + I.owner_pid] = r.ownerPid ?? 0;
     u[dw(at, D.state)] = stateValueOf(r.state);
     u[dw(at, D.timewait)] = r.timewait ? 1 : 0;
     setU64(u, dw(at, D.leftLo), r.leftNs);
@@ -795,25 +844,8 @@ export class DwellColumns implements DwellRowSink {
   /** The DwellBatch of the rows so far (at least one); the columns are cleared. */
   encode(header: Header): Uint8Array {
     const st = this.stage;
-    const n = st.n;
-    const w = this.w.startBatch(header, n);
-    const word = (k: number) => (EVENT_SIZE >> 2) + k;
-    minU64(st, word(D.leftLo), base); // left as the delta from the earliest
-    w.uint64Field(3, base[0]!, base[1]!);
-    packedFixed64(w, 4, st, I.cookie);
-    packedWord(w, 5, st, word(D.state));
-    packedWord(w, 6, st, word(D.timewait));
-    packedU64(w, 7, st, word(D.leftLo), base[0]!, base[1]!);
-    packedU64(w, 8, st, word(D.dwellLo));
-    packedWord(w, 9, st, word(D.precision));
-    packedWord(w, 10, st, word(D.nextState));
-    packedWord(w, 11, st, word(D.endReason));
-    packedWord(w, 12, st, word(D.error));
-    socketColumns(w, 13, st, this.scratch.of(n).a);
-    packedField(w, 20, st, 'owner_pid');
-    packedWord(w, 21, st, word(D.ownerComm));
-    this.strings.write(w, 22);
-    packedU64(w, 23, st, word(D.backLo));
+    const w = this.w.startBatch(header, st.n);
+    writeColumns(w, st, DWELL_COLUMNS, this.scratch.of(st.n), this.strings);
     this.clear();
     return w.finish();
   }
@@ -822,6 +854,31 @@ export class DwellColumns implements DwellRowSink {
     this.stage.clear();
     this.strings = new CommDictionary();
   }
+}
+
+/**
+ * How `DwellColumns.push` writes a DwellRecord's socket into the record its row holds (the agent's
+ * path copies the kernel's record instead): record field ← value. A record field that dwell
+ * records carry takes one row here and one in DWELL_COLUMNS.
+ */
+const RECORD_FROM_DWELL: readonly [FieldName, (r: DwellRecord) => number | bigint][] = [
+  ['cookie', (r) => r.cookie],
+  ['netns', (r) => r.netns],
+  ['cgroup_id', (r) => r.cgroupId],
+  ['family', (r) => (r.family === 'inet' ? AF_INET : AF_INET6)],
+  ['sport', (r) => r.sport],
+  ['dport', (r) => r.dport],
+  ['owner_pid', (r) => r.ownerPid ?? 0],
+];
+
+/** Writes a value into a record field of the row at `at`, at its generated offset and width (u64: as U64Column.pushBig did). */
+function setField(v: RecordView, at: number, name: FieldName, value: number | bigint): void {
+  const f = F[name];
+  const i = I[name];
+  if (f.size === 8) setU64(v.u32, (at >> 2) + i, BigInt(value));
+  else if (f.size === 4) v.u32[(at >> 2) + i] = Number(value);
+  else if (f.size === 2) v.u16[(at >> 1) + i] = Number(value);
+  else v.u8[at + i] = Number(value);
 }
 
 /** Packed varints of the u32 word k of every row. */
