@@ -265,14 +265,7 @@ describe('Tracker.ingestRecord: the object path, without the objects', () => {
             for (const tr of [t.slow, t.fast, t.rows]) tr.seed(e.netns, snap);
             continue;
           }
-          t.slow.ingest([e]);
-          const framed = Buffer.alloc(8 + EVENT_SIZE);
-          framed.writeUInt32LE(EVENT_SIZE, 0);
-          rec.copy(framed, 8);
-          forEachRingRecord(framed, view, { records: 0, malformed: 0 }, (v, off) => {
-            t.fast.ingestRecord(v, off);
-            t.rows.ingestRecord(v, off);
-          });
+          feed(t, view, rec);
         }
         expectSame(t);
       }),
