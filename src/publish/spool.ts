@@ -15,12 +15,13 @@
  * Durability (README "The spool"): a message is in the kernel's page cache before it is
  * published, so an agent crash loses nothing; there is no fsync per message, so a power loss or
  * kernel crash can lose what had not been written back of the open segment. A segment is
- * fsynced when it is closed: when it reaches segmentBytes, and when the agent stops (close()).
+ * fsynced when it is closed: in the background when it reaches segmentBytes, and at once when
+ * the agent stops (close()).
  *
  * Spools of earlier versions (one `<epoch>-<seq>.msg` file per message, without the length and
  * the kind) are read on resume and deleted one by one as they are acknowledged.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
@@ -295,8 +296,12 @@ export class Spool {
     }
   }
 
-  /** Closes the segment being written: fsynced, and deleted if nothing in it is pending. */
-  private closeCurrent(): void {
+  /**
+   * Closes the segment being written: deleted if nothing in it is pending, else fsynced — in the
+   * background when rolling (an fsync on the agent's only thread would stall reading the ring;
+   * what comes after is written to the next segment meanwhile), at once when stopping.
+   */
+  private closeCurrent(wait: boolean): void {
     const f = this.current;
     if (!f) return;
     this.current = null;
@@ -304,15 +309,18 @@ export class Spool {
       this.remove(f);
       return;
     }
-    fsyncSync(f.fd);
-    closeSync(f.fd);
+    const fd = f.fd;
     f.fd = -1;
+    if (wait) {
+      fsyncSync(fd);
+      closeSync(fd);
+    } else fsync(fd, () => closeSync(fd));
   }
 
   /** Writes a message (seq within this spool's epoch); drops the oldest if over the bound. Returns its key. */
   append(seq: bigint, m: SpoolMessage, epoch = this.epoch): string {
     const entry = encodeEntry(KIND_MESSAGE, seq, m);
-    if (this.current && (this.currentEpoch !== epoch || this.current.size >= this.segmentBytes)) this.closeCurrent();
+    if (this.current && (this.currentEpoch !== epoch || this.current.size >= this.segmentBytes)) this.closeCurrent(false);
     if (!this.current) {
       const name = `${keyOf(epoch, seq)}.seg`;
       this.current = { name, legacy: false, live: 0, fd: openSync(join(this.dir, name), 'a', 0o600), size: 0 };
@@ -398,7 +406,7 @@ export class Spool {
 
   /** Closes (and fsyncs) the segment being written; appending again opens a new one. */
   close(): void {
-    this.closeCurrent();
+    this.closeCurrent(true);
   }
 
   stats(): SpoolStats {
