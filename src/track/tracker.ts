@@ -80,7 +80,10 @@ export interface TrackerOptions {
   clock: () => bigint;
   /** called for every dwell record, in event order */
   onDwell?: (record: DwellRecord) => void;
-  /** instead of onDwell: every dwell record, in event order, as a row (no object per record) */
+  /**
+   * every dwell record, in event order, as a row (no object per record on `ingestRecord`'s path);
+   * onDwell, when given too, gets each as a DwellRecord as well
+   */
   dwellRows?: DwellRowSink;
   /** detector thresholds over DEFAULT_THRESHOLDS; a bad one throws UsageError */
   thresholds?: Partial<DetectorThresholds>;
