@@ -189,10 +189,14 @@ export class Agent {
     // Batches of at most RING_BATCH_BYTES: a message can leave only after the batch it was
     // filled from has been processed, so smaller batches bound the wait (measured: 1 MiB
     // batches, ~7,700 events, held the loop 60–100 ms on a busy 2-core VM).
+    // Nothing of a batch outlives the callback (rows are copied into the batches' columns), so
+    // each is released at once: left to the garbage collector, which this path rarely wakes,
+    // batches piled up (make soak: RSS +23 MiB over the first minutes, then flat).
     this.tracer.readRing(
       (batch) => forEachRingRecord(batch, view, this.decodeStats, take),
       10,
       RING_BATCH_BYTES,
+      { release: true },
     );
     this.publishSnapshot();
     this.flushTimer = setInterval(() => this.flush(), this.opts.flushIntervalMs ?? DEFAULT_FLUSH_MS);
