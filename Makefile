@@ -49,7 +49,7 @@ PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/publish/pb/tcpdwell.js
 PB_DTS     := src/publish/pb/tcpdwell.d.ts
 
-.PHONY: all deps print-node typecheck test test-unit run bench soak clean abi check-abi
+.PHONY: all deps print-node typecheck test test-unit run bench bench-storm soak clean abi check-abi
 
 all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
 
@@ -158,6 +158,13 @@ $(BENCH_CHURN): bench/churn.c
 
 bench: deps all $(BENCH_CHURN)
 	node bench/run-bench.mjs
+
+# The storm scenario (issue 13): each run 30 s of calm (1,000 conn/s), then 10 s unpaced, under the
+# same tracer; the other knobs of make bench apply (defaults below unless set).
+bench-storm: deps all $(BENCH_CHURN)
+	BENCH_CALM_SECONDS=$${BENCH_CALM_SECONDS:-30} BENCH_CALM_RATE=$${BENCH_CALM_RATE:-1000} BENCH_SECONDS=$${BENCH_SECONDS:-10} \
+	BENCH_LABEL=$${BENCH_LABEL:-storm} BENCH_CONTENDERS=$${BENCH_CONTENDERS:-none,tcpdwell-raw,tcpdwell-run} BENCH_REPS=$${BENCH_REPS:-3} \
+	BENCH_PIPELINE=$${BENCH_PIPELINE:-0} BENCH_DECODE=$${BENCH_DECODE:-0} node bench/run-bench.mjs
 
 # Soak (issue 7; not part of make test or CI; needs root): the agent under steady loopback churn
 # for SOAK_SECONDS (default 600), its RSS, fds and live table vs ss -tan sampled every 30 s;

@@ -144,7 +144,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     }
     first.child.kill('SIGKILL');
     await first.closed;
-    const spooled = readdirSync(spoolDir).filter((f) => f.endsWith('.msg')).length;
+    const spooled = readdirSync(spoolDir).filter((f) => f.endsWith('.seg')).length;
     expect(spooled).toBeGreaterThan(0);
 
     await nats.restart();
