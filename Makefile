@@ -22,6 +22,25 @@ CLANG      ?= clang
 BPFTOOL    ?= $(firstword $(wildcard /usr/sbin/bpftool /usr/bin/bpftool) bpftool)
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(OUTPUT) -Ibpf
 
+# ---- runtime: Node 24 LTS -------------------------------------------------------------
+# tcpdwell runs on Node >= 22 (24 LTS is the target). When the node on PATH is older (Debian 12
+# ships 18; this machine has 20), `make deps` installs the npm registry's `node` package (24)
+# into .node/ and every recipe below runs with it first on PATH: npm, node-gyp, tsc, vitest, the
+# benches. bin/tcpdwell picks a node in the same order: $$TCPDWELL_NODE (exported below, so the
+# tests' children run on the same node as vitest), the node on PATH if new enough, then .node/.
+NODE_MAJOR := 24
+NODE_MIN   := 22
+LOCAL_NODE := $(CURDIR)/.node/node_modules/node/bin/node
+PATH_NODE  := $(shell v=$$(node --version 2>/dev/null); m=$${v#v}; m=$${m%%.*}; \
+                [ -n "$$m" ] && [ "$$m" -ge $(NODE_MIN) ] && command -v node)
+NODE       := $(or $(TCPDWELL_NODE),$(PATH_NODE),$(LOCAL_NODE))
+export TCPDWELL_NODE := $(NODE)
+export PATH := $(patsubst %/,%,$(dir $(NODE))):$(PATH)
+# node-gyp needs the headers of the node it builds for, and must not fetch them (the network is
+# closed): the registry's package carries them beside its binary, a system node under its prefix.
+node_headers = $(shell p=$$(dirname $$(dirname $(NODE))); for d in $$p $$p/node_modules/node-linux-*; do \
+                 [ -f $$d/include/node/node_api.h ] && { echo $$d; break; }; done)
+
 # What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
 # nginx-light, redis-server, memcached: the real servers the owner tests run (test/kernel/servers.test.ts); Debian's
 # policy-rc.d (made for the install when missing) keeps their services from starting.
@@ -32,12 +51,12 @@ PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/publish/pb/tcpdwell.js
 PB_DTS     := src/publish/pb/tcpdwell.d.ts
 
-.PHONY: all deps typecheck test test-unit run bench soak clean abi check-abi
+.PHONY: all deps print-node typecheck test test-unit run bench bench-storm soak clean abi check-abi
 
 all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
 
 # ---- set-up ----------------------------------------------------------------------------
-deps: .deps.stamp node_modules/.package-lock.json
+deps: .deps.stamp $(NODE) node_modules/.package-lock.json
 
 .deps.stamp:
 	$(call msg,DEPS,debian packages)
@@ -50,11 +69,25 @@ deps: .deps.stamp node_modules/.package-lock.json
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) >/dev/null; st=$$?; \
 	  [ -z "$$own_policy" ] || rm -f /usr/sbin/policy-rc.d; [ $$st = 0 ] || exit $$st; \
 	fi
+	$(Q)command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "tcpdwell: npm is missing; run as root or: sudo apt-get install npm" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
 	$(Q)touch $@
 
-node_modules/.package-lock.json: package.json package-lock.json bpf-ts-loader/package.json .deps.stamp
-	$(call msg,NPM,install)
-	$(Q)npm ci --no-audit --no-fund --loglevel=error
+# The node every recipe runs (.ci/run asks which one a fresh clone gets).
+print-node:
+	@echo $(NODE)
+
+# Only made when neither TCPDWELL_NODE nor the node on PATH will do (see the runtime section).
+$(LOCAL_NODE): | .deps.stamp
+	$(call msg,NODE,node@$(NODE_MAJOR) into .node/ (the node on PATH is $(shell node --version 2>/dev/null || echo missing)))
+	$(Q)mkdir -p .node
+	$(Q)npm install --prefix .node --no-save --no-audit --no-fund --loglevel=error node@$(NODE_MAJOR) >/dev/null
+	$(Q)"$@" --version | grep -q '^v$(NODE_MAJOR)\.' || { echo "tcpdwell: npm install node@$(NODE_MAJOR) gave $$("$@" --version 2>&1)" >&2; exit 1; }
+
+node_modules/.package-lock.json: package.json package-lock.json bpf-ts-loader/package.json .deps.stamp | $(NODE)
+	$(call msg,NPM,install (node $(shell $(NODE) --version 2>/dev/null)))
+	$(Q)npm_config_nodedir=$(node_headers) npm ci --no-audit --no-fund --loglevel=error
 	$(Q)touch $@
 
 # ---- kernel program --------------------------------------------------------------------
@@ -70,7 +103,7 @@ $(BPF_OBJ): bpf/tcpdwell.bpf.c bpf/tcpdwell.h $(VMLINUX_H)
 # ---- native addon ----------------------------------------------------------------------
 $(ADDON): $(wildcard bpf-ts-loader/src/*.c) bpf-ts-loader/binding.gyp | node_modules/.package-lock.json
 	$(call msg,ADDON,$@)
-	$(Q)cd bpf-ts-loader && npm run --silent install >/dev/null
+	$(Q)cd bpf-ts-loader && npm_config_nodedir=$(node_headers) npm run --silent install >/dev/null
 
 # ---- protobuf: static code generated from the .proto at build time (never edited) ------
 $(PB_JS): $(PROTO) | node_modules/.package-lock.json
@@ -129,6 +162,13 @@ $(BENCH_CHURN): bench/churn.c
 
 bench: deps all $(BENCH_CHURN)
 	node bench/run-bench.mjs
+
+# The storm scenario (issue 13): each run 30 s of calm (1,000 conn/s), then 10 s unpaced, under the
+# same tracer; the other knobs of make bench apply (defaults below unless set).
+bench-storm: deps all $(BENCH_CHURN)
+	BENCH_CALM_SECONDS=$${BENCH_CALM_SECONDS:-30} BENCH_CALM_RATE=$${BENCH_CALM_RATE:-1000} BENCH_SECONDS=$${BENCH_SECONDS:-10} \
+	BENCH_LABEL=$${BENCH_LABEL:-storm} BENCH_CONTENDERS=$${BENCH_CONTENDERS:-none,tcpdwell-raw,tcpdwell-run} BENCH_REPS=$${BENCH_REPS:-3} \
+	BENCH_PIPELINE=$${BENCH_PIPELINE:-0} BENCH_DECODE=$${BENCH_DECODE:-0} node bench/run-bench.mjs
 
 # Soak (issue 7; not part of make test or CI; needs root): the agent under steady loopback churn
 # for SOAK_SECONDS (default 600), its RSS, fds and live table vs ss -tan sampled every 30 s;

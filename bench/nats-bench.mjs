@@ -14,7 +14,7 @@
 //     tcpdwell.v1.HOST.>) and counts what reached JetStream, decoding each TransitionBatch with the
 //     project's protobuf code (dist/publish/wire.js). Prints one JSON line.
 import { connect } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { clockBoottimeNs } from 'bpf-ts-loader';
 
 const [mode, ...args] = process.argv.slice(2);
@@ -171,11 +171,18 @@ async function count(url, host, portLo, portHi) {
   const maxDrops = (h) => {
     for (const [k, v] of Object.entries(h?.drops ?? {})) r.drops[k] = Math.max(r.drops[k] ?? 0, Number(v));
   };
+  // Read up to the stream's last message: a fetch can come back empty before the end (seen with
+  // batches of ~400 KB messages: the count stopped after a few dozen of hundreds), so an empty
+  // fetch ends the count only once the last sequence was seen, or after 30 s without progress.
+  const lastSeq = (await (await jetstreamManager(nc)).streams.info('TCPDWELL')).state.last_seq;
+  let seen = 0;
+  let idleSince = Date.now();
   for (;;) {
-    const batch = await c.fetch({ max_messages: 1000, expires: 1000 });
+    const batch = await c.fetch({ max_messages: 100, expires: 2000 });
     let got = 0;
     for await (const m of batch) {
       got++;
+      seen = Math.max(seen, m.seq);
       const kind = m.subject.split('.')[3];
       r.messages[kind] = (r.messages[kind] ?? 0) + 1;
       r.bytes[kind] = (r.bytes[kind] ?? 0) + m.data.length;
@@ -207,8 +214,11 @@ async function count(url, host, portLo, portHi) {
         maxDrops(pb.Summary.decode(m.data).header);
       }
     }
-    if (got === 0) break;
+    if (got > 0) idleSince = Date.now();
+    else if (seen >= lastSeq || Date.now() - idleSince > 30_000) break;
   }
+  r.lastSeq = lastSeq;
+  r.seenSeq = seen;
   await nc.close();
   process.stdout.write(`${JSON.stringify(r)}\n`);
 }

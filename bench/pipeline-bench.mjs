@@ -10,7 +10,7 @@
 //
 // What it times is the built code in dist/ (make builds it from src/); nothing is copied here.
 import { readFileSync } from 'node:fs';
-import { decodeRingBatch } from '../dist/decode/index.js';
+import { decodeRingBatch, forEachRingRecord, RecordView } from '../dist/decode/index.js';
 import { Tracker } from '../dist/track/index.js';
 import { encodeDwell, encodeTransitions } from '../dist/publish/wire.js';
 import { DwellColumns, TransitionColumns } from '../dist/publish/columns.js';
@@ -21,6 +21,7 @@ if (!path) throw new Error('BENCH_RECORDING=<file from tcpdwell trace --format r
 const passes = Number(env.BENCH_PIPELINE_PASSES || 5);
 const batchBytes = Number(env.BENCH_PIPELINE_BATCH_BYTES || 256 << 10);
 const publishEvents = Number(env.BENCH_PIPELINE_MESSAGE_EVENTS || 4096); // the agent's batchMaxEvents
+// BENCH_PIPELINE_ONLY=<text>: only the steps whose name contains it (for a profile: node --cpu-prof)
 
 // Cut the recording at entry boundaries into ring-sized batches.
 const rec = readFileSync(path);
@@ -42,7 +43,9 @@ let sink = 0;
 
 // Rates from the CPU time this process used (process.cpuUsage), the median of the passes: on a
 // 2-core VM where anything else runs, wall time also counts the waits for the core.
+const only = env.BENCH_PIPELINE_ONLY; // run only the steps whose name contains this (profiling)
 function time(name, run) {
+  if (only && !name.includes(only)) return { name, skipped: true };
   const cpuNs = [];
   const wallNs = [];
   let out = null;
@@ -117,9 +120,9 @@ results.push(
   }),
 );
 
-// What Agent does per ring batch and per flush (src/agent/agent.ts), without the spool and NATS.
+// The agent's path before issue 13: TcpEvents into the tracker, DwellRecords into the columns.
 results.push(
-  time('decode + track + protobuf (as the agent)', () => {
+  time('decode + track + protobuf (objects, before issue 13)', () => {
     const transitions = new TransitionColumns();
     const dwell = new DwellColumns();
     let bytes = 0;
@@ -146,6 +149,56 @@ results.push(
       decodeRingBatch(b, take, stats);
       t.ingest(events);
     }
+    if (transitions.length) bytes += transitions.encode(header, 1n).length;
+    if (dwell.length) bytes += dwell.encode(header).length;
+    return { messages, bytesPerEvent: Number((bytes / records).toFixed(1)) };
+  }),
+);
+
+// Records read in place (src/decode/view.ts): no TcpEvent, BigInt or DwellRecord per event.
+results.push(
+  time('in place: records + track', () => {
+    let dwell = 0;
+    const sink = { fromRecord: () => dwell++, fromSlot: () => dwell++, fromObject: () => dwell++ };
+    const t = new Tracker({ clock: () => 0n, dwellRows: sink, sysctls: {} });
+    const stats = { records: 0, malformed: 0 };
+    const view = new RecordView();
+    const take = (v, off) => t.ingestRecord(v, off);
+    for (const b of batches) forEachRingRecord(b, view, stats, take);
+    return { dwellRecords: dwell };
+  }),
+);
+
+// What Agent does per ring batch and per flush (src/agent/agent.ts), without the spool and NATS.
+results.push(
+  time('in place: records + track + protobuf (as the agent)', () => {
+    const transitions = new TransitionColumns();
+    const dwell = new DwellColumns();
+    let bytes = 0;
+    let messages = 0;
+    const full = () => {
+      if (dwell.length >= publishEvents) {
+        bytes += dwell.encode(header).length;
+        messages++;
+      }
+    };
+    const sink = {
+      fromRecord: (v, off, row) => (dwell.fromRecord(v, off, row), full()),
+      fromSlot: (tb, slot, row) => (dwell.fromSlot(tb, slot, row), full()),
+      fromObject: (r) => (dwell.push(r), full()),
+    };
+    const t = new Tracker({ clock: () => 0n, dwellRows: sink, sysctls: {} });
+    const stats = { records: 0, malformed: 0 };
+    const view = new RecordView();
+    const take = (v, off) => {
+      transitions.appendView(v, off);
+      t.ingestRecord(v, off);
+      if (transitions.length >= publishEvents) {
+        bytes += transitions.encode(header, 1n).length;
+        messages++;
+      }
+    };
+    for (const b of batches) forEachRingRecord(b, view, stats, take);
     if (transitions.length) bytes += transitions.encode(header, 1n).length;
     if (dwell.length) bytes += dwell.encode(header).length;
     return { messages, bytesPerEvent: Number((bytes / records).toFixed(1)) };

@@ -12,18 +12,25 @@
 //   BENCH_REPS=5  BENCH_SECONDS=10  BENCH_COUNT=0 (connections per run; 0 = time only)
 //   BENCH_RATE=0 (connections per second in all, paced by churn --rate; 0 = as fast as the CPUs
 //     allow. 10000 = 100 k transition events/s in the close-first modes, issue 6's latency target)
-//   BENCH_FLUSH_MS= (tcpdwell run --flush-interval in ms; unset = the agent's default, 100 ms)
+//   BENCH_CALM_SECONDS=0 BENCH_CALM_RATE=1000: the storm scenario — each run is first this long at this
+//     paced rate (calm), then BENCH_SECONDS at BENCH_RATE (the storm; unpaced by default), in the same
+//     namespace under the same tracer; loss counts both, conn/s is the storm's
+//     (`make bench-storm`: 30 s calm at 1,000 conn/s, then 10 s unpaced)
+//   BENCH_FLUSH_MS= (tcpdwell run --flush-interval in ms; unset = the agent's default, 50 ms)
 //   BENCH_MODES=client-first (comma list: client-first, server-first, rst)
 //   BENCH_CONTENDERS=none,tcpdwell-trace,tcpdwell-raw,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace  BENCH_THREADS=<nproc>
+//     (also tcpdwell-run-4m: the agent with the 4 MiB ring it had before issue 13)
 //   BENCH_PIPELINE=0 to skip the pipeline microbenchmark (bench/pipeline-bench.mjs on the last
 //   tcpdwell-raw recording; one 3 s recording run is made when tcpdwell-raw is not a contender)
 //   BENCH_ADDRS=8  BENCH_PORTS=8 (destinations per thread: 127.0.0.1..N x ports)
 //   BENCH_MAX_TW=1048576 (tcp_max_tw_buckets in the namespace)  BENCH_TW_REUSE=1
 //   BENCH_DECODE_RECORDS=1000000  BENCH_DECODE=0 to skip the microbenchmark
-//   BENCH_PROFILE=1: one extra tcpdwell trace run under the V8 profiler, summarized (not in the table)
+//   BENCH_PROFILE=1: one extra tcpdwell trace run under the V8 profiler, summarized (not in the table);
+//     BENCH_PROFILE=<contender> (e.g. tcpdwell-run) profiles that tcpdwell contender instead
+//   BENCH_KEEP_RECORDING=<path>: copy the raw recording there (for bench/pipeline-bench.mjs by hand)
 //   BENCH_LABEL=latest (names the block in BENCHMARKS.md)  BENCH_NOTE="..." (a line in the block)
 import { spawn, execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, createReadStream, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, createReadStream, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { CHURN, cleanupOnExit, OUT_DIR, ROOT, TCPDWELL } from './common.mjs';
@@ -36,6 +43,8 @@ const cfg = {
   seconds: num('BENCH_SECONDS', 10),
   count: num('BENCH_COUNT', 0),
   rate: num('BENCH_RATE', 0),
+  calmSeconds: num('BENCH_CALM_SECONDS', 0),
+  calmRate: num('BENCH_CALM_RATE', 1000),
   flushMs: num('BENCH_FLUSH_MS', null),
   modes: (env.BENCH_MODES || 'client-first').split(',').filter(Boolean),
   contenders: (env.BENCH_CONTENDERS || 'none,tcpdwell-trace,tcpdwell-raw,tcpdwell-kernel,tcpdwell-run,tcpstates,bpftrace').split(',').filter(Boolean),
@@ -47,7 +56,7 @@ const cfg = {
   maxTw: num('BENCH_MAX_TW', 1048576),
   twReuse: num('BENCH_TW_REUSE', 1),
   decode: env.BENCH_DECODE !== '0',
-  profile: env.BENCH_PROFILE === '1',
+  profile: env.BENCH_PROFILE === '1' ? 'tcpdwell-trace' : env.BENCH_PROFILE?.startsWith('tcpdwell-') ? env.BENCH_PROFILE : null,
   label: env.BENCH_LABEL || 'latest',
   note: env.BENCH_NOTE || '',
 };
@@ -195,6 +204,12 @@ const CONTENDERS = {
     argv: () => ['bpftrace', '-e', BPFTRACE_PROG],
     count: countBpftrace,
   },
+};
+// The agent with the ring size it had before issue 13 (4 MiB), to compare in the same run.
+CONTENDERS['tcpdwell-run-4m'] = {
+  ...CONTENDERS['tcpdwell-run'],
+  label: '`tcpdwell run --ring-bytes 4MiB` (the earlier default ring)',
+  argv: (ctx) => [...CONTENDERS['tcpdwell-run'].argv(ctx), '--ring-bytes', String(4 << 20)],
 };
 
 // ---- small helpers -------------------------------------------------------------------------
@@ -451,10 +466,20 @@ async function waitDrained(path) {
   }
 }
 
+// With BENCH_CALM_SECONDS (the storm scenario), a calm phase at BENCH_CALM_RATE comes first, in the
+// same namespace and under the same tracer; the result is the storm phase's (its rate), with the
+// connections of both (so expected events count both) and the calm phase's own figures under `calm`.
 async function runChurn(mode) {
-  const args = ['netns', 'exec', NETNS, CHURN, '--mode', mode, '--threads', String(cfg.threads), '--duration', String(cfg.seconds), '--addrs', String(cfg.addrs), '--ports', String(cfg.ports), '--base-port', String(cfg.basePort)];
+  if (!cfg.calmSeconds) return churnOnce(mode, cfg.seconds, cfg.rate);
+  const calm = await churnOnce(mode, cfg.calmSeconds, cfg.calmRate);
+  const storm = await churnOnce(mode, cfg.seconds, cfg.rate);
+  return { ...storm, connections: calm.connections + storm.connections, failedConnects: calm.failedConnects + storm.failedConnects, calm: { connections: calm.connections, connPerS: calm.connPerS, durationS: calm.durationS } };
+}
+
+async function churnOnce(mode, seconds, rate) {
+  const args = ['netns', 'exec', NETNS, CHURN, '--mode', mode, '--threads', String(cfg.threads), '--duration', String(seconds), '--addrs', String(cfg.addrs), '--ports', String(cfg.ports), '--base-port', String(cfg.basePort)];
   if (cfg.count) args.push('--count', String(cfg.count));
-  if (cfg.rate) args.push('--rate', String(cfg.rate));
+  if (rate) args.push('--rate', String(rate));
   const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let stdout = '';
@@ -499,7 +524,7 @@ async function measure(name, mode, dir, opts = {}) {
   try {
     if (c.setup) await c.setup(ctx);
     if (c.argv) {
-      t = startTracer(c, ctx, opts.argv);
+      t = startTracer(c, ctx, opts.argv?.(ctx));
       await waitReady(c, t);
     }
     const cpu0 = t ? procCpuS(t.child.pid) : 0;
@@ -653,7 +678,7 @@ function markdown(state) {
   L.push(`- **Load:** before \`${loadBefore}\`; after \`${loadAfter}\``);
   L.push(
     `- **Workload:** \`bench/churn\` ${cfg.modes.join(', ')}, ${cfg.threads} threads, ${cfg.addrs} addresses × ${cfg.ports} ports per thread, ` +
-      `${cfg.reps} reps × ${cfg.seconds} s${cfg.count ? ` (or ${cfg.count} connections)` : ''}${cfg.rate ? `, **paced to ${fmt(cfg.rate)} conn/s** (\`churn --rate\`)` : ', unpaced (as fast as the CPUs allow)'}, contenders interleaved round-robin (order rotated each rep); ` +
+      `${cfg.reps} reps × ${cfg.seconds} s${cfg.count ? ` (or ${cfg.count} connections)` : ''}${cfg.rate ? `, **paced to ${fmt(cfg.rate)} conn/s** (\`churn --rate\`)` : ', unpaced (as fast as the CPUs allow)'}${cfg.calmSeconds ? `, **each run after ${cfg.calmSeconds} s of calm at ${fmt(cfg.calmRate)} conn/s** (storm scenario: loss counts both phases, conn/s is the storm's)` : ''}, contenders interleaved round-robin (order rotated each rep); ` +
       `netns sysctls tcp_tw_reuse=${cfg.twReuse}, tcp_max_tw_buckets=${cfg.maxTw}; a fresh namespace per run`,
   );
   L.push('');
@@ -677,7 +702,7 @@ function markdown(state) {
   if (runRows.length) {
     L.push('');
     L.push(
-      `\`tcpdwell run\` in detail (flush interval ${cfg.flushMs ? `${cfg.flushMs} ms (\`--flush-interval\`)` : '100 ms (the default)'}; medians over reps; latency max and worst p99: over all reps). Its row above counts the agent process only; ` +
+      `\`tcpdwell run\` in detail (flush interval ${cfg.flushMs ? `${cfg.flushMs} ms (\`--flush-interval\`)` : '50 ms (the default)'}; medians over reps; latency max and worst p99: over all reps). Its row above counts the agent process only; ` +
         'the nats-server (started by the harness for each run: free loopback port, JetStream file store in a temp dir) and the latency ' +
         'subscriber are separate processes on the same two cores, measured over the same window and divided by the same events ' +
         '(what the agent published: transitions + timewait events):',
@@ -727,7 +752,7 @@ function markdown(state) {
   if (state.errors?.length) L.push('', `Not measured this time: ${state.errors.join('; ')}.`);
   if (profile) {
     L.push('');
-    L.push(`CPU profile of \`tcpdwell trace\` during one ${cfg.seconds} s ${cfg.modes[0]} run (V8 profiler from attach to exit, bench/prof-hook.mjs; ${fmt(profile.busyMs)} ms busy on the JS thread; self time, top 15):`);
+    L.push(`CPU profile of \`${cfg.profile}\` during one ${cfg.seconds} s ${cfg.modes[0]} run (V8 profiler from attach to exit, bench/prof-hook.mjs; ${fmt(profile.busyMs)} ms busy on the JS thread; self time, top 15):`);
     L.push('');
     L.push('| function | ms | % of busy |');
     L.push('|---|---:|---:|');
@@ -783,14 +808,16 @@ async function main() {
         }
       }
     }
-    if (cfg.profile && cfg.contenders.includes('tcpdwell-trace')) {
+    if (cfg.profile && cfg.contenders.includes(cfg.profile)) {
       const pdir = join(dir, 'prof');
       mkdirSync(pdir);
       // A failure here (or in the microbenchmark) is reported, never a reason to lose the table.
       try {
         process.env.BENCH_PROF_OUT = join(pdir, 'trace.cpuprofile');
-        const argv = ['node', '--import', join(ROOT, 'bench/prof-hook.mjs'), join(ROOT, 'dist/main.js'), 'trace', '--format', 'json', '--no-snapshot', '--netns', NETNS];
-        const r = await measure('tcpdwell-trace', cfg.modes[0], dir, { argv });
+        // The contender's own command line, run through node with the profiler's preload.
+        const c = CONTENDERS[cfg.profile];
+        const argv = (ctx) => ['node', '--import', join(ROOT, 'bench/prof-hook.mjs'), join(ROOT, 'dist/main.js'), ...c.argv(ctx).slice(1)];
+        const r = await measure(cfg.profile, cfg.modes[0], dir, { argv });
         state.profile = { ...summarizeCpuProfile(pdir), run: r };
         log(`profile: ${JSON.stringify(state.profile.top?.slice(0, 5))}`);
       } catch (err) {
@@ -823,6 +850,7 @@ async function main() {
             cfg.seconds = seconds;
           }
         }
+        if (env.BENCH_KEEP_RECORDING) copyFileSync(recording, env.BENCH_KEEP_RECORDING);
         log(`pipeline microbenchmark on CPU ${cpu} (${(statSync(recording).size / 2 ** 20).toFixed(0)} MiB recording)`);
         const out = sh('taskset', ['-c', String(cpu), 'node', join(ROOT, 'bench/pipeline-bench.mjs')], { env: { ...env, BENCH_RECORDING: recording }, maxBuffer: 1 << 20 });
         state.pipeline = { ...JSON.parse(out.trim().split('\n').pop()), cpu };

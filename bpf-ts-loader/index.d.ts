@@ -89,6 +89,15 @@ export const RECORD_HEADER_BYTES: 8;
  */
 export function forEachRecord(batch: Buffer, fn: (offset: number, length: number, batch: Buffer) => void): number;
 
+/**
+ * Frees a batch's memory now instead of when the garbage collector finds its Buffer: the Buffer is
+ * detached (length 0 from then on, and so is every view of it). For a caller that keeps nothing
+ * of a batch after onBatch returns; without it, batches wait for a collection, which a caller
+ * that allocates little triggers rarely. Releasing twice is a no-op; a Buffer that is not a
+ * batch throws `TypeError` (`Usage: ...`).
+ */
+export function releaseBatch(batch: Buffer): void;
+
 /** The payloads of a batch as zero-copy Buffer views. */
 export function records(batch: Buffer): IterableIterator<Buffer>;
 
@@ -140,7 +149,8 @@ export class BpfObject {
   /**
    * Opens a reader on a BPF_MAP_TYPE_RINGBUF map (after load()). onBatch receives
    * ONE Buffer per batch of records (see {@link RECORD_HEADER_BYTES} for the format),
-   * never one call per record. The Buffer owns its memory (it is not reused).
+   * never one call per record. The Buffer owns its memory (it is not reused); free it at once
+   * with {@link releaseBatch} when nothing of it is kept.
    *
    * If onBatch throws while called from the event loop, the error is raised as a
    * process 'uncaughtException' (like a throwing 'data' listener) and the reader

@@ -432,6 +432,11 @@ class RingBufferReader {
   close() { native.ringClose(this.#r); }
 }
 
+function releaseBatch(batch) {
+  if (!Buffer.isBuffer(batch)) throw new TypeError('Usage: releaseBatch(batch: Buffer) takes a batch onBatch was given');
+  native.ringRelease(batch);
+}
+
 function forEachRecord(batch, fn) {
   if (!Buffer.isBuffer(batch) || typeof fn !== 'function') {
     throw new TypeError('Usage: forEachRecord(batch: Buffer, fn: (offset: number, length: number, batch: Buffer) => void)');
@@ -539,4 +544,5 @@ module.exports = {
   RECORD_HEADER_BYTES,
   forEachRecord,
   records,
+  releaseBatch,
 };

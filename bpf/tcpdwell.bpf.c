@@ -97,7 +97,11 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20); /* the agent may resize before load */
+	/* 16 MiB: ~116k records, about half a second of an unpaced loopback storm on 2 CPUs
+	 * (~250k records/s), so a stall of the reader (a GC, a large batch published) does not
+	 * cost events (BENCHMARKS.md, issue 13: 4 MiB vs 16 MiB). Kernel memory, charged to the
+	 * agent's cgroup; the agent may resize before load (--ring-bytes). */
+	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
 struct {
@@ -157,6 +161,12 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pcpu_handoff);
 } handoff SEC(".maps");
+
+/* CPUs whose timer_cancel of a timewait sock waits to be settled (pcpu_handoff.tw_cancel_addr
+ * set). Every timer on the host fires the timer programs, and all but a few per connection are
+ * not timewait timers: with this at 0 such a run needs nothing but the callback check, not even
+ * the per-CPU hand-off (measured: BENCHMARKS.md, kernel program cost). */
+__u32 tw_cancels_waiting SEC(".bss");
 
 /* Anchors the ABI enums in BTF for the generator (scripts/gen-abi.mjs). */
 const volatile struct tcpdwell_abi tcpdwell_abi_anchor = {};
@@ -356,6 +366,131 @@ static __always_inline void claim_accepted(struct sk_info *si, __u64 cookie)
 	bpf_map_delete_elem(&accepted, &cookie);
 }
 
+/* What the agent's filters say of a socket, from the fields they look at (wanted() for a record). */
+static __always_inline bool wanted_socket(const struct tcpdwell_config *cfg, __u16 family, __u32 netns, __u16 sport, __u16 dport)
+{
+	if (!cfg)
+		return true;
+	if (cfg->family && cfg->family != family)
+		goto out;
+	if (cfg->filter_netns && !bpf_map_lookup_elem(&netns_filter, &netns))
+		goto out;
+	if (cfg->filter_ports && !bpf_map_lookup_elem(&port_filter, &sport) && !bpf_map_lookup_elem(&port_filter, &dport))
+		goto out;
+	return true;
+out:;
+	struct tcpdwell_counters *c = get_counters();
+	if (c)
+		c->filtered++;
+	return false;
+}
+
+/*
+ * The socket's storage at a transition: the entry time and owner it holds go into the record
+ * (entered_ns, owner, flags, error), and it takes the new state's. ev->pid, ev->comm and
+ * ev->flags' PROCESS_CTX are set before (the owner is copied from them).
+ */
+static __always_inline void track(struct sock *sk, struct tcpdwell_event *ev, __u64 cookie, int oldstate, int newstate, __u64 now, bool proc)
+{
+	struct sk_info *si = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!si) {
+		struct tcpdwell_counters *c = get_counters();
+		if (c)
+			c->lost_no_storage++;
+		return;
+	}
+	if (si->cookie == cookie && si->state == oldstate) {
+		ev->entered_ns = si->entered_ns;
+		ev->flags |= TCPDWELL_F_ENTERED_KNOWN;
+	} else if (si->cookie == cookie) {
+		/* The kernel skips a run of this program that would nest in a running one on
+		 * the same CPU (a softirq interrupting it: bpf_prog recursion_misses), so a
+		 * transition can be missed. Then the time old_state was entered is unknown. */
+		ev->flags |= TCPDWELL_F_GAP;
+		struct tcpdwell_counters *c = get_counters();
+		if (c)
+			c->state_gaps++;
+	} else {
+		/* New to us, or cloned from its listener: the time it entered old_state is
+		 * unknown, the owner (if any) is the listener's. */
+		if (si->cookie)
+			ev->flags |= TCPDWELL_F_CHILD;
+		si->owner_inherited = si->cookie != 0;
+		si->cookie = cookie;
+		si->pending_err = 0;
+	}
+	ev->error = si->pending_err;
+	si->pending_err = 0;
+	/* A same-state transition (FIN_WAIT1 -> FIN_WAIT1: close() after shutdown(SHUT_WR)
+	 * before the FIN is acked; LAST_ACK, FIN_WAIT2 alike) leaves nothing: the entry time stays. */
+	if (oldstate != newstate || !(ev->flags & TCPDWELL_F_ENTERED_KNOWN))
+		si->entered_ns = now;
+	si->state = newstate;
+	if (proc) {
+		si->owner_pid = ev->pid;
+		process_comm(bpf_get_current_task_btf(), si->owner_comm);
+		if (si->owner_inherited) {
+			si->owner_inherited = 0;
+			bpf_map_delete_elem(&accepted, &cookie);
+		}
+	} else if (si->owner_inherited && oldstate != TCP_LISTEN && oldstate != TCP_SYN_RECV) {
+		claim_accepted(si, cookie); /* accepted since its handshake? (not before it completed) */
+	}
+	if (si->owner_pid) {
+		ev->owner_pid = si->owner_pid;
+		__builtin_memcpy(ev->owner_comm, si->owner_comm, sizeof(ev->owner_comm));
+		ev->flags |= TCPDWELL_F_OWNER_KNOWN;
+	}
+}
+
+/* Everything of a transition's record but what the timewait hand-off adds; ev is zeroed. */
+static __always_inline void fill_transition(struct sock *sk, struct tcpdwell_event *ev, __u64 cookie, int oldstate, int newstate, __u64 now, bool proc)
+{
+	ev->type = TCPDWELL_EV_TRANSITION;
+	ev->ts_ns = now;
+	ev->cookie = cookie;
+	ev->old_state = oldstate;
+	ev->new_state = newstate;
+	ev->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+	ev->cgroup_id = sk_cgroup_id(sk);
+	fill_common(ev, &sk->__sk_common);
+	ev->sport = sk_local_port(sk);
+	if (proc)
+		ev->flags |= TCPDWELL_F_PROCESS_CTX;
+	track(sk, ev, cookie, oldstate, newstate, now, proc);
+	/* A socket that dies of an error (tcp_done_with_error: RST, timeout) has sk_err set
+	 * before its X->CLOSE, while sk_error_report() runs only after it (6.x): take it here. */
+	if (!ev->error && newstate == TCP_CLOSE)
+		ev->error = sk->sk_err;
+}
+
+/* The timewait sock scheduled just before this X->CLOSE on this CPU is this socket's: give its
+ * start event the socket's owner and cgroup, keep them for its end, and emit it (before ev). */
+static __always_inline void hand_off_tw_start(struct pcpu_handoff *h, const struct tcpdwell_event *ev, __u64 cookie, int newstate)
+{
+	if (h->tw_start_cookie == cookie && newstate == TCP_CLOSE) {
+		struct tcpdwell_event *tw = &h->tw_start;
+		tw->cgroup_id = ev->cgroup_id;
+		tw->pid = ev->pid;
+		__builtin_memcpy(tw->comm, ev->comm, sizeof(tw->comm));
+		tw->owner_pid = ev->owner_pid;
+		__builtin_memcpy(tw->owner_comm, ev->owner_comm, sizeof(tw->owner_comm));
+		tw->flags |= ev->flags & TCPDWELL_F_OWNER_KNOWN;
+		struct tw_info *ti = bpf_map_lookup_elem(&tw_state, &h->tw_start_addr);
+		if (ti) {
+			ti->cgroup_id = tw->cgroup_id;
+			ti->owner_pid = tw->owner_pid;
+			__builtin_memcpy(ti->owner_comm, tw->owner_comm, sizeof(ti->owner_comm));
+		}
+	} else {
+		struct tcpdwell_counters *c = get_counters();
+		if (c)
+			c->tw_unmatched++;
+	}
+	flush_tw_start(h);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_set_state, const struct sock *csk, const int oldstate, const int newstate)
 {
@@ -368,104 +503,43 @@ int BPF_PROG(handle_set_state, const struct sock *csk, const int oldstate, const
 	 * timewait sock (which copies sk_cookie) carries the same one later. */
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	struct pcpu_handoff *h = get_handoff();
-	struct tcpdwell_event ev = {};
 	bool proc = task_owns_socket(sk);
 
-	ev.type = TCPDWELL_EV_TRANSITION;
-	ev.ts_ns = now;
-	ev.cookie = cookie;
-	ev.old_state = oldstate;
-	ev.new_state = newstate;
-	ev.pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
-	ev.cgroup_id = sk_cgroup_id(sk);
-	fill_common(&ev, &sk->__sk_common);
-	ev.sport = sk_local_port(sk);
-	if (proc)
-		ev.flags |= TCPDWELL_F_PROCESS_CTX;
+	/* Once per active close, a timewait start waits for this transition: its record must
+	 * reach the ring first, and it takes fields of this one, which is built aside then. */
+	if (h && h->tw_start_cookie) {
+		struct tcpdwell_event ev = {};
+		fill_transition(sk, &ev, cookie, oldstate, newstate, now, proc);
+		hand_off_tw_start(h, &ev, cookie, newstate);
+		if (wanted(&ev))
+			emit(&ev);
+		return 0;
+	}
 
-	struct sk_info *si = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (si) {
-		if (si->cookie == cookie && si->state == oldstate) {
-			ev.entered_ns = si->entered_ns;
-			ev.flags |= TCPDWELL_F_ENTERED_KNOWN;
-		} else if (si->cookie == cookie) {
-			/* The kernel skips a run of this program that would nest in a running one on
-			 * the same CPU (a softirq interrupting it: bpf_prog recursion_misses), so a
-			 * transition can be missed. Then the time old_state was entered is unknown. */
-			ev.flags |= TCPDWELL_F_GAP;
-			struct tcpdwell_counters *c = get_counters();
-			if (c)
-				c->state_gaps++;
-		} else {
-			/* New to us, or cloned from its listener: the time it entered old_state is
-			 * unknown, the owner (if any) is the listener's. */
-			if (si->cookie)
-				ev.flags |= TCPDWELL_F_CHILD;
-			si->owner_inherited = si->cookie != 0;
-			si->cookie = cookie;
-			si->pending_err = 0;
-		}
-		ev.error = si->pending_err;
-		si->pending_err = 0;
-		/* A same-state transition (FIN_WAIT1 -> FIN_WAIT1: close() after shutdown(SHUT_WR)
-		 * before the FIN is acked; LAST_ACK, FIN_WAIT2 alike) leaves nothing: the entry time stays. */
-		if (oldstate != newstate || !(ev.flags & TCPDWELL_F_ENTERED_KNOWN))
-			si->entered_ns = now;
-		si->state = newstate;
-		if (proc) {
-			si->owner_pid = ev.pid;
-			process_comm(bpf_get_current_task_btf(), si->owner_comm);
-			if (si->owner_inherited) {
-				si->owner_inherited = 0;
-				bpf_map_delete_elem(&accepted, &cookie);
-			}
-		} else if (si->owner_inherited && oldstate != TCP_LISTEN && oldstate != TCP_SYN_RECV) {
-			claim_accepted(si, cookie); /* accepted since its handshake? (not before it completed) */
-		}
-		if (si->owner_pid) {
-			ev.owner_pid = si->owner_pid;
-			__builtin_memcpy(ev.owner_comm, si->owner_comm, sizeof(ev.owner_comm));
-			ev.flags |= TCPDWELL_F_OWNER_KNOWN;
-		}
-	} else {
+	/* Otherwise the record is built in place in the ring (no copy), and only once the filters
+	 * want it; the socket's storage is kept up to date either way. */
+	const struct tcpdwell_config *cfg = get_config();
+	const struct sock_common *skc = &sk->__sk_common;
+	if (!wanted_socket(cfg, skc->skc_family, skc->skc_net.net->ns.inum, sk_local_port(sk), bpf_ntohs(skc->skc_dport))) {
+		struct tcpdwell_event ev = {};
+		fill_transition(sk, &ev, cookie, oldstate, newstate, now, proc);
+		return 0;
+	}
+	struct tcpdwell_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		struct tcpdwell_event ev = {};
+		fill_transition(sk, &ev, cookie, oldstate, newstate, now, proc);
 		struct tcpdwell_counters *c = get_counters();
 		if (c)
-			c->lost_no_storage++;
+			c->lost_ring_full++;
+		return 0;
 	}
-
-	/* The timewait sock scheduled just before this X->CLOSE on this CPU is this socket's:
-	 * give its start event the socket's owner and cgroup, and keep them for its end. */
-	if (h && h->tw_start_cookie) {
-		if (h->tw_start_cookie == cookie && newstate == TCP_CLOSE) {
-			struct tcpdwell_event *tw = &h->tw_start;
-			tw->cgroup_id = ev.cgroup_id;
-			tw->pid = ev.pid;
-			__builtin_memcpy(tw->comm, ev.comm, sizeof(tw->comm));
-			tw->owner_pid = ev.owner_pid;
-			__builtin_memcpy(tw->owner_comm, ev.owner_comm, sizeof(tw->owner_comm));
-			tw->flags |= ev.flags & TCPDWELL_F_OWNER_KNOWN;
-			struct tw_info *ti = bpf_map_lookup_elem(&tw_state, &h->tw_start_addr);
-			if (ti) {
-				ti->cgroup_id = tw->cgroup_id;
-				ti->owner_pid = tw->owner_pid;
-				__builtin_memcpy(ti->owner_comm, tw->owner_comm, sizeof(ti->owner_comm));
-			}
-		} else {
-			struct tcpdwell_counters *c = get_counters();
-			if (c)
-				c->tw_unmatched++;
-		}
-		flush_tw_start(h);
-	}
-
-	/* A socket that dies of an error (tcp_done_with_error: RST, timeout) has sk_err set
-	 * before its X->CLOSE, while sk_error_report() runs only after it (6.x): take it here. */
-	if (!ev.error && newstate == TCP_CLOSE)
-		ev.error = sk->sk_err;
-
-	if (wanted(&ev))
-		emit(&ev);
+	__builtin_memset(e, 0, sizeof(*e));
+	fill_transition(sk, e, cookie, oldstate, newstate, now, proc);
+	bpf_ringbuf_submit(e, wakeup_flags(cfg));
+	struct tcpdwell_counters *c = get_counters();
+	if (c)
+		c->events++;
 	return 0;
 }
 
@@ -522,6 +596,7 @@ static __always_inline bool settle_cancel(struct pcpu_handoff *h, __u64 tw_addr,
 	__u64 addr = h->tw_cancel_addr;
 	bool same = addr == tw_addr;
 	h->tw_cancel_addr = 0;
+	__sync_fetch_and_add(&tw_cancels_waiting, -1);
 	if (same && is_start)
 		return true;
 	struct tcpdwell_event *e = &h->tw_cancel;
@@ -535,10 +610,13 @@ static __always_inline bool settle_cancel(struct pcpu_handoff *h, __u64 tw_addr,
 SEC("tp_btf/timer_start")
 int BPF_PROG(handle_timer_start, struct timer_list *timer, unsigned long bucket_expiry)
 {
+	/* The callback first: most runs are for other timers, and end here. */
+	bool tw = is_tw_timer(timer);
+	if (!tw && !tw_cancels_waiting)
+		return 0;
 	struct pcpu_handoff *h = get_handoff();
 	if (!h)
 		return 0;
-	bool tw = is_tw_timer(timer);
 	if (!tw && !h->tw_cancel_addr)
 		return 0; /* the common case: some other timer, nothing pending */
 	__u64 addr = tw ? tw_addr_of(timer) : 0;
@@ -583,10 +661,13 @@ int BPF_PROG(handle_timer_start, struct timer_list *timer, unsigned long bucket_
 SEC("tp_btf/timer_cancel")
 int BPF_PROG(handle_timer_cancel, struct timer_list *timer)
 {
+	/* The callback first: most runs are for other timers, and end here. */
+	bool tw = is_tw_timer(timer);
+	if (!tw && !tw_cancels_waiting)
+		return 0;
 	struct pcpu_handoff *h = get_handoff();
 	if (!h)
 		return 0;
-	bool tw = is_tw_timer(timer);
 	if (!tw && !h->tw_cancel_addr)
 		return 0;
 	__u64 addr = tw ? tw_addr_of(timer) : 0;
@@ -612,16 +693,20 @@ int BPF_PROG(handle_timer_cancel, struct timer_list *timer)
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	h->tw_cancel_addr = addr;
+	__sync_fetch_and_add(&tw_cancels_waiting, 1);
 	return 0;
 }
 
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(handle_timer_expire, struct timer_list *timer, unsigned long baseclk)
 {
+	/* The callback first: most runs are for other timers, and end here. */
+	bool tw = is_tw_timer(timer);
+	if (!tw && !tw_cancels_waiting)
+		return 0;
 	struct pcpu_handoff *h = get_handoff();
 	if (!h)
 		return 0;
-	bool tw = is_tw_timer(timer);
 	if (!tw && !h->tw_cancel_addr)
 		return 0;
 	__u64 addr = tw ? tw_addr_of(timer) : 0;

@@ -714,6 +714,27 @@ static napi_value ring_ref(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* ringRelease(batch): frees a delivered batch's memory now rather than when the garbage collector
+ * gets to its Buffer: the ArrayBuffer is detached (the Buffer then has length 0), which releases
+ * its backing store and so runs free_batch_data. A reader that keeps nothing of a batch past
+ * onBatch calls it there; batches awaiting collection otherwise pile up in malloc's arenas (the
+ * fewer objects the caller allocates, the rarer collections are). */
+static napi_value ring_release(napi_env env, napi_callback_info info)
+{
+	ARGS(1);
+	bool is_buffer = false;
+	napi_value ab;
+	if (napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer ||
+	    napi_get_typedarray_info(env, argv[0], NULL, NULL, NULL, &ab, NULL) != napi_ok)
+		return usage(env, "Usage: releaseBatch(batch: Buffer) takes a batch onBatch was given");
+	bool detached = false;
+	if (napi_is_detached_arraybuffer(env, ab, &detached) == napi_ok && detached)
+		return NULL; /* released already */
+	if (napi_detach_arraybuffer(env, ab) != napi_ok)
+		return usage(env, "Usage: releaseBatch(batch: Buffer): this Buffer's memory cannot be released (not a batch from onBatch?)");
+	return NULL;
+}
+
 static napi_value ring_close(napi_env env, napi_callback_info info)
 {
 	ARGS(1);
@@ -1382,6 +1403,7 @@ NAPI_MODULE_INIT()
 		{ "ringStats", ring_stats },
 		{ "ringRef", ring_ref },
 		{ "ringClose", ring_close },
+		{ "ringRelease", ring_release },
 	};
 	const char *dbg = getenv("BPF_TS_LOADER_DEBUG");
 	log_to_stderr = dbg && *dbg && strcmp(dbg, "0") != 0;

@@ -1,5 +1,5 @@
 import { afterEach, expect, it } from 'vitest';
-import { BpfError, BpfObject, RECORD_HEADER_BYTES, forEachRecord, records } from 'bpf-ts-loader';
+import { BpfError, BpfObject, RECORD_HEADER_BYTES, forEachRecord, records, releaseBatch } from 'bpf-ts-loader';
 import {
   EVENT_BYTES, MAIN_OBJ, MODE_BLOB, MODE_EVENTS, MODE_QUIET, describeBpf, sleep, trigger, waitFor,
 } from './helpers.js';
@@ -174,6 +174,25 @@ describeBpf('RingBufferReader', () => {
     const notLoaded = BpfObject.open(MAIN_OBJ);
     objects.push(notLoaded);
     expect(() => notLoaded.openRingBuffer('events', () => {})).toThrow(/load\(\) first/);
+  });
+
+  it('releaseBatch() frees a batch at once: read inside onBatch, empty after, twice is harmless', async () => {
+    const obj = start();
+    const kept: Buffer[] = [];
+    let seqs: bigint[] = [];
+    const reader = obj.openRingBuffer('events', (b) => {
+      seqs = seqs.concat(decode(b).map((e) => e.seq));
+      kept.push(b);
+      releaseBatch(b);
+      releaseBatch(b);
+    });
+    trigger(MODE_EVENTS, 1, 3000);
+    await waitFor(() => reader.stats.records === 3000, 5000, '3000 records');
+    expect(seqs).toEqual(Array.from({ length: 3000 }, (_, i) => BigInt(i)));
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.every((b) => b.length === 0)).toBe(true);
+    expect(() => releaseBatch('nope' as unknown as Buffer)).toThrow(/^Usage: /);
+    reader.close();
   });
 
   it('forEachRecord() rejects malformed batches', () => {

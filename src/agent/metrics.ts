@@ -7,7 +7,8 @@ import { Gauge, Histogram, Registry } from 'prom-client';
 import { LOSS_REASONS } from '../kernel/abi.js';
 import { DWELL_BUCKETS_S, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
 import { lossesOf, type AgentStatus } from '../publish/service.js';
-import type { DwellRecord, LiveTableSnapshot } from '../track/index.js';
+import { stateName, stateValue } from '../decode/index.js';
+import type { DwellPrecision, DwellRecord, DwellRow, LiveTableSnapshot } from '../track/index.js';
 
 /** What the metrics read from the agent at scrape time. */
 export interface MetricsSource {
@@ -62,8 +63,23 @@ export class AgentMetrics {
 
   /** Feeds one dwell record into the dwell histogram (lower bounds are not dwells). */
   observeDwell(rec: DwellRecord): void {
-    if (rec.precision !== 'exact' && rec.precision !== 'estimated') return;
-    this.dwell.observe({ state: rec.timewait ? `${rec.state}_tw` : rec.state }, Number(rec.dwellNs) / 1e9);
+    this.observe(stateValue(rec.state), rec.timewait, Number(rec.dwellNs), rec.precision);
+  }
+
+  /** observeDwell of a dwell row (the agent's path). */
+  observeRow(row: Readonly<DwellRow>): void {
+    this.observe(row.state, row.timewait, row.dwellNs, row.precision);
+  }
+
+  /** The histogram's child per state label, made once (a labels object per observation was measurable). */
+  private readonly children: (Histogram.Internal<'state'> | undefined)[] = [];
+
+  private observe(state: number, timewait: boolean, dwellNs: number, precision: DwellPrecision): void {
+    if (precision !== 'exact' && precision !== 'estimated') return;
+    const i = state + (timewait ? 256 : 0);
+    let child = this.children[i];
+    if (!child) this.children[i] = child = this.dwell.labels({ state: timewait ? `${stateName(state)}_tw` : stateName(state) });
+    child.observe(dwellNs / 1e9);
   }
 
   /** Serves /metrics on HOST:PORT; returns the URL. */

@@ -1,11 +1,11 @@
 /** The agent's warm-up: its event path compiled by V8 before the first burst, not during it. */
 import { EVENT_FIELDS, EVENT_SIZE, EventFlags } from '../kernel/abi.js';
-import { decodeRingBatch, RING_HEADER_BYTES, type TcpEvent } from '../decode/index.js';
+import { forEachRingRecord, RecordView, RING_HEADER_BYTES } from '../decode/index.js';
 import { DwellColumns, TransitionColumns } from '../publish/columns.js';
 import { Tracker } from '../track/index.js';
 
 /**
- * Runs the event path (decode → track → encode) over synthetic connections once at start, so V8
+ * Runs the event path (records in place → track → encode, as Agent does) over synthetic connections once at start, so V8
  * has compiled it before the first burst rather than during it. (The stalls measured at the start
  * of a 100k events/s burst — 100–250 ms of busy event loop in its first half second — remained
  * with it: BENCHMARKS.md.) Nothing of it is kept or published; it takes a few hundred ms once.
@@ -55,19 +55,17 @@ export function warmUp(): void {
   }
   const dwell = new DwellColumns();
   const transitions = new TransitionColumns();
-  const tracker = new Tracker({ clock: () => 0n, onDwell: (r) => dwell.push(r), sysctls: {} });
-  const events: TcpEvent[] = [];
+  const tracker = new Tracker({ clock: () => 0n, dwellRows: dwell, sysctls: {} });
   const header = { hostId: 'warm-up', seq: 1 };
-  const take = (e: TcpEvent, buf: Buffer, o: number) => {
-    events.push(e);
-    transitions.appendRecord(buf, o);
+  const view = new RecordView();
+  const take = (v: RecordView, o: number) => {
+    transitions.appendView(v, o);
+    tracker.ingestRecord(v, o);
   };
   // Small batches, so the per-batch code (encoding) runs often enough to be optimized too.
   const per = 200 * entry;
   for (let off = 0; off < batch.length; off += per) {
-    events.length = 0;
-    decodeRingBatch(batch.subarray(off, off + per), take, { records: 0, malformed: 0 });
-    tracker.ingest(events);
+    forEachRingRecord(batch.subarray(off, off + per), view, { records: 0, malformed: 0 }, take);
     transitions.encode(header, 1n);
     if (dwell.length) dwell.encode(header);
   }

@@ -5,6 +5,7 @@
 export type { DecodeStats, EventKind, Family, SocketIdentity, TcpEvent } from './event.js';
 export { decodeSockFiles, type ListenerQueues, type SockFile } from './sockfiles.js';
 export { decodeEvent, decodeRecordList, decodeRecords, decodeRingBatch, frameRecords, RING_HEADER_BYTES } from './records.js';
+export { forEachRingRecord, I as RECORD_INDEX, RecordEvent, RecordView } from './view.js';
 export { AF_INET, AF_INET6, endpoint, errnoName, formatAddress, stateName, stateValue } from './names.js';
 export { toJson } from './json.js';
 export { formatDuration, formatText, TEXT_HEADER } from './text.js';

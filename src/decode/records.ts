@@ -36,7 +36,7 @@ const v4Text: (string | undefined)[] = new Array(V4_SLOTS);
 if (F.comm.size !== 16 || F.owner_comm.size !== 16) throw new Error('src/decode/records.ts: comm fields are no longer 16 bytes; update comm()');
 
 /** cString for the kernel's 16-byte comm fields, through the cache. */
-function comm(buf: Buffer, offset: number): string {
+export function comm(buf: Buffer, offset: number): string {
   const a = buf.readInt32LE(offset);
   const b = buf.readInt32LE(offset + 4);
   const c = buf.readInt32LE(offset + 8);
@@ -55,7 +55,7 @@ function comm(buf: Buffer, offset: number): string {
 }
 
 /** formatAddress, through the cache for IPv4. */
-function address(buf: Buffer, offset: number, family: number): string {
+export function address(buf: Buffer, offset: number, family: number): string {
   if (family !== AF_INET) return formatAddress(buf, offset, family);
   const v = buf.readInt32LE(offset);
   const slot = (Math.imul(v, 0x9e3779b1) >>> 20) & (V4_SLOTS - 1);

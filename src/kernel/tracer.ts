@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BpfObject, BpfError, type RingBufferReader } from 'bpf-ts-loader';
+import { BpfObject, BpfError, releaseBatch, type RingBufferReader } from 'bpf-ts-loader';
 import { COUNTERS_FIELDS, CONFIG_FIELDS, CONFIG_SIZE, MapName, ProgramName } from './abi.js';
 import { EnvironmentError, UsageError } from '../common/errors.js';
 import { AF_INET, AF_INET6, type KernelFilters } from './filters.js';
@@ -19,7 +19,7 @@ export const DEFAULT_OBJECT_PATH = fileURLToPath(new URL('../../bpf/.output/tcpd
 
 export interface TracerOptions extends KernelFilters {
   objectPath?: string;
-  /** ring buffer size in bytes: a power of two, at least one page (default 4 MiB) */
+  /** ring buffer size in bytes: a power of two, at least one page (default 16 MiB: bpf/tcpdwell.bpf.c `events`) */
   ringBytes?: number;
   /** the kernel wakes the reader once this many bytes wait (default 256 KiB); 0 = every record */
   wakeupBytes?: number;
@@ -240,9 +240,21 @@ export class Tracer {
   /**
    * Reads the ring buffer: onBatch gets one Buffer per batch (bpf-ts-loader's format).
    * The reader polls every pollIntervalMs, since the kernel side wakes it only for big batches.
+   * With `release`, a batch is freed (and its Buffer emptied) as soon as onBatch returns.
    */
-  readRing(onBatch: (batch: Buffer) => void, pollIntervalMs = 10, maxBatchBytes?: number): RingBufferReader {
-    const reader = this.obj.openRingBuffer(MapName.events, onBatch, { pollIntervalMs, maxBatchBytes });
+  readRing(onBatch: (batch: Buffer) => void, pollIntervalMs = 10, maxBatchBytes?: number, opts: { release?: boolean } = {}): RingBufferReader {
+    // release: the caller keeps nothing of a batch past onBatch, so its memory is freed at once
+    // (bpf-ts-loader releaseBatch) rather than at the next garbage collection.
+    const deliver = opts.release
+      ? (batch: Buffer) => {
+          try {
+            onBatch(batch);
+          } finally {
+            releaseBatch(batch);
+          }
+        }
+      : onBatch;
+    const reader = this.obj.openRingBuffer(MapName.events, deliver, { pollIntervalMs, maxBatchBytes });
     this.readers.push(reader);
     return reader;
   }

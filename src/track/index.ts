@@ -7,7 +7,8 @@
  *   tracker.ingest(batchOfEvents);            // per ring batch
  *   tracker.table(); tracker.stuck(); tracker.takeHistograms().encode(); tracker.evaluate();
  */
-export { Tracker, TIMEWAIT_LEN_NS, TIMEWAIT_GRACE_NS, REQUEST_SOCK_TIMEOUT_NS, type TrackerOptions, type StuckOptions } from './tracker.js';
+export { Tracker, TIMEWAIT_LEN_NS, TIMEWAIT_GRACE_NS, REQUEST_SOCK_TIMEOUT_NS, type DwellRow, type DwellRowSink, type TrackerOptions, type StuckOptions } from './tracker.js';
+export type { LiveTable } from './live-table.js';
 export { HistogramSet, HISTOGRAM_UNIT, SIGNIFICANT_DIGITS, type EncodedHistogram, type HistogramKey, type HistogramDimension } from './histograms.js';
 export {
   DEFAULT_THRESHOLDS,

@@ -8,7 +8,7 @@
  * Counts per state and namespace are kept incrementally; nothing here ever goes negative,
  * since a count is only decremented for a slot that holds it.
  */
-import type { Family } from '../decode/index.js';
+import { AF_INET6, RECORD_INDEX as RI, type Family, type RecordView } from '../decode/index.js';
 import type { SocketIdentity } from './types.js';
 import { STATE_SLOTS, stateName } from './states.js';
 
@@ -74,16 +74,123 @@ export type CookieKey = number | bigint;
 export const cookieKey = (cookie: bigint): CookieKey => (cookie <= 9007199254740991n ? Number(cookie) : cookie);
 
 const INITIAL_CAPACITY = 1024;
+const TWO32 = 4294967296;
+
+/**
+ * Cookie → slot, open addressing with linear probing over typed arrays: no Map entry (and no
+ * boxed number for a cookie past 2^31) per socket. Cookies past 2^53 (bigint keys; not seen in
+ * practice, the kernel counts cookies from 1) go to a Map beside it. Deletion shifts the
+ * following entries back, so no tombstones build up under churn.
+ */
+class CookieIndex {
+  private keys = new Float64Array(0);
+  private vals = new Int32Array(0);
+  private mask = 0;
+  private shift = 0;
+  private count = 0;
+  private readonly big = new Map<CookieKey, number>();
+
+  constructor() {
+    this.rehash(2 * INITIAL_CAPACITY);
+  }
+
+  get size(): number {
+    return this.count + this.big.size;
+  }
+
+  private home(k: number): number {
+    const lo = k >>> 0;
+    const hi = (k / TWO32) | 0;
+    return (Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> this.shift) & this.mask;
+  }
+
+  private rehash(cap: number): void {
+    const oldKeys = this.keys;
+    const oldVals = this.vals;
+    this.keys = new Float64Array(cap);
+    this.vals = new Int32Array(cap);
+    this.mask = cap - 1;
+    this.shift = 32 - Math.log2(cap);
+    this.count = 0;
+    for (let i = 0; i < oldKeys.length; i++) if (oldKeys[i] !== 0) this.set(oldKeys[i]!, oldVals[i]!);
+  }
+
+  get(key: CookieKey): number {
+    if (typeof key !== 'number' || key === 0) return this.big.get(key) ?? -1;
+    const keys = this.keys;
+    for (let i = this.home(key); ; i = (i + 1) & this.mask) {
+      const k = keys[i]!;
+      if (k === key) return this.vals[i]!;
+      if (k === 0) return -1;
+    }
+  }
+
+  set(key: CookieKey, slot: number): void {
+    if (typeof key !== 'number' || key === 0) {
+      this.big.set(key, slot);
+      return;
+    }
+    if (2 * (this.count + 1) > this.keys.length) this.rehash(2 * this.keys.length);
+    const keys = this.keys;
+    for (let i = this.home(key); ; i = (i + 1) & this.mask) {
+      const k = keys[i]!;
+      if (k === key || k === 0) {
+        if (k === 0) this.count++;
+        keys[i] = key;
+        this.vals[i] = slot;
+        return;
+      }
+    }
+  }
+
+  delete(key: CookieKey): void {
+    if (typeof key !== 'number' || key === 0) {
+      this.big.delete(key);
+      return;
+    }
+    const keys = this.keys;
+    const mask = this.mask;
+    let i = this.home(key);
+    for (; ; i = (i + 1) & mask) {
+      const k = keys[i]!;
+      if (k === key) break;
+      if (k === 0) return;
+    }
+    // Backward-shift: move up every later entry of the run that may sit in the freed place.
+    for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
+      const k = keys[j]!;
+      if (k === 0) break;
+      const h = this.home(k);
+      // k may move to i when its home is not cyclically within (i, j]
+      if (i <= j ? h <= i || h > j : h <= i && h > j) {
+        keys[i] = k;
+        this.vals[i] = this.vals[j]!;
+        i = j;
+      }
+    }
+    keys[i] = 0;
+    this.count--;
+  }
+
+  /** Every entry, collected first: the callback may delete. */
+  entries(): [CookieKey, number][] {
+    const out: [CookieKey, number][] = [];
+    for (let i = 0; i < this.keys.length; i++) if (this.keys[i] !== 0) out.push([this.keys[i]!, this.vals[i]!]);
+    for (const e of this.big) out.push(e);
+    return out;
+  }
+}
 
 export class LiveTable {
-  private readonly slots = new Map<CookieKey, number>();
+  private readonly slots = new CookieIndex();
   private capacity = 0;
   private used = 0; // high-water mark of slot indices
   private freeSlots = new Int32Array(0);
   private freeCount = 0;
 
   // One row per slot.
-  private cookies = new BigUint64Array(0);
+  private cookieLo = new Uint32Array(0);
+  private cookieHi = new Uint32Array(0);
   private states = new Uint8Array(0);
   private flags = new Uint8Array(0);
   private netns = new Uint32Array(0);
@@ -115,7 +222,8 @@ export class LiveTable {
       a.set(old as unknown as ArrayLike<number>);
       return a;
     };
-    this.cookies = g(this.cookies, (n) => new BigUint64Array(n));
+    this.cookieLo = g(this.cookieLo, (n) => new Uint32Array(n));
+    this.cookieHi = g(this.cookieHi, (n) => new Uint32Array(n));
     this.states = g(this.states, (n) => new Uint8Array(n));
     this.flags = g(this.flags, (n) => new Uint8Array(n));
     this.netns = g(this.netns, (n) => new Uint32Array(n));
@@ -133,7 +241,7 @@ export class LiveTable {
 
   /** The slot of a socket, or -1. */
   find(key: CookieKey): number {
-    return this.slots.get(key) ?? -1;
+    return this.slots.get(key);
   }
 
   private count(netns: number, state: number, delta: number): void {
@@ -145,8 +253,7 @@ export class LiveTable {
     if ((c[STATE_SLOTS]! += delta) === 0) this.perNetns.delete(netns);
   }
 
-  /** Adds a socket; the caller has checked it is not in the table. */
-  add(key: CookieKey, cookie: bigint, state: number, flags: number, enteredNs: number, src: SlotSource): number {
+  private newSlot(key: CookieKey): number {
     let slot: number;
     if (this.freeCount > 0) slot = this.freeSlots[--this.freeCount]!;
     else {
@@ -154,7 +261,14 @@ export class LiveTable {
       slot = this.used++;
     }
     this.slots.set(key, slot);
-    this.cookies[slot] = cookie;
+    return slot;
+  }
+
+  /** Adds a socket; the caller has checked it is not in the table. */
+  add(key: CookieKey, cookie: bigint, state: number, flags: number, enteredNs: number, src: SlotSource): number {
+    const slot = this.newSlot(key);
+    this.cookieLo[slot] = Number(cookie & 0xffffffffn);
+    this.cookieHi[slot] = Number((cookie >> 32n) & 0xffffffffn);
     this.states[slot] = state;
     this.flags[slot] = flags | (src.family === 'inet6' ? SlotFlag.INET6 : 0);
     this.netns[slot] = src.netns;
@@ -171,13 +285,35 @@ export class LiveTable {
     return slot;
   }
 
+  /** `add` from the kernel record at v/off (the agent's path: the same slot as add(decodeEvent(record))). */
+  addRecord(key: CookieKey, v: RecordView, off: number, state: number, flags: number, enteredNs: number): number {
+    const slot = this.newSlot(key);
+    const netns = v.netns(off);
+    this.cookieLo[slot] = v.lo(off, RI.cookie);
+    this.cookieHi[slot] = v.hi(off, RI.cookie);
+    this.states[slot] = state;
+    this.flags[slot] = flags | (v.family(off) === AF_INET6 ? SlotFlag.INET6 : 0);
+    this.netns[slot] = netns;
+    this.enteredNs[slot] = enteredNs;
+    this.cgroups[slot] = v.cgroup(off);
+    this.ownerPids[slot] = 0;
+    this.comms[slot] = 0;
+    this.saddrs[slot] = this.addrs.acquire(v.saddr(off));
+    this.daddrs[slot] = this.addrs.acquire(v.daddr(off));
+    this.sports[slot] = v.sport(off);
+    this.dports[slot] = v.dport(off);
+    if (v.ownerKnown(off)) this.setOwner(slot, v.ownerPid(off), v.ownerComm(off));
+    this.count(netns, state, 1);
+    return slot;
+  }
+
   /** Moves a socket to another state, with new flags (its family, which never changes, is kept). */
   move(slot: number, state: number, flags: number, enteredNs: number): void {
     const netns = this.netns[slot]!;
     this.count(netns, this.states[slot]!, -1);
     this.states[slot] = state;
-    // INET6 shares the flags byte: callers building a slot's flags afresh (entering timewait)
-    // must not turn an IPv6 socket into a 4-byte-address one.
+    // The family is the socket's for good: callers pass the state's flags, which lack it
+    // (keeping it here fixed IPv6 sockets coming out as inet once in timewait; found by the fast-path test).
     this.flags[slot] = flags | (this.flags[slot]! & SlotFlag.INET6);
     this.enteredNs[slot] = enteredNs;
     this.count(netns, state, 1);
@@ -208,6 +344,28 @@ export class LiveTable {
     this.setOwner(slot, src.ownerPid, src.ownerComm);
   }
 
+  /** `refresh` from the kernel record at v/off. */
+  refreshRecord(slot: number, v: RecordView, off: number): void {
+    const cgroup = v.cgroup(off);
+    if (cgroup !== 0) this.cgroups[slot] = cgroup;
+    const sport = v.sport(off);
+    if (this.sports[slot] === 0 && sport !== 0) {
+      this.sports[slot] = sport;
+      const saddr = v.saddr(off);
+      if (this.addrs.get(this.saddrs[slot]!) !== saddr) {
+        this.addrs.release(this.saddrs[slot]!);
+        this.saddrs[slot] = this.addrs.acquire(saddr);
+      }
+      const daddr = v.daddr(off);
+      if (this.addrs.get(this.daddrs[slot]!) !== daddr) {
+        this.addrs.release(this.daddrs[slot]!);
+        this.daddrs[slot] = this.addrs.acquire(daddr);
+      }
+      this.dports[slot] = v.dport(off);
+    }
+    if (v.ownerKnown(off)) this.setOwner(slot, v.ownerPid(off), v.ownerComm(off));
+  }
+
   /** The socket's owner (a process and its name); null leaves it as it is. */
   setOwner(slot: number, pid: number | null, comm: string | null): void {
     if (pid === null || (pid === this.ownerPids[slot] && comm === this.commNames.get(this.comms[slot]!))) return;
@@ -226,6 +384,25 @@ export class LiveTable {
     this.saddrs[slot] = this.daddrs[slot] = this.comms[slot] = 0;
     this.states[slot] = 0;
     this.freeSlots[this.freeCount++] = slot;
+  }
+
+  cookie(slot: number): bigint {
+    const lo = this.cookieLo[slot]!;
+    const hi = this.cookieHi[slot]!;
+    return hi < 0x200000 ? BigInt(hi * TWO32 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
+  }
+  /** The cookie as a number (exact below 2^53: what cookieKey gives for it then). */
+  cookieNumber(slot: number): number {
+    return this.cookieHi[slot]! * TWO32 + this.cookieLo[slot]!;
+  }
+  cgroupOf(slot: number): number {
+    return this.cgroups[slot]!;
+  }
+  commId(slot: number): number {
+    return this.comms[slot]!;
+  }
+  isInet6(slot: number): boolean {
+    return (this.flags[slot]! & SlotFlag.INET6) !== 0;
   }
 
   state(slot: number): number {
@@ -264,7 +441,7 @@ export class LiveTable {
 
   /** Calls fn for every live slot (a linear pass over the arrays: ~ms per 100k sockets). */
   forEach(fn: (slot: number, key: CookieKey) => void): void {
-    for (const [key, slot] of this.slots) fn(slot, key);
+    for (const [key, slot] of this.slots.entries()) fn(slot, key);
   }
 
   /** Every live slot with its state; cheaper than forEach when only a few states matter. */
@@ -279,7 +456,7 @@ export class LiveTable {
   /** The identity of the socket in a slot, as plain data. */
   identity(slot: number) {
     return {
-      cookie: this.cookies[slot]!,
+      cookie: this.cookie(slot),
       netns: this.netns[slot]!,
       cgroupId: BigInt(this.cgroups[slot]!),
       family: (this.flags[slot]! & SlotFlag.INET6 ? 'inet6' : 'inet') as Family,

@@ -10,12 +10,13 @@
  * disagrees with it is taken as the truth (and counted), and `seed` with a fresh snapshot
  * reconciles a namespace completely.
  */
-import type { SockFile, TcpEvent } from '../decode/index.js';
+import { decodeEvent, errnoName, RECORD_INDEX, RecordEvent, type RecordView, type SockFile, type TcpEvent } from '../decode/index.js';
+import { EventFlags, EventType, TwReason } from '../kernel/abi.js';
 import type { SysctlReaders } from '../kernel/sysctl.js';
 import { Detectors, resolveThresholds, type Alert, type DetectorThresholds } from './detectors/index.js';
 import { HistogramSet } from './histograms.js';
 import { cookieKey, LiveTable, SlotFlag, type CookieKey } from './live-table.js';
-import { S, stateName, stateValue } from './states.js';
+import { S, STATE_SLOTS, stateName, stateValue } from './states.js';
 import type { DwellPrecision, DwellRecord, ListenerPoll, LiveTableSnapshot, SocketIdentity, StuckSocket, TrackerStats } from './types.js';
 
 /**
@@ -42,11 +43,48 @@ export const REQUEST_SOCK_TIMEOUT_NS = 75_000_000_000n;
  */
 export const TIMEWAIT_GRACE_NS = 8_000_000_000n;
 
+/**
+ * A dwell record as numbers, for `DwellRowSink` (the record's socket is told apart). Times are
+ * boot-time ns, exact (the fast path takes only records whose values are below 2^53).
+ */
+export interface DwellRow {
+  state: number;
+  timewait: boolean;
+  /** NaN: unknown (DwellRecord.enteredNs null); may be negative (an estimated flip before ts 60 s) */
+  enteredNs: number;
+  leftNs: number;
+  /** DwellRecord.dwellNs */
+  dwellNs: number;
+  precision: DwellPrecision;
+  /** the state value entered next; −1: none (null) */
+  nextState: number;
+  /** 0 none, TwReason.EXPIRED, TwReason.KILLED */
+  timewaitEnd: number;
+  /** positive errno, 0 none */
+  errno: number;
+}
+
+/**
+ * Where dwell records go without becoming objects (the agent: straight into protobuf columns).
+ * Each call describes one DwellRecord, exactly: the socket is the kernel record at v/off, or a
+ * slot of the live table, or (from the object path) the record itself.
+ */
+export interface DwellRowSink {
+  fromRecord(v: RecordView, off: number, row: Readonly<DwellRow>): void;
+  fromSlot(table: LiveTable, slot: number, row: Readonly<DwellRow>): void;
+  fromObject(record: DwellRecord): void;
+}
+
 export interface TrackerOptions {
   /** boot-time ns now (CLOCK_BOOTTIME, the timebase of TcpEvent.tsNs) */
   clock: () => bigint;
   /** called for every dwell record, in event order */
   onDwell?: (record: DwellRecord) => void;
+  /**
+   * every dwell record, in event order, as a row (no object per record on `ingestRecord`'s path);
+   * onDwell, when given too, gets each as a DwellRecord as well
+   */
+  dwellRows?: DwellRowSink;
   /** detector thresholds over DEFAULT_THRESHOLDS; a bad one throws UsageError */
   thresholds?: Partial<DetectorThresholds>;
   /** readers of per-namespace sysctls for the TIME_WAIT detector */
@@ -79,6 +117,13 @@ type Counters = Omit<TrackerStats, 'histogramsDropped' | 'detectorKeysDropped' |
 export class Tracker {
   private readonly clock: () => bigint;
   private readonly onDwell: ((r: DwellRecord) => void) | undefined;
+  private readonly rows: DwellRowSink | undefined;
+  /** the fast path's dwell row (one, reused) and its view of a record as a TcpEvent, for the detectors */
+  private readonly row: DwellRow = { state: 0, timewait: false, enteredNs: NaN, leftNs: 0, dwellNs: 0, precision: 'exact', nextState: -1, timewaitEnd: 0, errno: 0 };
+  private readonly flyweight = new RecordEvent();
+  /** seededAt of the namespace of the last record (a Map lookup per record otherwise) */
+  private seededNetns = -1;
+  private seededNs = -Infinity;
   private readonly live = new LiveTable();
   /**
    * Recently closed sockets (cookie → close time), in two generations: a new one starts when
@@ -138,6 +183,7 @@ export class Tracker {
     this.thresholds = thresholds;
     this.clock = opts.clock;
     this.onDwell = opts.onDwell;
+    this.rows = opts.dwellRows;
     this.maxHistograms = opts.maxHistograms ?? 4096;
     this.hist = new HistogramSet(this.maxHistograms);
     this.detectors = new Detectors(thresholds, opts.sysctls ?? {}, opts.maxDetectorKeys ?? 10_000);
@@ -151,30 +197,71 @@ export class Tracker {
    * `seed` for a complete snapshot of a namespace, which also removes what is gone).
    */
   ingest(events: Iterable<TcpEvent>): void {
-    for (const e of events) {
-      this.s.events++;
-      switch (e.type) {
-        case 'transition':
-          this.transition(e);
-          break;
-        case 'timewait_start':
-          this.timewaitStart(e);
-          break;
-        case 'timewait_end':
-          this.timewaitEnd(e);
-          break;
-        case 'snapshot':
-          this.seedOne(e, false);
-          break;
-        case 'reset':
-          this.s.resets++;
-          this.detectors.reset(e);
-          break;
-        case 'accept':
-          this.accepted(e);
-          break;
+    for (const e of events) this.ingestOne(e);
+  }
+
+  private ingestOne(e: TcpEvent): void {
+    this.s.events++;
+    switch (e.type) {
+      case 'transition':
+        this.transition(e);
+        break;
+      case 'timewait_start':
+        this.timewaitStart(e);
+        break;
+      case 'timewait_end':
+        this.timewaitEnd(e);
+        break;
+      case 'snapshot':
+        this.seedOne(e, false);
+        break;
+      case 'reset':
+        this.s.resets++;
+        this.detectors.reset(e);
+        break;
+      case 'accept':
+        this.accepted(e);
+        break;
+    }
+  }
+
+  /**
+   * The agent's hot path: one kernel record, read in place (a record forEachRingRecord
+   * accepted), with the same effect as `ingest([decodeEvent(record)])` — the same table,
+   * counters, histograms, alerts and dwell records (test/unit/track-fast-path.test.ts) — but
+   * no TcpEvent, BigInt or DwellRecord per event. What it does not handle itself (snapshots,
+   * cookie 0, values past 2^53, request socks from a snapshot) goes the object path.
+   */
+  ingestRecord(v: RecordView, off: number): void {
+    const type = v.type(off);
+    if (v.fits53(off) && v.cookie(off) !== 0) {
+      if (type === EventType.TRANSITION) {
+        if (!(v.flags(off) & EventFlags.CHILD) || this.requests.size === 0) {
+          this.s.events++;
+          this.fastTransition(v, off);
+          return;
+        }
+      } else if (type === EventType.TIMEWAIT_START) {
+        this.s.events++;
+        this.fastTimewaitStart(v, off);
+        return;
+      } else if (type === EventType.TIMEWAIT_END) {
+        this.s.events++;
+        this.fastTimewaitEnd(v, off);
+        return;
+      } else if (type === EventType.RESET) {
+        this.s.events++;
+        this.s.resets++;
+        this.detectors.reset(this.flyweight.at(v, off));
+        return;
+      } else if (type === EventType.ACCEPT) {
+        this.s.events++;
+        this.fastAccepted(v, off);
+        return;
       }
     }
+    const e = decodeEvent(v.buf, off);
+    if (e) this.ingestOne(e);
   }
 
   /**
@@ -190,6 +277,7 @@ export class Tracker {
     for (const e of snapshot) first = Math.min(first, Number(e.tsNs));
     const reseed = this.seededAt.has(netns);
     this.seededAt.set(netns, Math.max(first, this.seededAt.get(netns) ?? -Infinity));
+    this.seededNetns = -1;
     const present = new Set<CookieKey>();
     for (const e of snapshot) {
       if (e.type !== 'snapshot' || e.netns !== netns) continue;
@@ -755,9 +843,327 @@ export class Tracker {
     if ((precision === 'exact' || precision === 'estimated') && dwellNs >= 0n) {
       this.hist.record(stateValue, timewait, dwellNs, e.netns, e.cgroupId, listenPort);
     }
+    if (this.rows) this.rows.fromObject(record);
     this.onDwell?.(record);
   }
+
+  // ---- the fast path (ingestRecord): the event handlers above, on numbers ------------------
+  // Each mirrors its object-path twin line by line; keep them in step (the fast-path test
+  // replays recordings and random records through both and compares everything).
+
+  private seededAtOf(netns: number): number {
+    if (netns !== this.seededNetns) {
+      this.seededNetns = netns;
+      this.seededNs = this.seededAt.get(netns) ?? -Infinity;
+    }
+    return this.seededNs;
+  }
+
+  private fastTransition(v: RecordView, off: number): void {
+    this.s.transitions++;
+    const rawOld = v.oldState(off);
+    const rawNew = v.newState(off);
+    const oldV = rawOld < STATE_SLOTS ? rawOld : 0;
+    const newV = rawNew < STATE_SLOTS ? rawNew : 0;
+    const ts = v.ts(off);
+    const child = (v.flags(off) & EventFlags.CHILD) !== 0;
+    if (oldV === newV && oldV !== 0) {
+      this.fastSameState(v, off, oldV, ts, child);
+      return;
+    }
+    let twSubstate = 0;
+    let since = NaN;
+    let accepted = false;
+    const key = v.cookie(off);
+    const slot = this.live.find(key);
+    if (slot >= 0) {
+      const flags = this.live.flagsOf(slot);
+      accepted = (flags & ACCEPTED) !== 0;
+      if (flags & TIMEWAIT) twSubstate = this.live.state(slot);
+      else if (this.live.state(slot) === oldV) since = this.live.entered(slot);
+    }
+    if (this.fastApplyTransition(v, off, key, slot, oldV, newV, ts, child)) return;
+
+    if (oldV === S.CLOSE_WAIT && newV === S.LAST_ACK && this.orphans.size > 0) this.fastPeerFin(v, off, ts);
+
+    this.detectors.transition(this.flyweight.at(v, off), oldV, newV, twSubstate !== 0);
+
+    if (oldV === S.CLOSE || (child && oldV === S.LISTEN)) return;
+    let enteredNs = v.entered(off);
+    let precision: DwellPrecision = 'exact';
+    if (enteredNs < 0) {
+      precision = 'lower-bound';
+      enteredNs = since; // NaN: unknown
+    }
+    const errno = v.errno(off);
+    this.fastEmit(v, off, -1, oldV, false, enteredNs, ts, precision, twSubstate && newV === S.CLOSE ? twSubstate : rawNew, 0, errno > 0 ? errno : 0, accepted ? v.sport(off) : -1);
+  }
+
+  private fastApplyTransition(v: RecordView, off: number, key: number, slot: number, oldV: number, newV: number, ts: number, child: boolean): boolean {
+    if (ts < this.seededAtOf(v.netns(off))) return false;
+    const closedAt = slot < 0 ? this.closedAt(key) : undefined;
+    if (newV === S.CLOSE) {
+      if (slot < 0) {
+        if (closedAt !== undefined && ts <= closedAt) return this.lateOrDuplicate(ts === closedAt);
+        this.s.unknownSockets++;
+        this.markClosed(key, ts);
+        return false;
+      }
+      const flags = this.live.flagsOf(slot);
+      if (flags & TIMEWAIT) return false;
+      if (ts < this.live.entered(slot)) return this.lateOrDuplicate(false);
+      if (this.live.state(slot) !== oldV) this.s.corrections++;
+      this.removeSlot(key, slot);
+      this.markClosed(key, ts);
+      return false;
+    }
+    if (newV === 0) return false;
+    if (slot < 0) {
+      if (closedAt !== undefined) {
+        if (ts <= closedAt) return this.lateOrDuplicate(ts === closedAt);
+        this.closed.delete(key);
+        this.closedBefore.delete(key);
+      }
+      const fresh = oldV === S.CLOSE || (child && oldV === S.LISTEN);
+      if (!fresh) this.s.unknownSockets++;
+      // (a child with request socks pending takes the object path: completeRequest)
+      this.live.addRecord(key, v, off, newV, ENTERED_EXACT | (child ? ACCEPTED : 0), ts);
+      return false;
+    }
+    const flags = this.live.flagsOf(slot);
+    const entered = this.live.entered(slot);
+    if (flags & TIMEWAIT || ts < entered) return this.lateOrDuplicate(false);
+    if (ts === entered && this.live.state(slot) === newV) return this.lateOrDuplicate(true);
+    if (this.live.state(slot) !== oldV) this.s.corrections++;
+    this.live.move(slot, newV, (flags & ~(REQUEST | TW_FROM_FIN_WAIT2)) | ENTERED_EXACT, ts);
+    this.live.refreshRecord(slot, v, off);
+    return false;
+  }
+
+  private fastSameState(v: RecordView, off: number, state: number, ts: number, child: boolean): void {
+    this.s.sameStateTransitions++;
+    const key = v.cookie(off);
+    const slot = this.live.find(key);
+    if (slot >= 0 && this.live.state(slot) === state && !(this.live.flagsOf(slot) & TIMEWAIT)) this.live.refreshRecord(slot, v, off);
+    else this.fastApplyTransition(v, off, key, slot, state, state, ts, child);
+  }
+
+  private fastAccepted(v: RecordView, off: number): void {
+    this.s.accepts++;
+    const slot = this.live.find(v.cookie(off));
+    if (slot >= 0 && v.ownerKnown(off)) this.live.setOwner(slot, v.ownerPid(off), v.ownerComm(off));
+  }
+
+  private fastTimewaitStart(v: RecordView, off: number): void {
+    this.s.timewaitStarts++;
+    const ts = v.ts(off);
+    if (ts < this.seededAtOf(v.netns(off))) return;
+    const key = v.cookie(off);
+    const rawSub = v.substate(off);
+    const sub = (rawSub < STATE_SLOTS ? rawSub : 0) || S.TIME_WAIT;
+    const flags = TIMEWAIT | ENTERED_EXACT | (sub === S.FIN_WAIT2 ? TW_FROM_FIN_WAIT2 : 0);
+    const slot = this.live.find(key);
+    if (v.flags(off) & EventFlags.FLIP) {
+      this.fastTimewaitFlip(v, off, key, slot, ts);
+      return;
+    }
+    if (slot >= 0) {
+      const old = this.live.flagsOf(slot);
+      const entered = this.live.entered(slot);
+      if (old & TIMEWAIT || ts < entered) {
+        this.lateOrDuplicate(old & TIMEWAIT && ts === entered ? true : false);
+        return;
+      }
+      this.live.move(slot, sub, flags | (old & ACCEPTED), ts);
+      this.live.refreshRecord(slot, v, off);
+      if (sub === S.FIN_WAIT2) this.orphans.set(recordTuple(v, off), key);
+      return;
+    }
+    const closedAt = this.closedAt(key);
+    if (closedAt !== undefined && ts <= closedAt) {
+      this.lateOrDuplicate(false);
+      return;
+    }
+    this.s.unknownSockets++;
+    this.live.addRecord(key, v, off, sub, flags, ts);
+    if (sub === S.FIN_WAIT2) this.orphans.set(recordTuple(v, off), key);
+  }
+
+  private fastPeerFin(v: RecordView, off: number, ts: number): void {
+    const t = `${v.netns(off)}|${v.daddr(off)}|${v.dport(off)}|${v.saddr(off)}|${v.sport(off)}`;
+    const key = this.orphans.get(t);
+    if (key === undefined) return;
+    this.orphans.delete(t);
+    const slot = this.live.find(key);
+    if (slot < 0) return;
+    const flags = this.live.flagsOf(slot);
+    const entered = this.live.entered(slot);
+    if (!(flags & TIMEWAIT) || this.live.state(slot) !== S.FIN_WAIT2 || ts < entered) return;
+    this.s.timewaitFlips++;
+    // emitted from the slot before it moves (its identity does not change with the move)
+    const exact = (flags & ENTERED_EXACT) !== 0;
+    this.fastEmit(null, 0, slot, S.FIN_WAIT2, true, exact ? entered : NaN, ts, exact ? 'estimated' : 'lower-bound', S.TIME_WAIT, 0, 0, flags & ACCEPTED ? this.live.sport(slot) : -1);
+    this.live.move(slot, S.TIME_WAIT, TIMEWAIT | ENTERED_EXACT | FLIPPED | (flags & ACCEPTED), ts);
+  }
+
+  private fastTimewaitFlip(v: RecordView, off: number, key: number, slot: number, ts: number): void {
+    let accepted = false;
+    this.orphans.delete(recordTuple(v, off));
+    if (slot >= 0) {
+      const old = this.live.flagsOf(slot);
+      if (old & FLIPPED && ts !== this.live.entered(slot)) return;
+      if (old & FLIPPED || this.live.state(slot) === S.TIME_WAIT || ts < this.live.entered(slot)) {
+        this.lateOrDuplicate(old & FLIPPED && ts === this.live.entered(slot) ? true : false);
+        return;
+      }
+      accepted = (old & ACCEPTED) !== 0;
+      if (!(old & TIMEWAIT)) this.s.corrections++;
+      this.live.move(slot, S.TIME_WAIT, TIMEWAIT | ENTERED_EXACT | FLIPPED | (old & ACCEPTED), ts);
+      this.live.refreshRecord(slot, v, off);
+    } else {
+      const closedAt = this.closedAt(key);
+      if (closedAt !== undefined && ts <= closedAt) {
+        this.lateOrDuplicate(false);
+        return;
+      }
+      this.s.unknownSockets++;
+      this.live.addRecord(key, v, off, S.TIME_WAIT, TIMEWAIT | ENTERED_EXACT | FLIPPED, ts);
+    }
+    this.s.timewaitFlips++;
+    const entered = v.entered(off);
+    this.fastEmit(v, off, -1, S.FIN_WAIT2, true, entered >= 0 ? entered : NaN, ts, entered >= 0 ? 'exact' : 'lower-bound', S.TIME_WAIT, 0, 0, accepted ? v.sport(off) : -1);
+  }
+
+  private fastTimewaitEnd(v: RecordView, off: number): void {
+    this.s.timewaitEnds++;
+    const ts = v.ts(off);
+    const rawSub = v.substate(off);
+    const endSub = (rawSub < STATE_SLOTS ? rawSub : 0) || S.TIME_WAIT;
+    let startSub = 0;
+    let since = NaN;
+    let accepted = false;
+    let flipped = false;
+    const key = v.cookie(off);
+    const slot = this.live.find(key);
+    if (slot >= 0) {
+      const flags = this.live.flagsOf(slot);
+      accepted = (flags & ACCEPTED) !== 0;
+      if (flags & TIMEWAIT) {
+        startSub = flags & TW_FROM_FIN_WAIT2 ? S.FIN_WAIT2 : S.TIME_WAIT;
+        since = this.live.entered(slot);
+        flipped = (flags & FLIPPED) !== 0;
+      }
+      if (ts >= this.seededAtOf(v.netns(off))) {
+        if (!(flags & TIMEWAIT)) this.s.corrections++;
+        this.removeSlot(key, slot);
+        this.markClosed(key, ts);
+      }
+    } else {
+      const closedAt = this.closedAt(key);
+      if (closedAt !== undefined && ts <= closedAt) {
+        this.lateOrDuplicate(ts === closedAt);
+        return;
+      }
+      this.s.unknownSockets++;
+      this.markClosed(key, ts);
+    }
+
+    const entered = v.entered(off);
+    const rawReason = v.u8at(off, RECORD_REASON);
+    const reason = rawReason === TwReason.EXPIRED || rawReason === TwReason.KILLED ? rawReason : 0;
+    const exact = flipped || entered >= 0;
+    const start = flipped ? since : entered >= 0 ? entered : since;
+    const expires = v.expires(off);
+    const hasFlip = expires !== 0;
+    const flipNs = expires - TIMEWAIT_LEN;
+    if (!startSub) startSub = endSub === S.TIME_WAIT && exact && hasFlip && flipNs - entered > FLIP_TOLERANCE ? S.FIN_WAIT2 : endSub;
+    const listenPort = accepted ? v.sport(off) : -1;
+    if (startSub === S.FIN_WAIT2 && endSub === S.TIME_WAIT) {
+      if (hasFlip && flipNs <= ts && (Number.isNaN(start) || flipNs >= start)) {
+        this.fastEmit(v, off, -1, S.FIN_WAIT2, true, start, flipNs, exact ? 'estimated' : 'lower-bound', S.TIME_WAIT, 0, 0, listenPort);
+        this.fastEmit(v, off, -1, S.TIME_WAIT, true, flipNs, ts, 'estimated', -1, reason, 0, listenPort);
+      } else {
+        this.fastEmit(v, off, -1, S.FIN_WAIT2, true, start, ts, exact ? 'upper-bound' : 'lower-bound', S.TIME_WAIT, reason, 0, listenPort);
+      }
+      return;
+    }
+    this.fastEmit(v, off, -1, endSub, true, start, ts, exact ? 'exact' : 'lower-bound', -1, reason, 0, listenPort);
+  }
+
+  /**
+   * `emit` on numbers: the socket is the record at v/off, or (v null) the table's slot.
+   * enteredNs NaN = unknown; nextState −1 = none.
+   */
+  private fastEmit(
+    v: RecordView | null,
+    off: number,
+    slot: number,
+    stateValue: number,
+    timewait: boolean,
+    enteredNs: number,
+    leftNs: number,
+    precision: DwellPrecision,
+    nextState: number,
+    timewaitEnd: number,
+    errno: number,
+    listenPort: number,
+  ): void {
+    const dwellNs = Number.isNaN(enteredNs) ? 0 : leftNs - enteredNs;
+    this.s.dwellRecords++;
+    if (precision === 'lower-bound') this.s.lowerBoundRecords++;
+    else if (precision !== 'exact') this.s.estimatedRecords++;
+    const netns = v ? v.netns(off) : this.live.netnsOf(slot);
+    const cgroup = v ? v.cgroup(off) : this.live.cgroupOf(slot);
+    if ((precision === 'exact' || precision === 'estimated') && dwellNs >= 0) this.hist.recordNs(stateValue, timewait, dwellNs, netns, cgroup, listenPort);
+    const row = this.row;
+    row.state = stateValue;
+    row.timewait = timewait;
+    row.enteredNs = enteredNs;
+    row.leftNs = leftNs;
+    row.dwellNs = dwellNs < 0 ? 0 : dwellNs;
+    row.precision = precision;
+    row.nextState = nextState;
+    row.timewaitEnd = timewaitEnd;
+    row.errno = errno;
+    if (this.rows) {
+      if (v) this.rows.fromRecord(v, off, row);
+      else this.rows.fromSlot(this.live, slot, row);
+    }
+    if (this.onDwell) this.onDwell(this.rowRecord(v ? this.flyweight.at(v, off) : this.live.identity(slot), row));
+  }
+
+  /** The DwellRecord a row describes (for onDwell: the CLI and tests). */
+  private rowRecord(id: SocketIdentity, row: DwellRow): DwellRecord {
+    return {
+      cookie: id.cookie,
+      state: stateName(row.state),
+      timewait: row.timewait,
+      dwellNs: BigInt(row.dwellNs),
+      enteredNs: Number.isNaN(row.enteredNs) ? null : BigInt(row.enteredNs),
+      leftNs: BigInt(row.leftNs),
+      precision: row.precision,
+      nextState: row.nextState >= 0 ? stateName(row.nextState) : null,
+      timewaitEnd: row.timewaitEnd === TwReason.EXPIRED ? 'expired' : row.timewaitEnd === TwReason.KILLED ? 'killed' : null,
+      error: row.errno > 0 ? errnoName(row.errno) : null,
+      netns: id.netns,
+      cgroupId: id.cgroupId,
+      family: id.family,
+      saddr: id.saddr,
+      sport: id.sport,
+      daddr: id.daddr,
+      dport: id.dport,
+      ownerPid: id.ownerPid,
+      ownerComm: id.ownerComm,
+    };
+  }
 }
+
+const TIMEWAIT_LEN = Number(TIMEWAIT_LEN_NS);
+const FLIP_TOLERANCE = Number(FLIP_TOLERANCE_NS);
+const RECORD_REASON = RECORD_INDEX.reason;
+
+/** tuple() of the record at v/off (addresses from the decoder's caches). */
+const recordTuple = (v: RecordView, off: number) => `${v.netns(off)}|${v.saddr(off)}|${v.sport(off)}|${v.daddr(off)}|${v.dport(off)}`;
 
 
 const tuple = (s: { netns: number; saddr: string; sport: number; daddr: string; dport: number }) => `${s.netns}|${s.saddr}|${s.sport}|${s.daddr}|${s.dport}`;

@@ -127,7 +127,7 @@ describe.skipIf(!kernelAvailable)('the link between agent and broker cut', () =>
     const mine = [...seqs.values()][0]!;
     expect(contiguousOnce(mine)).toBe(true);
     expect(mine.length).toBe(final.batches); // every message the agent made, once
-    // 4 bursts of 30 connections, 11 events each, plus 4 listeners x 2.
+    // 4 bursts of 30 connections, EVENTS_PER_CONNECTION each, plus 4 listeners x 2.
     expect(transitionEvents(msgs).length).toBe(4 * (30 * EVENTS_PER_CONNECTION + 2));
   }, 60_000);
 });

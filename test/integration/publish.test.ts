@@ -102,7 +102,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     await netns.run('burst', '127.0.0.1', 8513, 50);
     // Every event read by the agent before waiting for the spool to empty (it can be empty
     // for a moment before the last closes have come through the ring: once on a busy CI run).
-    await until(() => agent.status().tracker.events >= 3 * (50 * EVENTS_PER_CONNECTION + 2), 15_000, 'every event in the agent');
+    await until(() => agent.status().tracker.events >= 3 * (50 * EVENTS_PER_CONNECTION + 2), 15_000, () => `every event in the agent: ${((s) => JSON.stringify({ events: s.events, tracker: s.tracker, drops: s.drops, spool: s.spool, nats: s.nats }))(agent.status())}`);
     const deadline = Date.now() + 15_000;
     while (agent.status().spool.messages > 0 && Date.now() < deadline) await sleep(100);
     const status = await agent.stop();
@@ -112,7 +112,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     const seqs = seqsByEpoch(msgs);
     expect(seqs.size).toBe(1);
     expect(contiguousOnce([...seqs.values()][0]!)).toBe(true);
-    // 3 bursts of 50 connections, 11 events each, plus 3 listeners x 2.
+    // 3 bursts of 50 connections, EVENTS_PER_CONNECTION each, plus 3 listeners x 2.
     expect(transitionEvents(msgs).length).toBe(3 * (50 * EVENTS_PER_CONNECTION + 2));
   });
 
@@ -146,7 +146,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     }
     first.child.kill('SIGKILL');
     await first.closed;
-    const spooled = readdirSync(spoolDir).filter((f) => f.endsWith('.msg')).length;
+    const spooled = readdirSync(spoolDir).filter((f) => f.endsWith('.seg')).length;
     expect(spooled).toBeGreaterThan(0);
 
     await nats.restart();

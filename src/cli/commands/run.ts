@@ -19,6 +19,7 @@ import {
   connectionFlags,
   filtersFrom,
   parseBytes,
+  parseRingBytes,
   parseSeconds,
   parseSecondsOrOff,
   type ConnectionFlags,
@@ -52,6 +53,7 @@ type RunFlags = ConnectionFlags &
     host?: string;
     spoolDir?: string;
     spoolMaxBytes?: number;
+    ringBytes?: number;
     duration?: number;
     statusInterval: number;
     summaryInterval: number;
@@ -66,7 +68,8 @@ export function register(program: Command): void {
   )
     .option('--host <name>', 'host id in subjects and messages (default: the hostname; env TCPDWELL_HOST)')
     .option('--spool-dir <dir>', 'store-and-forward spool directory (env TCPDWELL_SPOOL_DIR)')
-    .option('--spool-max-bytes <n>', 'spool bound; the oldest messages are dropped (and counted) past it (e.g. 256MiB)', parseBytes);
+    .option('--spool-max-bytes <n>', 'spool bound; the oldest messages are dropped (and counted) past it (e.g. 256MiB)', parseBytes)
+    .option('--ring-bytes <n>', 'kernel ring buffer size in bytes (power of two; default 16 MiB)', parseRingBytes);
   addFilterOptions(cmd);
   addDurationOption(cmd)
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 5)
@@ -89,6 +92,7 @@ export function register(program: Command): void {
         host: o.host,
         spoolDir: o.spoolDir,
         spoolMaxBytes: o.spoolMaxBytes,
+        ringBytes: o.ringBytes,
         durationS: o.duration ?? null,
         controlConfig: o.controlConfig,
         statusIntervalS: o.statusInterval,
@@ -112,6 +116,8 @@ export interface RunOptions {
   host?: string;
   spoolDir?: string;
   spoolMaxBytes?: number;
+  /** kernel ring buffer size (default: the program's, 16 MiB) */
+  ringBytes?: number;
   netns: Netns[];
   ports: number[];
   family: Family | null;
@@ -173,6 +179,7 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
       ports: opts.ports.length ? opts.ports : file.filters?.ports,
       family: opts.family ?? file.filters?.family ?? null,
       pinDir: opts.pinDir === null ? undefined : (opts.pinDir ?? DEFAULT_PIN_DIR),
+      ringBytes: opts.ringBytes,
       log: say,
     },
     controlConfig: opts.controlConfig && file.control?.config !== false,

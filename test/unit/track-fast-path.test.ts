@@ -1,0 +1,275 @@
+/**
+ * The agent's hot path (records read in place: RecordView → Tracker.ingestRecord → DwellColumns
+ * as rows) against the object path it replaces (decodeEvent → Tracker.ingest → DwellRecord →
+ * DwellColumns.push / encodeDwell): for recorded churn and for random record sequences, the
+ * same dwell records, wire bytes, counters, live table, stuck sockets, histograms and alerts.
+ */
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decodeEvent, decodeRingBatch, forEachRingRecord, RecordEvent, RecordView, type TcpEvent } from '../../src/decode/index.js';
+import { EVENT_SIZE } from '../../src/kernel/abi.js';
+import { DwellColumns, TransitionColumns } from '../../src/publish/columns.js';
+import { encodeDwell, encodeTransitions } from '../../src/publish/wire.js';
+import { Tracker, type DwellRecord } from '../../src/track/index.js';
+import { eventRecord, type EventSpec } from '../helpers/events.js';
+
+const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url));
+const header = { hostId: 'h1', bootId: 'b', agentVersion: '0.1.0', epoch: 3, seq: 7, drops: {}, bootToUnixNs: 0, sentAtBootNs: 5 };
+
+/** Three trackers fed the same records: the object path, the fast path with DwellRecords, the fast path into columns. */
+function trio(clockNs: bigint) {
+  const slowRecords: DwellRecord[] = [];
+  const fastRecords: DwellRecord[] = [];
+  const columns = new DwellColumns();
+  const clock = () => clockNs;
+  return {
+    slowRecords,
+    fastRecords,
+    columns,
+    slow: new Tracker({ clock, onDwell: (r) => slowRecords.push(r), sysctls: {} }),
+    fast: new Tracker({ clock, onDwell: (r) => fastRecords.push(r), sysctls: {} }),
+    rows: new Tracker({ clock, dwellRows: columns, sysctls: {} }),
+  };
+}
+
+type Trio = ReturnType<typeof trio>;
+
+function expectSame(t: Trio): void {
+  expect(t.fastRecords).toEqual(t.slowRecords);
+  // table() and evaluate() expire overdue timewaits: each query on all three in turn
+  const queries = [
+    (x: Tracker) => x.stats(),
+    (x: Tracker) => x.table(),
+    (x: Tracker) => x.stuck({ perState: 10 }),
+    (x: Tracker) => x.evaluate(),
+    (x: Tracker) => x.takeHistograms().encode(),
+    (x: Tracker) => x.stats(),
+  ];
+  for (const q of queries) {
+    const want = q(t.slow);
+    expect(q(t.fast)).toEqual(want);
+    expect(q(t.rows)).toEqual(want);
+  }
+  expect(t.fastRecords).toEqual(t.slowRecords);
+  if (t.slowRecords.length === 0) {
+    expect(t.columns.length).toBe(0);
+    return;
+  }
+  const reference = new DwellColumns();
+  for (const r of t.slowRecords) reference.push(r);
+  const bytes = Buffer.from(t.columns.encode(header));
+  expect(bytes.equals(Buffer.from(encodeDwell(t.slowRecords, header)))).toBe(true);
+  expect(bytes.equals(Buffer.from(reference.encode(header)))).toBe(true);
+}
+
+/** Feeds one record to the object path (decoded) and to both fast paths (in place). */
+function feed(t: Trio, view: RecordView, rec: Buffer): void {
+  const e = decodeEvent(rec, 0);
+  if (!e) return;
+  t.slow.ingest([e]);
+  const framed = Buffer.alloc(8 + EVENT_SIZE);
+  framed.writeUInt32LE(EVENT_SIZE, 0);
+  rec.copy(framed, 8);
+  forEachRingRecord(framed, view, { records: 0, malformed: 0 }, (v, off) => {
+    t.fast.ingestRecord(v, off);
+    t.rows.ingestRecord(v, off);
+  });
+}
+
+describe('Tracker.ingestRecord: the object path, without the objects', () => {
+  it('random connection lifecycles as the kernel orders them (client first, orphans and flips, resets), with events lost and repeated', () => {
+    const NS = 4026531840;
+    const conn = fc.record({
+      orphan: fc.boolean(),
+      flip: fc.constantFrom('none', 'event', 'peer'),
+      rst: fc.boolean(),
+      end: fc.constantFrom('expired', 'killed', 'none'),
+      v6: fc.boolean(),
+      gapMs: fc.integer({ min: 0, max: 70_000 }),
+      drop: fc.array(fc.integer({ min: 0, max: 40 }), { maxLength: 14, minLength: 14 }),
+    });
+    fc.assert(
+      fc.property(fc.array(conn, { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 200 }), (conns, seedAt) => {
+        const t = trio(400_000_000_000n);
+        const view = new RecordView();
+        const recs: { ts: bigint; rec: Buffer }[] = [];
+        let start = 100_000_000_000n;
+        conns.forEach((c, i) => {
+          start += BigInt(c.gapMs) * 1_000_000n;
+          const port = 40000 + i;
+          const fam = c.v6 ? { family: 'inet6' as const, saddr: '::1', daddr: '::1' } : { family: 'inet' as const, saddr: '127.0.0.1', daddr: '127.0.0.2' };
+          const cli = { cookie: BigInt(2 * i + 1), netns: NS, cgroupId: 3n, ...fam, sport: port, dport: 8080, ownerPid: 100, ownerComm: 'client' };
+          const srv = { cookie: BigInt(2 * i + 2), netns: NS, cgroupId: 3n, ...fam, saddr: fam.daddr, daddr: fam.saddr, sport: 8080, dport: port, ownerPid: 200, ownerComm: 'server' };
+          const entered = new Map<bigint, bigint>();
+          let k = 0;
+          const put = (at: bigint, spec: Omit<EventSpec, 'tsNs'>) => {
+            const drop = c.drop[k++ % c.drop.length]!;
+            const known = spec.cookie !== undefined ? entered.get(spec.cookie) : undefined;
+            const full: EventSpec = { enteredNs: known ?? null, ...spec, tsNs: at };
+            if (spec.type === 'transition' && spec.cookie !== undefined) entered.set(spec.cookie, at);
+            if (drop === 0) return; // lost
+            recs.push({ ts: at, rec: eventRecord(full) });
+            if (drop === 1) recs.push({ ts: at, rec: eventRecord(full) }); // delivered twice
+          };
+          const ms = (n: number) => start + BigInt(n) * 1_000_000n;
+          put(ms(0), { type: 'transition', ...cli, sport: 0, oldState: 'CLOSE', newState: 'SYN_SENT', actorIsOwner: true });
+          put(ms(1), { type: 'transition', ...srv, oldState: 'LISTEN', newState: 'SYN_RECV', child: true, enteredNs: null });
+          put(ms(1), { type: 'transition', ...cli, oldState: 'SYN_SENT', newState: 'ESTABLISHED' });
+          put(ms(1), { type: 'transition', ...srv, oldState: 'SYN_RECV', newState: 'ESTABLISHED', child: true });
+          if (c.rst) {
+            put(ms(5), { type: 'transition', ...cli, oldState: 'ESTABLISHED', newState: 'CLOSE', error: 'ECONNRESET' });
+            put(ms(5), { type: 'transition', ...srv, oldState: 'ESTABLISHED', newState: 'CLOSE', error: 'ECONNRESET' });
+            return;
+          }
+          put(ms(10), { type: 'transition', ...cli, oldState: 'ESTABLISHED', newState: 'FIN_WAIT1', actorIsOwner: true });
+          put(ms(10), { type: 'transition', ...srv, oldState: 'ESTABLISHED', newState: 'CLOSE_WAIT' });
+          put(ms(10), { type: 'transition', ...cli, oldState: 'FIN_WAIT1', newState: 'FIN_WAIT2' });
+          const sub = c.orphan ? 'FIN_WAIT2' : 'TIME_WAIT';
+          put(ms(11), { type: 'timewait_start', ...cli, newState: 'TIME_WAIT', substate: sub, enteredNs: ms(11), expiresNs: ms(11 + 60_000) });
+          put(ms(11), { type: 'transition', ...cli, oldState: 'FIN_WAIT2', newState: 'CLOSE' });
+          let due = ms(11 + 60_000);
+          if (c.orphan && c.flip !== 'none') {
+            put(ms(20), { type: 'transition', ...srv, oldState: 'CLOSE_WAIT', newState: 'LAST_ACK', actorIsOwner: true });
+            due = ms(20 + 60_000);
+            if (c.flip === 'event') put(ms(20), { type: 'timewait_start', ...cli, newState: 'TIME_WAIT', substate: 'TIME_WAIT', flip: true, enteredNs: ms(11), expiresNs: due });
+            put(ms(21), { type: 'transition', ...srv, oldState: 'LAST_ACK', newState: 'CLOSE' });
+          } else {
+            put(ms(20), { type: 'transition', ...srv, oldState: 'CLOSE_WAIT', newState: 'LAST_ACK', actorIsOwner: true });
+            put(ms(21), { type: 'transition', ...srv, oldState: 'LAST_ACK', newState: 'CLOSE' });
+          }
+          if (c.end !== 'none') {
+            const at = c.end === 'expired' ? due : ms(30);
+            put(at, { type: 'timewait_end', ...cli, newState: 'TIME_WAIT', substate: c.orphan && c.flip !== 'none' ? 'TIME_WAIT' : sub, reason: c.end, enteredNs: ms(11), expiresNs: due });
+          }
+        });
+        recs.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+        recs.forEach(({ rec }, i) => {
+          if (i === seedAt) for (const tr of [t.slow, t.fast, t.rows]) tr.seed(NS, []);
+          feed(t, view, rec);
+        });
+        expectSame(t);
+      }),
+      { numRuns: Number(process.env.FAST_PATH_RUNS ?? 300) },
+    );
+  });
+
+  it('recorded churn (3,000 records from the middle of a run) and the recorded fixtures', () => {
+    for (const name of ['churn-client-first.ring', 'ipv4-client-first.ring', 'ipv6-client-first.ring', 'ipv4-refused.ring']) {
+      const batch = fixture(name);
+      const t = trio(10n ** 15n);
+      const events: TcpEvent[] = [];
+      const stats = { records: 0, malformed: 0 };
+      decodeRingBatch(batch, (e) => events.push(e), stats);
+      t.slow.ingest(events);
+      const view = new RecordView();
+      const fastStats = { records: 0, malformed: 0 };
+      forEachRingRecord(batch, view, fastStats, (v, off) => {
+        t.fast.ingestRecord(v, off);
+        t.rows.ingestRecord(v, off);
+      });
+      expect(fastStats).toEqual(stats);
+      expect(t.slowRecords.length).toBeGreaterThan(0);
+      expectSame(t);
+    }
+  });
+
+  it('the TransitionBatch from records in place is the one protobufjs writes for the decoded events', () => {
+    const batch = fixture('churn-client-first.ring');
+    const events: TcpEvent[] = [];
+    decodeRingBatch(batch, (e) => events.push(e), { records: 0, malformed: 0 });
+    const cols = new TransitionColumns();
+    forEachRingRecord(batch, new RecordView(), { records: 0, malformed: 0 }, (v, off) => cols.appendView(v, off));
+    expect(Buffer.from(cols.encode(header, 9n)).equals(Buffer.from(encodeTransitions(events, header, 9n)))).toBe(true);
+  });
+
+  it('a RecordEvent reads every field as decodeEvent does', () => {
+    const batch = fixture('churn-client-first.ring');
+    const flyweight = new RecordEvent();
+    const keys = Object.keys(decodeEvent(batch, 8)!) as (keyof TcpEvent)[];
+    forEachRingRecord(batch, new RecordView(), { records: 0, malformed: 0 }, (v, off) => {
+      const e = decodeEvent(batch, off)!;
+      const f = flyweight.at(v, off);
+      for (const k of keys) expect(f[k]).toEqual(e[k]);
+    });
+  });
+
+  it('random record sequences over a few sockets: every branch, seeds in between, values past 2^53', () => {
+    const NS = 4026531840;
+    const client = { saddr: '10.0.0.1', sport: 40000, daddr: '10.0.0.2', dport: 443 };
+    const server = { saddr: '10.0.0.2', sport: 443, daddr: '10.0.0.1', dport: 40000 };
+    const v6 = { family: 'inet6' as const, saddr: '::1', sport: 40001, daddr: '::ffff:10.0.0.2', dport: 443 };
+    const states = ['CLOSE', 'LISTEN', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT1', 'FIN_WAIT2', 'CLOSE_WAIT', 'LAST_ACK', 'CLOSING', 'TIME_WAIT', 'NEW_SYN_RECV', 'UNKNOWN(20)', 'UNKNOWN(40)'];
+    const BIG = 2n ** 53n + 7n;
+    const step = fc.record({
+      seed: fc.integer({ min: 0, max: 30 }),
+      type: fc.constantFrom('transition', 'transition', 'transition', 'timewait_start', 'timewait_end', 'snapshot'),
+      cookie: fc.constantFrom(0n, 1n, 2n, 3n, 4n, 5n, BIG),
+      dt: fc.constantFrom(-3n, 0n, 1n, 1000n, 1_000_000n, 70_000_000_000n),
+      bigTime: fc.integer({ min: 0, max: 40 }),
+      entered: fc.constantFrom(null, 0n, 1n, 500n, 10_000_000n),
+      expires: fc.constantFrom(null, 'sixty', 'later', 'small'),
+      oldState: fc.constantFrom(...states),
+      newState: fc.constantFrom(...states),
+      substate: fc.constantFrom(null, 'TIME_WAIT', 'FIN_WAIT2', 'UNKNOWN(40)'),
+      who: fc.constantFrom(client, server, v6),
+      netns: fc.constantFrom(NS, NS, NS + 1),
+      cgroupId: fc.constantFrom(0n, 1n, 77n),
+      owner: fc.constantFrom(null, 4242, 0),
+      ownerComm: fc.constantFrom('app', 'nginx', ''),
+      error: fc.constantFrom(null, null, 'ECONNREFUSED', 'ETIMEDOUT'),
+      reason: fc.constantFrom(null, 'expired', 'killed'),
+      child: fc.boolean(),
+      flip: fc.boolean(),
+      gap: fc.boolean(),
+      actor: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 60 }), (steps) => {
+        const t = trio(200_000_000_000n);
+        const view = new RecordView();
+        let ts = 100_000_000_000n;
+        for (const s of steps) {
+          ts += s.dt;
+          if (ts < 0n) ts = 0n;
+          const tsNs = s.bigTime === 0 ? ts + BIG : ts;
+          const spec: EventSpec = {
+            type: s.type as TcpEvent['type'],
+            tsNs,
+            cookie: s.cookie,
+            enteredNs: s.entered === null ? null : s.entered === 0n ? null : tsNs > s.entered ? tsNs - s.entered : null,
+            expiresNs: s.expires === null ? null : s.expires === 'sixty' ? tsNs + 60_000_000_000n : s.expires === 'later' ? tsNs + 75_000_000_000n : 5_000_000_000n,
+            netns: s.netns,
+            cgroupId: s.cgroupId,
+            family: 'inet',
+            ...s.who,
+            ownerPid: s.owner,
+            ownerComm: s.owner === null ? null : s.ownerComm,
+            comm: 'swapper/0',
+            oldState: s.type === 'transition' ? s.oldState : null,
+            newState: s.type === 'timewait_start' || s.type === 'timewait_end' ? 'TIME_WAIT' : s.newState,
+            substate: s.substate,
+            reason: s.reason,
+            error: s.error,
+            child: s.child,
+            flip: s.flip,
+            gap: s.gap,
+            actorIsOwner: s.actor,
+          };
+          const rec = eventRecord(spec);
+          const e = decodeEvent(rec, 0);
+          if (!e) continue;
+          if (s.seed === 0) {
+            // a snapshot of the namespace (this record, when a snapshot of it), seeded into all three
+            const snap = e.type === 'snapshot' ? [e] : [];
+            for (const tr of [t.slow, t.fast, t.rows]) tr.seed(e.netns, snap);
+            continue;
+          }
+          feed(t, view, rec);
+        }
+        expectSame(t);
+      }),
+      { numRuns: Number(process.env.FAST_PATH_RUNS ?? 400) },
+    );
+  });
+});
