@@ -23,8 +23,12 @@ BPFTOOL    ?= $(firstword $(wildcard /usr/sbin/bpftool /usr/bin/bpftool) bpftool
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(OUTPUT) -Ibpf
 
 # What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
-DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl
-DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl
+DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl clickhouse-server clickhouse-client
+DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl clickhouse-server clickhouse-client
+# A nats-server with the fix for the clustered expected-sequence race (#4320) for the cluster
+# tests (bookworm's 2.9.10 has it): Debian trixie's, unpacked under .cache/ (scripts/fetch-nats-server.sh).
+NATS_CLUSTER_VERSION := 2.10.27
+NATS_CLUSTER_BIN     := .cache/nats-server-$(NATS_CLUSTER_VERSION)/usr/sbin/nats-server
 TS_SRC     := $(shell find src -name '*.ts' -not -path 'src/publish/pb/*' 2>/dev/null) tsconfig.json
 PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/publish/pb/tcpdwell.js
@@ -35,7 +39,11 @@ PB_DTS     := src/publish/pb/tcpdwell.d.ts
 all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
 
 # ---- set-up ----------------------------------------------------------------------------
-deps: .deps.stamp node_modules/.package-lock.json
+deps: .deps.stamp node_modules/.package-lock.json $(NATS_CLUSTER_BIN)
+
+$(NATS_CLUSTER_BIN): scripts/fetch-nats-server.sh | .deps.stamp
+	$(call msg,FETCH,nats-server $(NATS_CLUSTER_VERSION) (Debian trixie))
+	$(Q)scripts/fetch-nats-server.sh .cache/nats-server-$(NATS_CLUSTER_VERSION) '$(NATS_CLUSTER_VERSION)*' >/dev/null
 
 .deps.stamp:
 	$(call msg,DEPS,debian packages)

@@ -88,6 +88,8 @@ export function classify(subject: string, data: Uint8Array, fromCollector = fals
       ? `header host "${h.hostId ?? ''}" is not the subject's "${host}"`
       : !h.bootId
         ? 'header has no boot id'
+        : !BOOT_ID.test(h.bootId)
+          ? `header boot id "${h.bootId.slice(0, 80)}" is not a token (letters, digits, - _ . :)`
         : !(message.id.epoch >= 1)
           ? 'header has no epoch'
           : !(message.id.seq >= 1)
@@ -96,6 +98,9 @@ export function classify(subject: string, data: Uint8Array, fromCollector = fals
   if (problem) return { ok: false, own: false, reason: 'bad_header', error: `${subject}: ${problem}` };
   return { ok: true, message };
 }
+
+/** What a boot id may hold: /proc/sys/kernel/random/boot_id is a UUID. */
+const BOOT_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 function idOf(host: string, h: Header): MessageId {
   return { host, bootId: h.bootId ?? '', epoch: Number(big(h.epoch as number)), seq: Number(big(h.seq as number)) };

@@ -14,7 +14,6 @@ import * as hdr from 'hdr-histogram-js';
 import { DWELL_BUCKETS_S, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
 import { HistogramSet } from '../track/index.js';
 import type { Collector } from './collector.js';
-import { missingCount } from './continuity.js';
 
 function gauge(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
   return new Gauge({
@@ -56,7 +55,15 @@ export class CollectorMetrics {
 
   constructor(c: Collector) {
     const r = this.registry;
-    const views = () => c.snapshot();
+    // One snapshot per scrape: every family below reads the same picture, taken once (a scrape
+    // at 5,000 hosts took 1.6–2.9 s when each family took its own).
+    let cached: { atMs: number; views: ReturnType<Collector['snapshot']>; live: ReturnType<Collector['liveHosts']>; runs: ReturnType<Collector['agentRuns']> } | null = null;
+    const scrape = () => {
+      const now = Date.now();
+      if (!cached || now - cached.atMs > 250) cached = { atMs: now, views: c.snapshot(), live: c.liveHosts(now), runs: c.agentRuns() };
+      return cached;
+    };
+    const views = () => scrape().views;
     const flat = (o: Record<string, Record<string, number>>, a: string, b: string) =>
       Object.entries(o).flatMap(([k1, inner]) => Object.entries(inner).map(([k2, v]) => [{ [a]: k1, [b]: k2 }, v] as [Record<string, string>, number]));
     mirrorCounter(r, 'tcpdwell_collect_messages_total', "Agent messages counted by this instance (each message is counted by one instance)", ['host', 'kind'], () => flat(views().messages, 'host', 'kind'));
@@ -115,12 +122,12 @@ export class CollectorMetrics {
 
     // Shared state: the same on every instance.
     gauge(r, 'tcpdwell_fleet_sockets', "Live TCP sockets per state per host, from each host's newest summary", ['host', 'state'], () =>
-      c.liveHosts().flatMap((h) => Object.entries(h.states).map(([state, n]) => [{ host: h.host, state }, n] as [Record<string, string>, number])),
+      scrape().live.flatMap((h) => Object.entries(h.states).map(([state, n]) => [{ host: h.host, state }, n] as [Record<string, string>, number])),
     );
-    gauge(r, 'tcpdwell_fleet_time_wait_sockets', 'TIME_WAIT sockets per host (TIME_WAIT pressure)', ['host'], () => c.liveHosts().map((h) => [{ host: h.host }, h.states.TIME_WAIT ?? 0]));
+    gauge(r, 'tcpdwell_fleet_time_wait_sockets', 'TIME_WAIT sockets per host (TIME_WAIT pressure)', ['host'], () => scrape().live.map((h) => [{ host: h.host }, h.states.TIME_WAIT ?? 0]));
     gauge(r, 'tcpdwell_fleet_close_wait_oldest_seconds', 'Age of the oldest CLOSE_WAIT socket per host and owning process (a leak never leaves the state)', ['host', 'process'], () => {
       const out = new Map<string, [Record<string, string>, number]>();
-      for (const h of c.liveHosts()) {
+      for (const h of scrape().live) {
         for (const s of h.stuck) {
           if (s.state !== 'CLOSE_WAIT' || s.timewait) continue;
           const k = `${h.host}\t${s.ownerComm}`;
@@ -129,18 +136,21 @@ export class CollectorMetrics {
       }
       return [...out.values()];
     });
-    gauge(r, 'tcpdwell_fleet_hosts', 'Hosts with a current summary', [], () => [[{}, c.liveHosts().length]]);
-    gauge(r, 'tcpdwell_fleet_agent_seq_missing', "Agent messages missing from a host's sequence (holes older than the grace, and abandoned)", ['host'], () =>
-      Object.entries(c.gaps()).map(([host, n]) => [{ host }, n]),
-    );
-    gauge(r, 'tcpdwell_fleet_agent_seq_pending', 'Agent messages not (yet) seen below the highest seen, holes of any age', ['host'], () => {
+    gauge(r, 'tcpdwell_fleet_hosts', 'Hosts with a current summary', [], () => [[{}, scrape().live.length]]);
+    const perHost = (f: (run: ReturnType<Collector['agentRuns']>[number]) => number): [Record<string, string>, number][] => {
       const m = new Map<string, number>();
-      for (const s of c.agentRuns()) m.set(s.host, (m.get(s.host) ?? 0) + missingCount(s));
+      for (const s of scrape().runs) m.set(s.host, (m.get(s.host) ?? 0) + f(s));
       return [...m].map(([host, n]) => [{ host }, n]);
-    });
+    };
+    gauge(r, 'tcpdwell_fleet_agent_seq_missing', "Agent messages lost from a host's sequence: holes declared lost after the grace, less those that came late", ['host'], () =>
+      perHost((s) => s.lost - s.late),
+    );
+    gauge(r, 'tcpdwell_fleet_agent_seq_pending', 'Agent messages not (yet) seen below the highest seen and not declared lost: holes younger than the grace', ['host'], () =>
+      perHost((s) => s.pending),
+    );
     gauge(r, 'tcpdwell_fleet_agent_drops', "The agents' loss counters (Header.drops), summed over each host's runs", ['host', 'reason'], () => {
       const m = new Map<string, number>();
-      for (const s of c.agentRuns()) for (const [k, v] of Object.entries(s.drops)) m.set(`${s.host}\t${k}`, (m.get(`${s.host}\t${k}`) ?? 0) + v);
+      for (const s of scrape().runs) for (const [k, v] of Object.entries(s.drops)) m.set(`${s.host}\t${k}`, (m.get(`${s.host}\t${k}`) ?? 0) + v);
       return [...m].map(([k, v]) => {
         const [host, reason] = k.split('\t');
         return [{ host: host!, reason: reason! }, v];
