@@ -5,7 +5,7 @@
 # the single-node default; the cluster tests and multi-instance collectors use this one.
 # Usage: scripts/fetch-nats-server.sh DEST VERSION
 set -eu
-dest=$1
+dest=$(realpath -m "$1")
 version=$2
 [ -x "$dest/usr/sbin/nats-server" ] && exit 0
 work=$(mktemp -d)

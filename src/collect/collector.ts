@@ -50,7 +50,7 @@ import { pb } from '../publish/wire.js';
 import { Continuity, type DeclaredHole, type RunState } from './continuity.js';
 import { classify, dropsOf, REJECT_REASONS, type CollectedMessage, type RejectReason } from './messages.js';
 import { rowsOf } from './rows.js';
-import { runKey, type RunId, type Store } from './store.js';
+import { holeKey, runKey, type RunId, type Store } from './store.js';
 import { FleetViews, hostRecordFromSummary, isNewer, type HostRecord, type ViewsSnapshot } from './views.js';
 import { DEFAULT_FLEET_THRESHOLDS, evaluateFleetRules, liveHosts, type FleetAlert, type FleetRuleThresholds } from './rules.js';
 
@@ -149,6 +149,8 @@ export class Collector {
   private settleTimer?: NodeJS.Timeout;
   private settling: Promise<void> | null = null;
   private polledUpToMs = 0;
+  private readonly ownSeqs = new Map<string, Set<number>>();
+  private unconfirmed: { hole: DeclaredHole; dueMs: number }[] = [];
   private readonly log: (line: string) => void;
   private lastError = '';
   private readonly store: Store | null;
@@ -300,6 +302,7 @@ export class Collector {
         }
         this.stats_.rowsStored += rows[i]!.rows.length;
         const r = this.continuity.run(m.id.host, m.id.bootId, m.id.epoch);
+        if (this.store.shared && m.id.seq > r.upTo + 1) this.ownAbove(m.id).add(m.id.seq);
         if (r.mark(m.id.seq, now, 'new') === 'late') this.stats_.late++;
         r.mergeDrops(dropsOf(m.header));
         this.count(m);
@@ -339,6 +342,9 @@ export class Collector {
       if (!b) continue;
       r.load(b.upTo, b.lost);
       for (const seq of b.above) r.mark(seq, now);
+      // A hole is as old as the message stored right above it, not as this process's first look.
+      const i = b.above.findIndex((seq) => seq > r.upTo);
+      if (i >= 0 && r.holeSinceMs !== null) r.holeSinceMs = Math.min(r.holeSinceMs, b.aboveStoredMs[i]!);
       r.messages = 0; // counted here: what this process counted
     }
   }
@@ -372,12 +378,45 @@ export class Collector {
           r.mergeDrops(s.drops);
         }
       }
-      const holes = this.continuity.settle(now, (this.opts.gapGraceS ?? 60) * 1000);
-      if (holes.length) await this.declare(holes);
+      const graceMs = (this.opts.gapGraceS ?? 60) * 1000;
+      const holes = this.continuity.settle(now, graceMs);
+      if (!this.store?.shared) {
+        if (holes.length) await this.declare(holes);
+        return;
+      }
+      // Every instance declares the hole (their pictures agree); one reports it: the one that
+      // stored the message right above it. Should that one be gone, the others report it one
+      // grace later unless the store has it by then.
+      const mine: DeclaredHole[] = [];
+      for (const h of holes) {
+        if (this.ownAbove(h).has(h.toSeq + 1)) mine.push(h);
+        else this.unconfirmed.push({ hole: h, dueMs: now + graceMs });
+      }
+      const due = this.unconfirmed.filter((u) => u.dueMs <= now);
+      if (due.length) {
+        this.unconfirmed = this.unconfirmed.filter((u) => u.dueMs > now);
+        const known = await this.store.knownHoles(due.map((u) => u.hole));
+        for (const u of due) if (!known.has(holeKey(u.hole))) mine.push(u.hole);
+      }
+      for (const [k, set] of this.ownSeqs) {
+        const [host, bootId, epoch] = k.split('\t');
+        const upTo = this.continuity.get(host!, bootId!, Number(epoch))?.upTo ?? Infinity;
+        for (const seq of set) if (seq <= upTo) set.delete(seq);
+        if (set.size === 0) this.ownSeqs.delete(k);
+      }
+      if (mine.length) await this.declare(mine);
     })()
       .catch((err) => this.trouble(`continuity: ${(err as Error).message}`))
       .finally(() => (this.settling = null));
     return this.settling;
+  }
+
+  /** Seqs this instance stored above a hole (run → seqs), until the prefix passes them. */
+  private ownAbove(id: RunId): Set<number> {
+    const k = runKey(id);
+    let set = this.ownSeqs.get(k);
+    if (!set) this.ownSeqs.set(k, (set = new Set()));
+    return set;
   }
 
   private async declare(holes: DeclaredHole[]): Promise<void> {

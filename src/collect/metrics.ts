@@ -148,6 +148,9 @@ export class CollectorMetrics {
     gauge(r, 'tcpdwell_fleet_agent_seq_pending', 'Agent messages not (yet) seen below the highest seen and not declared lost: holes younger than the grace', ['host'], () =>
       perHost((s) => s.pending),
     );
+    gauge(r, 'tcpdwell_collect_continuity_ranges', 'Disjoint ranges of arrived messages kept above the agents\' contiguous prefixes (the memory holes cost; 0 once every hole is filled or declared lost)', [], () => [
+      [{}, scrape().runs.reduce((n, s) => n + s.ranges, 0)],
+    ]);
     gauge(r, 'tcpdwell_fleet_agent_drops', "The agents' loss counters (Header.drops), summed over each host's runs", ['host', 'reason'], () => {
       const m = new Map<string, number>();
       for (const s of scrape().runs) for (const [k, v] of Object.entries(s.drops)) m.set(`${s.host}\t${k}`, (m.get(`${s.host}\t${k}`) ?? 0) + v);

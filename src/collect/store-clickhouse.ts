@@ -21,7 +21,7 @@ import { EnvironmentError, UsageError } from '../common/errors.js';
 import type { DeclaredHole } from './continuity.js';
 import { messageKey, type MessageRows } from './rows.js';
 import { TABLES, type Column, type ColumnType, type Row, type TableName } from './schema.js';
-import { baselineQueries, isReadOnlySql, type RunBaseline, type RunId, type SqlResult, type Store, type StoredMessageId, type StoreOptions } from './store.js';
+import { baselineQueries, isReadOnlySql, knownHolesQuery, type RunBaseline, type RunId, type SqlResult, type Store, type StoredMessageId, type StoreOptions } from './store.js';
 import type { HostRecord } from './views.js';
 
 const CH_TYPE: Record<ColumnType, string> = { str: 'String', u8: 'UInt8', u16: 'UInt16', u32: 'UInt32', u64: 'UInt64', i64: 'Int64', f64: 'Float64', bool: 'UInt8' };
@@ -137,6 +137,10 @@ export class ClickHouseStore implements Store {
   async storedSince(sinceMs: number): Promise<StoredMessageId[]> {
     const r = await this.rows<[string, string, number, string, string]>(`SELECT host, boot_id, epoch, seq, drops FROM ${this.db}.messages WHERE stored_ms >= ${Math.floor(sinceMs)}`);
     return r.map(([host, bootId, epoch, seq, drops]) => ({ host, bootId, epoch: Number(epoch), seq: Number(seq), drops: JSON.parse(drops) }));
+  }
+
+  knownHoles(holes: readonly DeclaredHole[]): Promise<Set<string>> {
+    return knownHolesQuery(holes, (q) => this.rows(q));
   }
 
   runBaselines(runs: readonly RunId[]): Promise<Map<string, RunBaseline>> {

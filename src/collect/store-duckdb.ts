@@ -17,7 +17,7 @@ import { EnvironmentError, UsageError } from '../common/errors.js';
 import type { DeclaredHole } from './continuity.js';
 import { messageKey, type MessageRows } from './rows.js';
 import { TABLES, type Column, type ColumnType, type Row, type TableName } from './schema.js';
-import { baselineQueries, isReadOnlySql, type RunBaseline, type RunId, type SqlResult, type Store, type StoredMessageId, type StoreOptions } from './store.js';
+import { baselineQueries, isReadOnlySql, knownHolesQuery, type RunBaseline, type RunId, type SqlResult, type Store, type StoredMessageId, type StoreOptions } from './store.js';
 import type { HostRecord } from './views.js';
 
 const SQL_TYPE: Record<ColumnType, string> = { str: 'VARCHAR', u8: 'UTINYINT', u16: 'USMALLINT', u32: 'UINTEGER', u64: 'UBIGINT', i64: 'BIGINT', f64: 'DOUBLE', bool: 'BOOLEAN' };
@@ -167,6 +167,10 @@ export class DuckDbStore implements Store {
       const r = await this.conn.runAndReadAll(`SELECT host, boot_id, epoch, seq, drops FROM messages WHERE stored_ms >= ${Math.floor(sinceMs)}`);
       return r.getRows().map(([host, bootId, epoch, seq, drops]) => ({ host: String(host), bootId: String(bootId), epoch: Number(epoch), seq: Number(seq), drops: JSON.parse(String(drops)) }));
     });
+  }
+
+  knownHoles(holes: readonly DeclaredHole[]): Promise<Set<string>> {
+    return this.serial(() => knownHolesQuery(holes, async (q) => (await this.conn.runAndReadAll(q)).getRows() as unknown[][]));
   }
 
   runBaselines(runs: readonly RunId[]): Promise<Map<string, RunBaseline>> {

@@ -42,6 +42,8 @@ export interface Store {
   store(batch: readonly MessageRows[]): Promise<Set<string>>;
   /** Records holes declared lost (idempotent: a hole is one row whoever declares it). */
   recordHoles(holes: readonly DeclaredHole[], instance: string): Promise<void>;
+  /** Which of these holes the store has (holeKey), whoever declared them. */
+  knownHoles(holes: readonly DeclaredHole[]): Promise<Set<string>>;
   /** Messages stored since `sinceMs` (collector clock): how instances learn what the others stored. */
   storedSince(sinceMs: number): Promise<StoredMessageId[]>;
   /**
@@ -67,9 +69,22 @@ export interface RunBaseline {
   upTo: number;
   lost: number;
   above: number[];
+  /** when each of `above` was stored (Unix ms): the age of a hole below one is that of the message above it */
+  aboveStoredMs: number[];
 }
 
 export const runKey = (r: RunId): string => `${r.host}\t${r.bootId}\t${r.epoch}`;
+export const holeKey = (h: DeclaredHole): string => `${runKey(h)}\t${h.fromSeq}`;
+
+/** The holes of a `holes` table among these, by holeKey. */
+export async function knownHolesQuery(holes: readonly DeclaredHole[], rows: (sql: string) => Promise<unknown[][]>): Promise<Set<string>> {
+  const out = new Set<string>();
+  if (holes.length === 0) return out;
+  for (const [h, b, e, from] of await rows(`SELECT host, boot_id, epoch, from_seq FROM holes WHERE ${holes.map((x) => `(${runsWhere([x], () => ` AND from_seq = ${x.fromSeq}`).slice(1, -1)})`).join(' OR ')}`)) {
+    out.add(`${h}\t${b}\t${e}\t${from}`);
+  }
+  return out;
+}
 
 /** Host ids and boot ids are checked tokens (messages.ts): no quotes or backslashes to escape. */
 const q = (s: string) => `'${s}'`;
@@ -103,16 +118,18 @@ export async function baselineQueries(
     const k = runKey(r);
     const s = stored.get(k) ?? { max: 0, n: 0 };
     const h = holes.get(k) ?? { lost: 0, last: 0 };
-    if (s.n + h.lost >= s.max) out.set(k, { upTo: Math.max(s.max, h.last), lost: h.lost, above: [] });
+    if (s.n + h.lost >= s.max) out.set(k, { upTo: Math.max(s.max, h.last), lost: h.lost, above: [], aboveStoredMs: [] });
     else {
-      out.set(k, { upTo: h.last, lost: h.lost, above: [] });
+      out.set(k, { upTo: h.last, lost: h.lost, above: [], aboveStoredMs: [] });
       partial.push(r);
     }
   }
   if (partial.length) {
     const last = (r: RunId) => out.get(runKey(r))!.upTo;
-    for (const [h, b, e, seq] of await rows(`SELECT host, boot_id, epoch, seq FROM messages WHERE ${runsWhere(partial, (r) => ` AND seq > ${last(r)}`)} ORDER BY seq`)) {
-      out.get(runKey({ host: String(h), bootId: String(b), epoch: Number(e) }))!.above.push(Number(seq));
+    for (const [h, b, e, seq, at] of await rows(`SELECT host, boot_id, epoch, seq, stored_ms FROM messages WHERE ${runsWhere(partial, (r) => ` AND seq > ${last(r)}`)} ORDER BY seq`)) {
+      const base = out.get(runKey({ host: String(h), bootId: String(b), epoch: Number(e) }))!;
+      base.above.push(Number(seq));
+      base.aboveStoredMs.push(Number(at));
     }
   }
   return out;

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -116,6 +116,49 @@ describe.skipIf(!kernelAvailable)('the fleet collector with two real agents (two
     expect(refusedRun.stdout).toMatch(/CLOSE->SYN_SENT/);
     expect(refusedRun.stdout).toMatch(/SYN_SENT->CLOSE\s+after [\d.]+(µs|ms)\s+127\.0\.0\.1:\d+ -> 127\.0\.0\.1:8602\s+ECONNREFUSED/);
     expect(refusedRun.stderr).toMatch(/1 connections/);
+  });
+
+  it('collect --store fleet.duckdb keeps every event once; query --store gives the same timelines as the stream, across hosts, and sql answers', async () => {
+    const [na, nb] = [new TestNetns(), new TestNetns()];
+    netns.push(na, nb);
+    const dir = mkdtempSync(join(tmpdir(), 'tcpdwell-store-'));
+    dirs.push(dir);
+    const db = join(dir, 'fleet.duckdb');
+    const collect = spawn(bin, ['collect', '--nats', nats.url, '--store', db, '--status-interval', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    collect.stderr.on('data', (d) => (err += d));
+    await until(() => /consuming TCPDWELL/.test(err), 15_000, 'the collector consuming');
+    const [a, b] = await Promise.all([agent('store-a', na), agent('store-b', nb)]);
+    await Promise.all([na.run('client-first', '127.0.0.1', 8621), na.run('refused', '127.0.0.1', 8622), nb.run('refused', '127.0.0.1', 8622), nb.run('burst', '127.0.0.1', 8623, 10)]);
+    await sleep(200);
+    await Promise.all([a.stop(), b.stop()]);
+    const stream = (await readStream(nats.url)).filter((m) => m.subject !== 'tcpdwell.v1.alerts');
+    const events = transitionEvents(stream).length;
+    await until(() => new RegExp(`${stream.length} counted`).test(err), 15_000, `${stream.length} counted (${err.slice(-300)})`).catch(() => undefined);
+    collect.kill('SIGINT');
+    await new Promise((r) => collect.once('exit', r));
+    expect(err).toMatch(new RegExp(`${stream.length} counted, 0 duplicates`));
+
+    const run = (args: string[]) => spawnSync(bin, args, { encoding: 'utf8' });
+    const n = run(['sql', '--store', db, '--format', 'json', "SELECT count(*) AS n, count(DISTINCT (host, boot_id, epoch, seq, row)) AS k FROM events WHERE type <> 'snapshot'"]);
+    expect(n.status, n.stderr).toBe(0);
+    expect(JSON.parse(n.stdout)).toEqual({ n: String(events), k: String(events) });
+    // Failed connects by reason and destination across the fleet, as an SRE would ask.
+    const failures = run(['sql', '--store', db, '--format', 'json', 'SELECT error, daddr, dport, count(*) AS n FROM events WHERE error IS NOT NULL GROUP BY ALL']);
+    expect(failures.stdout.trim().split('\n').map((l) => JSON.parse(l))).toEqual([{ error: 'ECONNREFUSED', daddr: '127.0.0.1', dport: 8622, n: '2' }]);
+    // The same question both ways: the stream (per host) and the store.
+    for (const filter of [['--host', 'store-a', '--port', '8621'], ['--port', '8622']]) {
+      const fromStream = run(['query', '--nats', nats.url, '--since', '10m', ...filter, '--format', 'json']);
+      const fromStore = run(['query', '--store', db, '--since', '10m', ...filter, '--format', 'json']);
+      expect(fromStore.status, fromStore.stderr).toBe(0);
+      expect(fromStore.stdout).toBe(fromStream.stdout);
+      expect(fromStore.stdout.length).toBeGreaterThan(0);
+    }
+    const refusedEverywhere = run(['query', '--store', db, '--since', '10m', '--error', 'ECONNREFUSED', '--format', 'json']);
+    expect(refusedEverywhere.stdout.trim().split('\n').map((l) => JSON.parse(l).host).sort()).toEqual(['store-a', 'store-b']);
+    const bad = run(['sql', '--store', db, 'DELETE FROM events']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/^tcpdwell: tcpdwell sql runs one read-only statement/);
   });
 
   it('tcpdwell agents lists the live agents with their status', async () => {

@@ -32,7 +32,7 @@ describe.skipIf(!clickHouseAvailable)('the ClickHouse store (a real clickhouse-s
     expect(failed.rows).toEqual([['ECONNREFUSED', '10.0.0.9', 81, 'SYN_SENT', 'CLOSE', 300_000n]]);
     expect((await b.storedSince(Date.now() - 60_000)).map((m) => m.seq).sort()).toEqual([1, 2, 3, 4]);
     const base = await b.runBaselines([{ host: 'web-1', bootId: 'boot-web-1', epoch: 1 }]);
-    expect(base.get('web-1\tboot-web-1\t1')).toEqual({ upTo: 4, lost: 0, above: [] });
+    expect(base.get('web-1\tboot-web-1\t1')).toEqual({ upTo: 4, lost: 0, above: [], aboveStoredMs: [] });
     await b.store([rowsOf(collected(summaryMsg('web-1', 5, { states: { ESTABLISHED: 5 } })), Date.now())]);
     expect((await a.latestHosts(0)).map((h) => [h.host, h.states])).toEqual([['web-1', { ESTABLISHED: 5 }]]);
     await expect(a.sql('DROP TABLE events')).rejects.toThrow(/read-only/);

@@ -60,9 +60,9 @@ describe('the DuckDB store', () => {
       { host: 'db-2', bootId: 'boot-db-2', epoch: 1 },
       { host: 'new', bootId: 'b', epoch: 1 },
     ]);
-    expect(b.get('db-1\tboot-db-1\t1')).toEqual({ upTo: 4, lost: 0, above: [] });
-    expect(b.get('db-2\tboot-db-2\t1')).toEqual({ upTo: 6, lost: 3, above: [7, 8, 10] });
-    expect(b.get('new\tb\t1')).toEqual({ upTo: 0, lost: 0, above: [] });
+    expect(b.get('db-1\tboot-db-1\t1')).toEqual({ upTo: 4, lost: 0, above: [], aboveStoredMs: [] });
+    expect(b.get('db-2\tboot-db-2\t1')).toEqual({ upTo: 6, lost: 3, above: [7, 8, 10], aboveStoredMs: [1000, 1000, 1000] });
+    expect(b.get('new\tb\t1')).toEqual({ upTo: 0, lost: 0, above: [], aboveStoredMs: [] });
     await s.close();
   });
 

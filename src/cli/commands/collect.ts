@@ -21,6 +21,7 @@ interface CollectFlags extends ConnectionFlags {
   durable: string;
   bucket: string;
   store?: string;
+  instance?: string;
   replicas: number;
   from: 'all' | 'new';
   batch: number;
@@ -42,6 +43,7 @@ export function register(program: Command): void {
     .option('--stream <name>', 'the JetStream stream the agents publish to', STREAM)
     .option('--durable <name>', 'durable consumer shared by all collector instances', COLLECT_DURABLE)
     .option('--store <where>', 'store every message once: a DuckDB file (fleet.duckdb; one collector per file) or clickhouse://HOST:8123/DATABASE (shared by instances)')
+    .option('--instance <name>', "this instance's name in logs, alerts and the holes it declares (default HOSTNAME/PID)")
     .option('--bucket <name>', 'KV bucket for the fleet alert state shared by instances', COLLECT_BUCKET)
     .option('--replicas <n>', 'replicas of the streams the collector creates (3 on a cluster)', positiveInt('a replica count'), 1)
     .addOption(new Option('--from <where>', 'where a new durable consumer starts').choices(['all', 'new']).default('all'))
@@ -76,6 +78,7 @@ async function runCollect(o: CollectFlags): Promise<void> {
     evaluateIntervalMs: o.evaluateInterval * 1000,
     gapGraceS: o.gapGrace,
     thresholds: o.rule,
+    instance: o.instance,
     log,
   }).catch(async (err: unknown) => {
     await store?.close();
