@@ -47,7 +47,7 @@ export function register(program: Command): void {
     .option('--bucket <name>', 'KV bucket for the fleet alert state shared by instances', COLLECT_BUCKET)
     .option('--replicas <n>', 'replicas of the streams the collector creates (3 on a cluster)', positiveInt('a replica count'), 1)
     .addOption(new Option('--from <where>', 'where a new durable consumer starts').choices(['all', 'new']).default('all'))
-    .option('--batch <n>', 'messages per fetch', positiveInt('a batch size'), 256)
+    .option('--batch <n>', 'messages per fetch (and per store transaction)', positiveInt('a batch size'), 1024)
     .option('--ack-wait <seconds>', 'redeliver a message not acknowledged within this', parseSeconds, 30)
     .option('--evaluate-interval <seconds>', 'evaluate the fleet rules this often', parseSeconds, 5)
     .option('--gap-grace <seconds>', 'declare a sequence hole lost (reported once) when missing this long', parseSeconds, 60)
