@@ -37,7 +37,7 @@ export async function fill(url, gen, count, window = 512) {
 
 /** One collector reads the whole stream with a new durable; returns the rate it counted at. */
 export async function drain(url, count, store, durable, batch = 1024) {
-  const c = await Collector.start({ connection: { servers: [url] }, store, durable, batch, evaluateIntervalMs: 3_600_000, gapGraceS: 3600 });
+  const c = await Collector.start({ connection: { servers: [url] }, store, durable, batch, evaluateIntervalMs: 3_600_000, gapGraceS: 3600, log: (l) => process.stderr.write(`collector: ${l}\n`) });
   const done = () => c.stats().counted + c.stats().duplicates >= count;
   let t0 = 0;
   const cpu0 = process.cpuUsage();

@@ -19,7 +19,7 @@ const PRECISION = ['exact', 'lower_bound', 'estimated', 'upper_bound'] as const;
 /** The key of a message in the gate: host, boot id, epoch, seq joined by tabs. */
 export const messageKey = (host: string, bootId: string, epoch: number, seq: number): string => `${host}\t${bootId}\t${epoch}\t${seq}`;
 
-/** The rows a counted message adds to the store; `storedMs` is the collector's clock. */
+/** The rows a counted message adds to the store (decoded in full); `storedMs` is the collector's clock. */
 export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
   const { host, bootId, epoch, seq } = m.id;
   const h = m.header;
@@ -32,7 +32,7 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
     case 'transitions':
     case 'snapshot':
       table = 'events';
-      rows = m.events.map((e, i) => [
+      rows = (m.events ?? []).map((e, i) => [
         ...id,
         i,
         unix(e.tsNs),
@@ -61,7 +61,7 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
       break;
     case 'dwell':
       table = 'dwell';
-      rows = m.records.map((r, i) => [
+      rows = (m.records ?? []).map((r, i) => [
         ...id,
         i,
         unix(r.leftNs),

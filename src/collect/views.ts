@@ -149,13 +149,11 @@ export class FleetViews {
     switch (m.kind) {
       case 'transitions':
       case 'snapshot':
-        inc(this.events, host, m.events.length);
-        for (const e of m.events) {
-          if (e.type === 'transition' && isConnectFailure(e.oldState, e.error)) this.failure(e.error, endpoint(e.daddr, e.dport));
-        }
+        inc(this.events, host, m.rows);
+        for (const f of m.failures) this.failure(f.error, f.destination);
         break;
       case 'dwell':
-        inc(this.dwellRecords, host, m.records.length);
+        inc(this.dwellRecords, host, m.rows);
         break;
       case 'summary':
         this.mergeDistributions(host, m.summary.distributions);

@@ -5,18 +5,21 @@ import { execFile, spawn, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
 import { Collector } from '../../src/collect/collector.js';
 import { CollectorMetrics } from '../../src/collect/metrics.js';
 import { mergeSnapshots } from '../../src/collect/views.js';
+import { openStore } from '../../src/collect/open-store.js';
+import type { Store } from '../../src/collect/store.js';
+import { clickHouseAvailable, startClickHouse, type TestClickHouse } from './clickhouse.js';
 import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
 import { readStream, startNats, transitionEvents, type TestNats } from './helpers.js';
 import { until } from './collect-helpers.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
 
-describe.skipIf(!kernelAvailable)('the fleet collector with two real agents (two namespaces standing for two hosts)', () => {
+describe.skipIf(!kernelAvailable || !clickHouseAvailable)('the fleet collector with two real agents (two namespaces standing for two hosts)', () => {
   let nats: TestNats;
   const netns: TestNetns[] = [];
   const dirs: string[] = [];
@@ -25,8 +28,14 @@ describe.skipIf(!kernelAvailable)('the fleet collector with two real agents (two
   beforeEach(async () => {
     nats = await startNats();
   });
+  let ch: TestClickHouse | null = null;
+  const cleanupStores: Store[] = [];
+  afterAll(async () => {
+    await ch?.cleanup();
+  });
   afterEach(async () => {
     for (const c of collectors.splice(0)) await c.stop().catch(() => {});
+    for (const s of cleanupStores.splice(0)) await s.close().catch(() => {});
     for (const n of netns.splice(0)) n.delete();
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
     await nats?.cleanup();
@@ -41,8 +50,14 @@ describe.skipIf(!kernelAvailable)('the fleet collector with two real agents (two
   it('two collector instances count every batch once; the fleet views equal the sum of the hosts; query rebuilds a connection exactly', async () => {
     const [na, nb] = [new TestNetns(), new TestNetns()];
     netns.push(na, nb);
+    ch = await startClickHouse();
     const [c1, c2] = await Promise.all(
-      ['one', 'two'].map((instance) => Collector.start({ connection: { servers: [nats.url] }, instance, batch: 8, evaluateIntervalMs: 500 })),
+      // Two instances share a store (ClickHouse): that is how they share the hosts' pictures too.
+      ['one', 'two'].map(async (instance) => {
+        const store = await openStore(ch!.spec('fleet'));
+        cleanupStores.push(store);
+        return Collector.start({ connection: { servers: [nats.url] }, store, instance, batch: 8, evaluateIntervalMs: 500 });
+      }),
     );
     collectors.push(c1!, c2!);
     const [a, b] = await Promise.all([agent('host-a', na), agent('host-b', nb)]);
@@ -71,7 +86,7 @@ describe.skipIf(!kernelAvailable)('the fleet collector with two real agents (two
     expect(fleet.events['host-b']).toBe(20 * 11 + 2);
     expect(fleet.connectFailures).toEqual({ ECONNREFUSED: { '127.0.0.1:8602': 1 } });
     // Both instances hold the same latest picture of both hosts, and no sequence is missing.
-    await until(() => c1!.hosts().length === 2 && c2!.hosts().length === 2, 5000, 'both hosts');
+    await until(() => c1!.hosts().length === 2 && c2!.hosts().length === 2 && JSON.stringify(c1!.hosts()) === JSON.stringify(c2!.hosts()), 5000, 'both hosts on both');
     expect(c1!.hosts()).toEqual(c2!.hosts());
     expect(c1!.agentRuns().map((r) => r.pending + r.lost)).toEqual([0, 0]);
 

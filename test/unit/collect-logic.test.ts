@@ -150,3 +150,31 @@ describe('metrics', () => {
     expect(b.count).toBe(4);
   });
 });
+
+describe("the views' decode (no store): counts and failures without building events", () => {
+  const now = 5_000_000_000n;
+  const msgs = [
+    transitionsMsg('web-1', 1, [...refused(1n, now), ...refused(2n, now + 10n, '10.9.8.7', 443), ev({ tsNs: now, cookie: 3n, oldState: 'SYN_SENT', newState: 'ESTABLISHED', enteredNs: now - 5n, dwellNs: 5n })]),
+    transitionsMsg('web-1', 2, [ev({ tsNs: now, cookie: 4n, family: 'inet6', saddr: '::1', daddr: 'fe80::1', oldState: 'SYN_SENT', newState: 'CLOSE', enteredNs: now - 9n, dwellNs: 9n, error: 'ETIMEDOUT' })]),
+  ];
+  it('gives the same rows and failed connects as the full decode', () => {
+    for (const m of msgs) {
+      const full = classify(m.subject, m.data, false, 'full');
+      const views = classify(m.subject, m.data, false, 'views');
+      if (!full.ok || !views.ok || full.message.kind !== 'transitions' || views.message.kind !== 'transitions') throw new Error('did not decode');
+      expect(views.message.rows).toBe(full.message.rows);
+      expect(views.message.failures).toEqual(full.message.failures);
+      expect(views.message.id).toEqual(full.message.id);
+    }
+    const v = classify(msgs[1]!.subject, msgs[1]!.data, false, 'views');
+    expect(v.ok && v.message.kind === 'transitions' && v.message.failures).toEqual([{ error: 'ETIMEDOUT', destination: expect.stringMatching(/^\[fe80::1\]:\d+$/) }]);
+  });
+
+  it('sets aside a truncated or inconsistent batch, as the full decode does', () => {
+    const data = msgs[0]!.data;
+    for (let cut = 1; cut < data.length; cut += 7) {
+      const r = classify(msgs[0]!.subject, data.subarray(0, cut), false, 'views');
+      if (!r.ok && !r.own) expect(['undecodable', 'bad_header']).toContain(r.reason);
+    }
+  });
+});
