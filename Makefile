@@ -34,7 +34,7 @@ PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/publish/pb/tcpdwell.js
 PB_DTS     := src/publish/pb/tcpdwell.d.ts
 
-.PHONY: all deps typecheck test test-unit run bench soak clean abi check-abi
+.PHONY: all deps typecheck test test-unit run bench bench-fleet soak clean abi check-abi
 
 all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
 
@@ -139,6 +139,14 @@ bench: deps all $(BENCH_CHURN)
 # results into BENCHMARKS.md. Knobs: the header of bench/soak.mjs.
 soak: deps all $(BENCH_CHURN)
 	node bench/soak.mjs
+
+# The central pipeline at fleet scale (issue 16; not part of make test or CI; needs root for the
+# capture): collector throughput (1 instance, and 1-3 on a 3-node cluster), store ingest, bytes
+# per event, forensic query times, scrape time; results into BENCHMARKS.md. Run it under the heavy
+# lock. Quick smoke run: make bench-fleet FLEET_SCALE=0.05 FLEET_REPS=1 FLEET_STORE_EVENTS=200000
+# FLEET_LABEL=smoke (all knobs: the header of bench/fleet-bench.mjs).
+bench-fleet: deps all $(BENCH_CHURN)
+	node bench/fleet-bench.mjs
 
 clean:
 	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp src/publish/pb

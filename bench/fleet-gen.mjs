@@ -51,22 +51,65 @@ const headerOf = (data) => pb.Header.decode(data.subarray(...headerSpan(data)));
 
 const shiftAddr = (a, v) => (a.includes('.') ? a.replace(/^(\d+)\.(\d+)\./, (_, x, y) => `${x}.${(Number(y) + v) % 256}.`) : a);
 
+/**
+ * Where a batch body (header stripped) keeps its cookies (packed fixed64) and local addresses
+ * (one bytes field each): TransitionBatch fields 7 and 17, DwellBatch fields 4 and 16. next()
+ * patches them in a copy per message, so every host has its own cookies and address.
+ */
+function patchPoints(kind, body) {
+  const [cookieField, saddrField] = kind === 'transitions' ? [7, 17] : kind === 'dwell' ? [4, 16] : [0, 0];
+  const cookies = [];
+  const saddrs = [];
+  if (!cookieField) return { cookies, saddrs };
+  let i = 0;
+  const vint = () => {
+    let v = 0;
+    let shift = 0;
+    for (;;) {
+      const b = body[i++];
+      v += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      if (b < 0x80) return v;
+    }
+  };
+  while (i < body.length) {
+    const tag = vint();
+    const field = Math.floor(tag / 8);
+    const wire = tag & 7;
+    if (wire === 0) vint();
+    else if (wire === 1) i += 8;
+    else if (wire === 5) i += 4;
+    else if (wire === 2) {
+      const len = vint();
+      if (field === cookieField) for (let p = i; p < i + len; p += 8) cookies.push(p);
+      else if (field === saddrField && len === 4) saddrs.push(i);
+      i += len;
+    } else throw new Error(`wire type ${wire} in a ${kind} batch`);
+  }
+  return { cookies, saddrs };
+}
+
 /** One copy of the capture with cookies and local addresses moved by `v`. */
 function variant(capture, v) {
   const header = { hostId: 'x', bootId: 'x', epoch: 1, seq: 1 };
   return capture.map((m) => {
-    if (v === 0 || m.kind === 'summary' || m.kind === 'alerts') return { kind: m.kind, body: stripHeader(m.data), rows: rowsOf(m) };
+    if (v === 0 || m.kind === 'summary' || m.kind === 'alerts') {
+      const body = stripHeader(m.data);
+      return { kind: m.kind, body, rows: rowsOf(m), ...patchPoints(m.kind, body) };
+    }
     const bump = BigInt(v) << 40n;
     if (m.kind === 'transitions' || m.kind === 'snapshot') {
       const d = m.kind === 'snapshot' ? decodeSnapshot(m.data) : decodeTransitions(m.data);
       const events = d.events.map((e) => ({ ...e, cookie: e.cookie + bump, saddr: shiftAddr(e.saddr, v) }));
       const batch = encodeTransitions(events, header, d.firstEventSeq);
       const data = m.kind === 'snapshot' ? encodeSnapshot(header, batch) : batch;
-      return { kind: m.kind, body: stripHeader(data), rows: events.length };
+      const body = stripHeader(data);
+      return { kind: m.kind, body, rows: events.length, ...patchPoints(m.kind, body) };
     }
     const d = decodeDwell(m.data);
     const records = d.records.map((r) => ({ ...r, cookie: r.cookie + bump, saddr: shiftAddr(r.saddr, v) }));
-    return { kind: m.kind, body: stripHeader(encodeDwell(records, header)), rows: records.length };
+    const body = stripHeader(encodeDwell(records, header));
+    return { kind: m.kind, body, rows: records.length, ...patchPoints(m.kind, body) };
   });
 }
 
@@ -113,6 +156,17 @@ export class FleetGenerator {
     return this.variants[0].reduce((n, m) => n + m.rows, 0);
   }
 
+  /** The next message of host i whose kind is `kind`, skipping the capture's others. */
+  nextOf(i, kind) {
+    while (this.variants[0][this.pos[i]].kind !== kind) {
+      if (++this.pos[i] === this.perLoop) {
+        this.pos[i] = 0;
+        this.loops[i]++;
+      }
+    }
+    return this.next(i);
+  }
+
   /** The next message of host i: { subject, data, msgId, rows }. */
   next(i) {
     const tpl = this.variants[i % this.variants.length][this.pos[i]];
@@ -126,7 +180,17 @@ export class FleetGenerator {
     const lv = varint(header.length);
     data.set(lv, 1);
     data.set(header, 1 + lv.length);
-    data.set(tpl.body, 1 + lv.length + header.length);
+    const at = 1 + lv.length + header.length;
+    data.set(tpl.body, at);
+    // This host's own cookies (high half: host and loop, unique for 4,096 loops) and address (10.h.l.x).
+    const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    const high = (i * 4096 + (this.loops[i] % 4096)) >>> 0;
+    for (const p of tpl.cookies) dv.setUint32(at + p + 4, high, true);
+    for (const p of tpl.saddrs) {
+      data[at + p] = 10;
+      data[at + p + 1] = (i >> 8) & 0xff;
+      data[at + p + 2] = i & 0xff;
+    }
     if (++this.pos[i] === this.perLoop) {
       this.pos[i] = 0;
       this.loops[i]++;

@@ -104,7 +104,9 @@ export async function baselineQueries(
 ): Promise<Map<string, RunBaseline>> {
   const out = new Map<string, RunBaseline>();
   if (runs.length === 0) return out;
-  const where = runsWhere(runs);
+  // A set, not a chain of ORs: a collector meeting a thousand runs at once (a restart at fleet
+  // scale) asks for all of them, and ClickHouse 18.16 took seconds to parse the OR chain.
+  const where = `(host, boot_id, epoch) IN (${runs.map((r) => `(${q(r.host)}, ${q(r.bootId)}, ${r.epoch})`).join(', ')})`;
   const stored = new Map<string, { max: number; n: number }>();
   for (const [h, b, e, max, n] of await rows(`SELECT host, boot_id, epoch, max(seq), ${distinct} FROM messages WHERE ${where} GROUP BY host, boot_id, epoch`)) {
     stored.set(runKey({ host: String(h), bootId: String(b), epoch: Number(e) }), { max: Number(max), n: Number(n) });
