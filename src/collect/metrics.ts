@@ -8,12 +8,13 @@
  * Label sets are bounded: hosts (the fleet), states, reasons, a capped set of destinations,
  * listening ports and processes (views.ts bounds; stuck sockets are a few per host).
  */
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Gauge, Registry } from 'prom-client';
 import * as hdr from 'hdr-histogram-js';
 import { DWELL_BUCKETS_S, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
 import { HistogramSet } from '../track/index.js';
 import type { Collector } from './collector.js';
+import { isReadOnlySql, type Store } from './store.js';
 
 function gauge(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
   return new Gauge({
@@ -167,12 +168,43 @@ export class CollectorMetrics {
   }
 
   /** Serves /metrics on HOST:PORT; returns the URL. */
-  async listen(spec: string): Promise<string> {
-    this.server = await serveMetrics(this.registry, spec, 'tcpdwell collect');
+  /**
+   * Serves /metrics on HOST:PORT, and POST /sql when there is a store: one read-only statement
+   * (what `tcpdwell query|sql --store http://HOST:PORT` send), JSON { columns, rows } with 64-bit
+   * integers as strings. Returns the metrics URL.
+   */
+  async listen(spec: string, store?: Store): Promise<string> {
+    this.server = await serveMetrics(this.registry, spec, 'tcpdwell collect', store ? (req, res) => sqlRoute(store, req, res) : undefined);
     return metricsUrl(this.server);
   }
 
   async close(): Promise<void> {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
+}
+
+/** POST /sql: the statement in the body, its result as JSON; a usage problem is a 400 with one line. */
+function sqlRoute(store: Store, req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.url !== '/sql') return false;
+  if (req.method !== 'POST') {
+    res.writeHead(405, { allow: 'POST' }).end('POST one read-only SQL statement to /sql\n');
+    return true;
+  }
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (d: string) => {
+    body += d;
+    if (body.length > 1 << 20) req.destroy();
+  });
+  req.on('end', () => {
+    if (!isReadOnlySql(body)) {
+      res.writeHead(400).end('tcpdwell sql runs one read-only statement (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN, SUMMARIZE)\n');
+      return;
+    }
+    store.sql(body).then(
+      (r) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r, (_, v) => (typeof v === 'bigint' ? v.toString() : v))),
+      (err: Error) => res.writeHead(400).end(`${err.message.split('\n')[0]}\n`),
+    );
+  });
+  return true;
 }

@@ -82,13 +82,15 @@ export class DuckDbStore implements Store {
   static async open(path: string, opts: StoreOptions = {}): Promise<DuckDbStore> {
     let instance: DuckDBInstance;
     try {
-      instance = await DuckDBInstance.create(path, opts.readOnly ? { access_mode: 'READ_ONLY' } : {});
+      // No access to other files from SQL (read_csv('/etc/…')): `tcpdwell sql` and a collector's
+      // /sql run what they are given.
+      instance = await DuckDBInstance.create(path, { ...(opts.readOnly ? { access_mode: 'READ_ONLY' } : {}), enable_external_access: 'false', autoinstall_known_extensions: 'false', autoload_known_extensions: 'false' });
     } catch (err) {
       const msg = (err as Error).message;
       if (/lock/i.test(msg)) {
         const pid = /PID (\d+)/i.exec(msg)?.[1];
         throw new EnvironmentError(
-          `${path} is in use by another process${pid ? ` (pid ${pid})` : ''}: DuckDB lets one process hold a file. Run one collector per DuckDB file (several instances share a ClickHouse store, --store clickhouse://HOST:8123/tcpdwell), and query a running collector's file through it: tcpdwell query --collector http://HOST:PORT (its --metrics-listen)`,
+          `${path} is in use by another process${pid ? ` (pid ${pid})` : ''}: DuckDB lets one process hold a file. Run one collector per DuckDB file (several instances share a ClickHouse store, --store clickhouse://HOST:8123/tcpdwell); ask a running collector instead: tcpdwell query|sql --store http://HOST:PORT (its --metrics-listen)`,
           { cause: err },
         );
       }

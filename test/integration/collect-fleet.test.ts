@@ -139,7 +139,7 @@ describe.skipIf(!kernelAvailable || !clickHouseAvailable)('the fleet collector w
     const dir = mkdtempSync(join(tmpdir(), 'tcpdwell-store-'));
     dirs.push(dir);
     const db = join(dir, 'fleet.duckdb');
-    const collect = spawn(bin, ['collect', '--nats', nats.url, '--store', db, '--status-interval', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const collect = spawn(bin, ['collect', '--nats', nats.url, '--store', db, '--status-interval', '1', '--metrics-listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     collect.stderr.on('data', (d) => (err += d));
     await until(() => /consuming TCPDWELL/.test(err), 15_000, 'the collector consuming');
@@ -150,11 +150,22 @@ describe.skipIf(!kernelAvailable || !clickHouseAvailable)('the fleet collector w
     const stream = (await readStream(nats.url)).filter((m) => m.subject !== 'tcpdwell.v1.alerts');
     const events = transitionEvents(stream).length;
     await until(() => new RegExp(`${stream.length} counted`).test(err), 15_000, `${stream.length} counted (${err.slice(-300)})`).catch(() => undefined);
+    // While it runs, the collector holds the file: query asks it over its metrics port.
+    const collector = /metrics at (http:\/\/[^/]+)\/metrics/.exec(err)![1]!;
+    const runAsync = (args: string[]) => promisify(execFile)(bin, args, { encoding: 'utf8' });
+    const live = await runAsync(['query', '--store', collector, '--since', '10m', '--port', '8622', '--format', 'json']);
+    const locked = spawnSync(bin, ['sql', '--store', db, 'SELECT 1'], { encoding: 'utf8' });
+    expect(locked.status).toBe(1);
+    expect(locked.stderr).toMatch(/in use by another process.*--store http:\/\/HOST:PORT/);
     collect.kill('SIGINT');
     await new Promise((r) => collect.once('exit', r));
     expect(err).toMatch(new RegExp(`${stream.length} counted, 0 duplicates`));
 
     const run = (args: string[]) => spawnSync(bin, args, { encoding: 'utf8' });
+    expect(run(['query', '--store', db, '--since', '10m', '--port', '8622', '--format', 'json']).stdout).toBe(live.stdout);
+    // SQL reads the store, not other files.
+    const files = run(['sql', '--store', db, "SELECT * FROM read_text('/etc/hostname')"]);
+    expect(files.status).toBe(2);
     const n = run(['sql', '--store', db, '--format', 'json', "SELECT count(*) AS n, count(DISTINCT (host, boot_id, epoch, seq, row)) AS k FROM events WHERE type <> 'snapshot'"]);
     expect(n.status, n.stderr).toBe(0);
     expect(JSON.parse(n.stdout)).toEqual({ n: String(events), k: String(events) });

@@ -88,7 +88,7 @@ async function runCollect(o: CollectFlags): Promise<void> {
   try {
     if (metricsSpec) {
       metrics = new CollectorMetrics(c);
-      log(`metrics at ${await metrics.listen(metricsSpec)}`);
+      log(`metrics at ${await metrics.listen(metricsSpec, store)}${store ? ' (and POST /sql: tcpdwell query|sql --store http://HOST:PORT)' : ''}`);
     }
   } catch (err) {
     await c.stop();
