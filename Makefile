@@ -115,10 +115,14 @@ test: typecheck
 test-unit: typecheck
 	node_modules/.bin/vitest run test/unit
 
-# The main job: the agent publishing to a local embedded nats-server (data under var/).
-# Watch the data flow with `./bin/tcpdwell tail` in another terminal. ARGS="--nats nats://h:4222" for a real one.
+# The main job: the agent publishing to a local embedded nats-server (data under var/), with a
+# collector beside it storing everything into var/fleet.duckdb (STORE= for none). Watch the data
+# flow with `./bin/tcpdwell tail` in another terminal; ask it the morning after with
+# `./bin/tcpdwell query --store var/fleet.duckdb --port 443` once it is stopped.
+# ARGS="--nats nats://h:4222" for a real one.
+STORE ?= var/fleet.duckdb
 run: deps all
-	./bin/tcpdwell run $(ARGS)
+	./bin/tcpdwell run $(if $(STORE),--store $(STORE)) $(ARGS)
 
 # Churn and tracers side by side, then the decode microbenchmark; results into BENCHMARKS.md.
 # Needs root. Quick smoke run: make bench BENCH_REPS=1 BENCH_SECONDS=2 BENCH_LABEL=smoke
