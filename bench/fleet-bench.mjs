@@ -259,7 +259,9 @@ if (parts.has('scrape')) {
   let size = 0;
   for (let i = 0; i < 5; i++) {
     const a = performance.now();
-    size = (await (await fetch(url)).text()).length;
+    const text = await (await fetch(url)).text();
+    size = text.length;
+    if (i === 0) writeFileSync(join(OUT_DIR, 'fleet-scrape.txt'), text);
     times.push((performance.now() - a) / 1000);
     await sleep(300); // past the snapshot's 250 ms reuse: every scrape takes its own
   }

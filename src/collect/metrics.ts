@@ -9,25 +9,31 @@
  * listening ports and processes (views.ts bounds; stuck sockets are a few per host).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { Gauge, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import * as hdr from 'hdr-histogram-js';
-import { DWELL_BUCKETS_S, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
+import { DWELL_BUCKETS_S, metricsUrl, serveMetrics } from '../publish/metrics.js';
 import { HistogramSet } from '../track/index.js';
 import type { Collector } from './collector.js';
 import { isReadOnlySql, type Store } from './store.js';
 
-function gauge(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
-  return new Gauge({
+/**
+ * A metric whose values are read at scrape time and handed to prom-client as they are: no
+ * per-series label hashing, no set()/inc() per value (at 5,000 hosts the collector's families are
+ * ~40,000 series, and prom-client's Gauge and Counter bookkeeping was most of a scrape). The
+ * collector's counts are cumulative since it started, so a counter shows them directly.
+ */
+function valuesMetric(registry: Registry, type: 'gauge' | 'counter', name: string, help: string, read: () => [Record<string, string>, number][]) {
+  registry.registerMetric({
     name,
     help,
-    labelNames,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [labels, v] of read()) this.set(labels, v);
-    },
-  });
+    type,
+    aggregator: 'sum',
+    get: async () => ({ name, help, type, aggregator: 'sum', values: read().map(([labels, value]) => ({ labels, value })) }),
+    reset: () => {},
+  } as never);
 }
+const gauge = (registry: Registry, name: string, help: string, _labels: string[], read: () => [Record<string, string>, number][]) => valuesMetric(registry, 'gauge', name, help, read);
+const counter = (registry: Registry, name: string, help: string, _labels: string[], read: () => [Record<string, string>, number][]) => valuesMetric(registry, 'counter', name, help, read);
 
 interface HdrCounts {
   countsArrayLength: number;
@@ -61,20 +67,20 @@ export class CollectorMetrics {
     let cached: { atMs: number; views: ReturnType<Collector['snapshot']>; live: ReturnType<Collector['liveHosts']>; runs: ReturnType<Collector['agentRuns']> } | null = null;
     const scrape = () => {
       const now = Date.now();
-      if (!cached || now - cached.atMs > 250) cached = { atMs: now, views: c.snapshot(), live: c.liveHosts(now), runs: c.agentRuns() };
+      if (!cached || now - cached.atMs > 250) cached = { atMs: now, views: c.views.snapshot({ histograms: false }), live: c.liveHosts(now), runs: c.agentRuns() };
       return cached;
     };
     const views = () => scrape().views;
     const flat = (o: Record<string, Record<string, number>>, a: string, b: string) =>
       Object.entries(o).flatMap(([k1, inner]) => Object.entries(inner).map(([k2, v]) => [{ [a]: k1, [b]: k2 }, v] as [Record<string, string>, number]));
-    mirrorCounter(r, 'tcpdwell_collect_messages_total', "Agent messages counted by this instance (each message is counted by one instance)", ['host', 'kind'], () => flat(views().messages, 'host', 'kind'));
-    mirrorCounter(r, 'tcpdwell_collect_events_total', 'Kernel events in the transition and snapshot batches counted by this instance', ['host'], () =>
+    counter(r, 'tcpdwell_collect_messages_total', "Agent messages counted by this instance (each message is counted by one instance)", ['host', 'kind'], () => flat(views().messages, 'host', 'kind'));
+    counter(r, 'tcpdwell_collect_events_total', 'Kernel events in the transition and snapshot batches counted by this instance', ['host'], () =>
       Object.entries(views().events).map(([host, v]) => [{ host }, v]),
     );
-    mirrorCounter(r, 'tcpdwell_collect_connect_failures_total', 'Failed connects (the error on leaving SYN_SENT) by errno and destination (capped; the rest as "other")', ['reason', 'destination'], () =>
+    counter(r, 'tcpdwell_collect_connect_failures_total', 'Failed connects (the error on leaving SYN_SENT) by errno and destination (capped; the rest as "other")', ['reason', 'destination'], () =>
       flat(views().connectFailures, 'reason', 'destination'),
     );
-    mirrorCounter(r, 'tcpdwell_collect_agent_alerts_total', 'Alerts published by agents, by detector and severity', ['host', 'kind', 'severity'], () =>
+    counter(r, 'tcpdwell_collect_agent_alerts_total', 'Alerts published by agents, by detector and severity', ['host', 'kind', 'severity'], () =>
       Object.entries(views().agentAlerts).flatMap(([host, inner]) =>
         Object.entries(inner).map(([ks, v]) => {
           const [kind, severity] = ks.split('/');
@@ -82,13 +88,13 @@ export class CollectorMetrics {
         }),
       ),
     );
-    mirrorCounter(r, 'tcpdwell_collect_duplicates_total', 'Deliveries of messages already counted (redeliveries, agent re-sends)', [], () => [[{}, c.stats().duplicates]]);
-    mirrorCounter(r, 'tcpdwell_collect_own_messages_total', "The collectors' own alerts read back from the stream and skipped", [], () => [[{}, c.stats().own]]);
-    mirrorCounter(r, 'tcpdwell_collect_rejected_total', 'Messages set aside in the dead-letter stream, by reason', ['reason'], () =>
+    counter(r, 'tcpdwell_collect_duplicates_total', 'Deliveries of messages already counted (redeliveries, agent re-sends)', [], () => [[{}, c.stats().duplicates]]);
+    counter(r, 'tcpdwell_collect_own_messages_total', "The collectors' own alerts read back from the stream and skipped", [], () => [[{}, c.stats().own]]);
+    counter(r, 'tcpdwell_collect_rejected_total', 'Messages set aside in the dead-letter stream, by reason', ['reason'], () =>
       Object.entries(c.stats().rejected).map(([reason, v]) => [{ reason }, v]),
     );
-    mirrorCounter(r, 'tcpdwell_collect_errors_total', 'Fetch or processing failures (the batch is redelivered)', [], () => [[{}, c.stats().errors]]);
-    mirrorCounter(r, 'tcpdwell_collect_alerts_published_total', 'Fleet alert transitions this instance published', [], () => [[{}, c.stats().alertsPublished]]);
+    counter(r, 'tcpdwell_collect_errors_total', 'Fetch or processing failures (the batch is redelivered)', [], () => [[{}, c.stats().errors]]);
+    counter(r, 'tcpdwell_collect_alerts_published_total', 'Fleet alert transitions this instance published', [], () => [[{}, c.stats().alertsPublished]]);
 
     // Dwell distributions, merged exactly from the agents' HDR histograms: exposed as a
     // Prometheus histogram (buckets are additive, so instances sum).
@@ -99,7 +105,6 @@ export class CollectorMetrics {
       type: 'histogram',
       aggregator: 'sum',
       get: async () => {
-        const s = views();
         const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
         const emit = (set: HistogramSet, dim: 'netns' | 'listen_port', labels: (key: string) => Record<string, string>) => {
           for (const { key, histogram } of set.entries()) {
@@ -112,10 +117,11 @@ export class CollectorMetrics {
             values.push({ metricName: 'tcpdwell_collect_dwell_seconds_count', labels: l, value: b.count });
           }
         };
-        const fleet = HistogramSet.decode(s.histograms.fleet);
-        emit(fleet, 'netns', () => ({ scope: 'fleet', host: '', port: '' }));
-        for (const [host, list] of Object.entries(s.histograms.byHost)) emit(HistogramSet.decode(list), 'netns', () => ({ scope: 'host', host, port: '' }));
-        emit(HistogramSet.decode(s.histograms.byPort), 'listen_port', (port) => ({ scope: 'listen_port', host: '', port }));
+        // The live histograms, not the snapshot's encoded copies (encoding and decoding them again
+        // was most of a scrape).
+        emit(c.views.fleet, 'netns', () => ({ scope: 'fleet', host: '', port: '' }));
+        for (const [host, set] of c.views.byHost) emit(set, 'netns', () => ({ scope: 'host', host, port: '' }));
+        emit(c.views.fleet, 'listen_port', (port) => ({ scope: 'listen_port', host: '', port }));
         return { name: 'tcpdwell_collect_dwell_seconds', help: dwellHelp, type: 'histogram', aggregator: 'sum', values };
       },
       reset: () => {},
@@ -143,11 +149,17 @@ export class CollectorMetrics {
       for (const s of scrape().runs) m.set(s.host, (m.get(s.host) ?? 0) + f(s));
       return [...m].map(([host, n]) => [{ host }, n]);
     };
-    gauge(r, 'tcpdwell_fleet_agent_seq_missing', "Agent messages lost from a host's sequence: holes declared lost after the grace, less those that came late", ['host'], () =>
-      perHost((s) => s.lost - s.late),
+    // Per host only where not zero (5,000 hosts of zeros are 10,000 series that say nothing); the
+    // fleet total is always there (host="").
+    const nonZero = (list: [Record<string, string>, number][]): [Record<string, string>, number][] => [
+      [{ host: '' }, list.reduce((n, [, v]) => n + v, 0)],
+      ...list.filter(([, v]) => v !== 0),
+    ];
+    gauge(r, 'tcpdwell_fleet_agent_seq_missing', "Agent messages lost from a host's sequence: holes declared lost after the grace, less those that came late (host=\"\": the fleet; hosts listed where not 0)", ['host'], () =>
+      nonZero(perHost((s) => s.lost - s.late)),
     );
-    gauge(r, 'tcpdwell_fleet_agent_seq_pending', 'Agent messages not (yet) seen below the highest seen and not declared lost: holes younger than the grace', ['host'], () =>
-      perHost((s) => s.pending),
+    gauge(r, 'tcpdwell_fleet_agent_seq_pending', 'Agent messages not (yet) seen below the highest seen and not declared lost: holes younger than the grace (host="": the fleet; hosts listed where not 0)', ['host'], () =>
+      nonZero(perHost((s) => s.pending)),
     );
     gauge(r, 'tcpdwell_collect_continuity_ranges', 'Disjoint ranges of arrived messages kept above the agents\' contiguous prefixes (the memory holes cost; 0 once every hole is filled or declared lost)', [], () => [
       [{}, scrape().runs.reduce((n, s) => n + s.ranges, 0)],

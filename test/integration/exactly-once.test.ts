@@ -168,7 +168,7 @@ describe.skipIf(!clickHouseAvailable)('exactly once on a cluster', () => {
       // (each declares it at its own next settle, within a second of the others)
       for (const i of instances.filter((x) => x.child.exitCode === null && x.child.signalCode === null)) {
         let text = '';
-        const values = (name: string) => [...text.matchAll(new RegExp(`^${name}\\{host="([^"]+)"\\} (\\d+)`, 'gm'))].filter(([, , v]) => v !== '0').map(([, h, v]) => [h, Number(v)]);
+        const values = (name: string) => [...text.matchAll(new RegExp(`^${name}\\{host="([^"]+)"\\} (\\d+)`, 'gm'))].filter(([, h, v]) => h !== '' && v !== '0').map(([, h, v]) => [h, Number(v)]);
         await until(async () => {
           text = await (await fetch(await i.metricsUrl)).text();
           return values('tcpdwell_fleet_agent_seq_missing').length > 0;
