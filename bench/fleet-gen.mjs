@@ -6,6 +6,7 @@
 // encodeTransitions / encodeDwell, cookies and local addresses shifted), so a cookie or an
 // address picks a few hosts, not all.
 import { readFileSync } from 'node:fs';
+import protobuf from 'protobufjs/minimal.js';
 import { join } from 'node:path';
 import { OUT_DIR } from './common.mjs';
 import { decodeDwell, decodeSnapshot, decodeTransitions, encodeDwell, encodeSnapshot, encodeTransitions, pb } from '../dist/publish/wire.js';
@@ -35,16 +36,10 @@ function varint(n) {
 /** Where field 1 (the Header, which every kind starts with) lies: [start, end). */
 function headerSpan(data) {
   if (data[0] !== 0x0a) throw new Error('message does not start with its header');
-  let len = 0;
-  let shift = 0;
-  let i = 1;
-  for (;;) {
-    const b = data[i++];
-    len += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-    if (b < 0x80) break;
-  }
-  return [i, i + len];
+  const r = protobuf.Reader.create(data);
+  r.pos = 1;
+  const len = r.uint32();
+  return [r.pos, r.pos + len];
 }
 const stripHeader = (data) => data.subarray(headerSpan(data)[1]);
 const headerOf = (data) => pb.Header.decode(data.subarray(...headerSpan(data)));
@@ -61,30 +56,18 @@ function patchPoints(kind, body) {
   const cookies = [];
   const saddrs = [];
   if (!cookieField) return { cookies, saddrs };
-  let i = 0;
-  const vint = () => {
-    let v = 0;
-    let shift = 0;
-    for (;;) {
-      const b = body[i++];
-      v += (b & 0x7f) * 2 ** shift;
-      shift += 7;
-      if (b < 0x80) return v;
+  const r = protobuf.Reader.create(body);
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    const field = tag >>> 3;
+    if ((tag & 7) !== 2 || (field !== cookieField && field !== saddrField)) {
+      r.skipType(tag & 7);
+      continue;
     }
-  };
-  while (i < body.length) {
-    const tag = vint();
-    const field = Math.floor(tag / 8);
-    const wire = tag & 7;
-    if (wire === 0) vint();
-    else if (wire === 1) i += 8;
-    else if (wire === 5) i += 4;
-    else if (wire === 2) {
-      const len = vint();
-      if (field === cookieField) for (let p = i; p < i + len; p += 8) cookies.push(p);
-      else if (field === saddrField && len === 4) saddrs.push(i);
-      i += len;
-    } else throw new Error(`wire type ${wire} in a ${kind} batch`);
+    const len = r.uint32();
+    if (field === cookieField) for (let p = r.pos; p < r.pos + len; p += 8) cookies.push(p);
+    else if (len === 4) saddrs.push(r.pos);
+    r.pos += len;
   }
   return { cookies, saddrs };
 }

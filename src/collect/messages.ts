@@ -65,7 +65,7 @@ export function classify(subject: string, data: Uint8Array, fromCollector = fals
       case 'transitions':
       case 'snapshot': {
         if (depth === 'views') {
-          const d = kind === 'snapshot' ? scanSnapshot(data) : scanTransitions(data);
+          const d = kind === 'snapshot' ? scanCount(data, 'Snapshot') : scanTransitions(data);
           header = d.header;
           message = { kind, id: idOf(host, header), header, rows: d.rows, failures: d.failures, events: null };
           break;
@@ -149,8 +149,11 @@ function packedU32(r: protobuf.Reader, wire: number, out: number[]): void {
   while (r.pos < end) out.push(r.uint32());
 }
 
-/** Header and count of a batch (DwellBatch, TransitionBatch), nothing else. */
-function scanCount(bytes: Uint8Array, name: string): { header: Header; rows: number } {
+/**
+ * Header and count of a batch (DwellBatch, TransitionBatch), nothing else; of a Snapshot, its
+ * header and the count of the batch it embeds (field 2 there is that batch, not a count).
+ */
+function scanCount(bytes: Uint8Array, name: string): { header: Header; rows: number; failures: Failure[] } {
   try {
     const r = protobuf.Reader.create(bytes);
     let header: Header = {};
@@ -159,9 +162,10 @@ function scanCount(bytes: Uint8Array, name: string): { header: Header; rows: num
       const tag = r.uint32();
       if (tag >>> 3 === 1 && (tag & 7) === 2) header = pb.Header.decode(r, r.uint32());
       else if (tag >>> 3 === 2 && (tag & 7) === 0) rows = r.uint32();
+      else if (tag >>> 3 === 2 && (tag & 7) === 2) rows = scanCount(r.bytes(), name).rows;
       else r.skipType(tag & 7);
     }
-    return { header, rows };
+    return { header, rows, failures: [] };
   } catch (err) {
     throw new Error(`malformed ${name}: ${(err as Error).message}`, { cause: err });
   }
@@ -174,38 +178,25 @@ export function scanTransitions(bytes: Uint8Array): { header: Header; rows: numb
   const error: number[] = [];
   const dport: number[] = [];
   const daddr: Uint8Array[] = [];
+  const packed = new Map<number, number[]>([
+    [F.kind, kind],
+    [F.oldState, oldState],
+    [F.error, error],
+    [F.dport, dport],
+  ]);
   let header: Header = {};
   let rows = 0;
   try {
     const r = protobuf.Reader.create(bytes);
     while (r.pos < r.len) {
       const tag = r.uint32();
-      const wire = tag & 7;
-      switch (tag >>> 3) {
-        case F.header:
-          header = pb.Header.decode(r, r.uint32());
-          break;
-        case F.count:
-          rows = r.uint32();
-          break;
-        case F.kind:
-          packedU32(r, wire, kind);
-          break;
-        case F.oldState:
-          packedU32(r, wire, oldState);
-          break;
-        case F.error:
-          packedU32(r, wire, error);
-          break;
-        case F.dport:
-          packedU32(r, wire, dport);
-          break;
-        case F.daddr:
-          daddr.push(r.bytes());
-          break;
-        default:
-          r.skipType(wire);
-      }
+      const field = tag >>> 3;
+      const col = packed.get(field);
+      if (col) packedU32(r, tag & 7, col);
+      else if (field === F.header) header = pb.Header.decode(r, r.uint32());
+      else if (field === F.count) rows = r.uint32();
+      else if (field === F.daddr) daddr.push(r.bytes());
+      else r.skipType(tag & 7);
     }
   } catch (err) {
     throw new Error(`malformed TransitionBatch: ${(err as Error).message}`, { cause: err });
@@ -219,22 +210,4 @@ export function scanTransitions(bytes: Uint8Array): { header: Header; rows: numb
     failures.push({ error: errnoName(error[i]!), destination: endpoint(addrText(daddr[i]), dport[i]!) });
   }
   return { header, rows, failures };
-}
-
-/** A Snapshot's header and the row count of its batch (snapshots hold no transitions). */
-function scanSnapshot(bytes: Uint8Array): { header: Header; rows: number; failures: Failure[] } {
-  try {
-    const r = protobuf.Reader.create(bytes);
-    let header: Header = {};
-    let rows = 0;
-    while (r.pos < r.len) {
-      const tag = r.uint32();
-      if (tag >>> 3 === 1 && (tag & 7) === 2) header = pb.Header.decode(r, r.uint32());
-      else if (tag >>> 3 === 2 && (tag & 7) === 2) rows = scanCount(r.bytes(), 'Snapshot').rows;
-      else r.skipType(tag & 7);
-    }
-    return { header, rows, failures: [] };
-  } catch (err) {
-    throw new Error(`malformed Snapshot: ${(err as Error).message}`, { cause: err });
-  }
 }

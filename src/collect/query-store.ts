@@ -6,7 +6,7 @@
  * path, so the output is the same. SQL common to DuckDB and ClickHouse 18.16.
  */
 import { UsageError } from '../common/errors.js';
-import { stateValue, type TcpEvent } from '../decode/index.js';
+import { stateValue, type SocketIdentity, type TcpEvent } from '../decode/index.js';
 import type { DwellPrecision, DwellRecord } from '../track/index.js';
 import type { QueryFilter, QueryInput } from './query.js';
 import type { Store } from './store.js';
@@ -53,8 +53,22 @@ export function matchWhere(f: StoreFilter): string {
 }
 
 const n = (v: unknown) => Number(v);
-const b = (v: unknown) => (v === null || v === undefined ? null : BigInt(v as string | number | bigint));
 const s = (v: unknown) => (v === null || v === undefined ? null : String(v));
+/** The socket columns both tables share (cookie … owner_comm, in that order) as a SocketIdentity. */
+const SOCKET = 'cookie, netns, cgroup_id, family, saddr, sport, daddr, dport, owner_pid, owner_comm';
+const socketOf = ([cookie, netns, cg, family, saddr, sport, daddr, dport, opid, ocomm]: unknown[]): SocketIdentity => ({
+  cookie: BigInt(cookie as bigint),
+  netns: n(netns),
+  cgroupId: BigInt(cg as bigint),
+  family: family as SocketIdentity['family'],
+  saddr: String(saddr),
+  sport: n(sport),
+  daddr: String(daddr),
+  dport: n(dport),
+  ownerPid: opid === null ? null : n(opid),
+  ownerComm: s(ocomm),
+});
+const b = (v: unknown) => (v === null || v === undefined ? null : BigInt(v as string | number | bigint));
 
 /** Reads the matching sockets' stories; `truncated` when more sockets matched than the limit. */
 export async function readStoreInputs(store: Store, f: StoreFilter): Promise<{ inputs: QueryInput[]; sockets: number; truncated: boolean }> {
@@ -69,10 +83,10 @@ export async function readStoreInputs(store: Store, f: StoreFilter): Promise<{ i
   const bySocket = chosen.map(([h, bo, c]) => `(host = '${h}' AND boot_id = '${bo}' AND cookie = ${c})`).join(' OR ');
   const [events, dwell, offsets] = await Promise.all([
     store.sql(
-      `SELECT host, boot_id, epoch, ts_ns, type, cookie, netns, cgroup_id, family, saddr, sport, daddr, dport, owner_pid, owner_comm, old_state, new_state, substate, dwell_ns, expires_ns, reason, error, pid, comm, flags FROM events WHERE ${around} AND (${bySocket})`,
+      `SELECT host, boot_id, epoch, ts_ns, type, ${SOCKET}, old_state, new_state, substate, dwell_ns, expires_ns, reason, error, pid, comm, flags FROM events WHERE ${around} AND (${bySocket})`,
     ),
     store.sql(
-      `SELECT host, boot_id, epoch, left_ns, state, timewait, dwell_ns, precision, next_state, timewait_end, error, cookie, netns, cgroup_id, family, saddr, sport, daddr, dport, owner_pid, owner_comm FROM dwell WHERE ${around.replace(/ts_ns/g, 'left_ns')} AND (${bySocket})`,
+      `SELECT host, boot_id, epoch, left_ns, state, timewait, dwell_ns, precision, next_state, timewait_end, error, ${SOCKET} FROM dwell WHERE ${around.replace(/ts_ns/g, 'left_ns')} AND (${bySocket})`,
     ),
     store.sql(
       `SELECT host, boot_id, epoch, min(boot_to_unix_ns) FROM messages WHERE ${[...new Set(chosen.map(([h, bo]) => `(host = '${h}' AND boot_id = '${bo}')`))].join(' OR ')} GROUP BY host, boot_id, epoch`,
@@ -88,23 +102,15 @@ export async function readStoreInputs(store: Store, f: StoreFilter): Promise<{ i
     return i;
   };
   for (const r of events.rows) {
-    const [h, bo, e, ts, type, cookie, netns, cg, family, saddr, sport, daddr, dport, opid, ocomm, old, nw, sub, dwellNs, exp, reason, error, pid, comm, flags] = r;
+    const [h, bo, e, ts, type] = r;
+    const [old, nw, sub, dwellNs, exp, reason, error, pid, comm, flags] = r.slice(15);
     const i = input(h, bo, e);
     const tsNs = BigInt(ts as bigint) - i.bootToUnixNs;
     const fl = n(flags);
     i.events.push({
       type: type as TcpEvent['type'],
       tsNs,
-      cookie: BigInt(cookie as bigint),
-      netns: n(netns),
-      cgroupId: BigInt(cg as bigint),
-      family: family as TcpEvent['family'],
-      saddr: String(saddr),
-      sport: n(sport),
-      daddr: String(daddr),
-      dport: n(dport),
-      ownerPid: opid === null ? null : n(opid),
-      ownerComm: s(ocomm),
+      ...socketOf(r.slice(5, 15)),
       oldState: s(old),
       newState: String(nw),
       substate: s(sub),
@@ -122,29 +128,19 @@ export async function readStoreInputs(store: Store, f: StoreFilter): Promise<{ i
     });
   }
   for (const r of dwell.rows) {
-    const [h, bo, e, left, state, tw, dwellNs, precision, next, twEnd, error, cookie, netns, cg, family, saddr, sport, daddr, dport, opid, ocomm] = r;
+    const [h, bo, e, left, state, tw, dwellNs, precision, next, twEnd, error] = r;
     const i = input(h, bo, e);
-    const leftNs = BigInt(left as bigint) - i.bootToUnixNs;
     i.records.push({
       state: String(state),
       timewait: tw === true || tw === 1,
       dwellNs: BigInt(dwellNs as bigint),
       enteredNs: null,
-      leftNs,
+      leftNs: BigInt(left as bigint) - i.bootToUnixNs,
       precision: String(precision) as DwellPrecision,
       nextState: s(next),
       timewaitEnd: s(twEnd) as DwellRecord['timewaitEnd'],
       error: s(error),
-      cookie: BigInt(cookie as bigint),
-      netns: n(netns),
-      cgroupId: BigInt(cg as bigint),
-      family: family as DwellRecord['family'],
-      saddr: String(saddr),
-      sport: n(sport),
-      daddr: String(daddr),
-      dport: n(dport),
-      ownerPid: opid === null ? null : n(opid),
-      ownerComm: s(ocomm),
+      ...socketOf(r.slice(11)),
     });
   }
   return { inputs: [...inputs.values()], sockets: chosen.length, truncated };

@@ -1,6 +1,7 @@
 /**
  * A decoded agent message as store rows, in the column order of schema.ts. Pure.
  */
+import type { SocketIdentity } from '../decode/index.js';
 import { big } from '../publish/wire.js';
 import { dropsOf, type CollectedMessage } from './messages.js';
 import type { Row, TableName } from './schema.js';
@@ -16,6 +17,9 @@ export interface MessageRows {
 
 const PRECISION = ['exact', 'lower_bound', 'estimated', 'upper_bound'] as const;
 
+/** The socket columns (schema.ts `socket`, in that order). */
+const socketRow = (x: SocketIdentity): Row => [x.cookie, x.netns, x.cgroupId, x.family, x.saddr, x.sport, x.daddr, x.dport, x.ownerPid, x.ownerComm];
+
 /** The key of a message in the gate: host, boot id, epoch, seq joined by tabs. */
 export const messageKey = (host: string, bootId: string, epoch: number, seq: number): string => `${host}\t${bootId}\t${epoch}\t${seq}`;
 
@@ -26,6 +30,8 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
   const offset = big(h.bootToUnixNs as number);
   const id: Row = [host, bootId, epoch, BigInt(seq)];
   const unix = (bootNs: bigint) => bootNs + offset;
+  /** A multi-row table's first columns: the message's identity, the row's place, its time. */
+  const lead = (i: number, bootNs: bigint): Row => [...id, i, unix(bootNs)];
   let table: TableName | null = null;
   let rows: Row[] = [];
   switch (m.kind) {
@@ -33,20 +39,9 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
     case 'snapshot':
       table = 'events';
       rows = (m.events ?? []).map((e, i) => [
-        ...id,
-        i,
-        unix(e.tsNs),
+        ...lead(i, e.tsNs),
         e.type,
-        e.cookie,
-        e.netns,
-        e.cgroupId,
-        e.family,
-        e.saddr,
-        e.sport,
-        e.daddr,
-        e.dport,
-        e.ownerPid,
-        e.ownerComm,
+        ...socketRow(e),
         e.oldState,
         e.newState,
         e.substate,
@@ -62,9 +57,7 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
     case 'dwell':
       table = 'dwell';
       rows = (m.records ?? []).map((r, i) => [
-        ...id,
-        i,
-        unix(r.leftNs),
+        ...lead(i, r.leftNs),
         r.state,
         r.timewait,
         r.dwellNs,
@@ -72,16 +65,7 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
         r.nextState,
         r.timewaitEnd,
         r.error,
-        r.cookie,
-        r.netns,
-        r.cgroupId,
-        r.family,
-        r.saddr,
-        r.sport,
-        r.daddr,
-        r.dport,
-        r.ownerPid,
-        r.ownerComm,
+        ...socketRow(r),
       ]);
       break;
     case 'summary': {

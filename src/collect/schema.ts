@@ -30,10 +30,8 @@ export interface Table {
   columns: readonly Column[];
   /** the columns that identify a row (the gate's key for `messages`) */
   key: readonly string[];
-  /** Unix-ns column that partitions by day in ClickHouse */
+  /** Unix-ns (or _ms) column that partitions by day in ClickHouse */
   timeColumn: string;
-  /** ClickHouse sort order (after the key columns that make it idempotent) */
-  orderBy: readonly string[];
 }
 
 export type TableName = 'messages' | 'events' | 'dwell' | 'summaries' | 'alerts' | 'holes';
@@ -58,106 +56,73 @@ const socket: Column[] = [
   { name: 'owner_comm', type: 'str', nullable: true, lowCardinality: true, doc: "owning process's name; NULL unknown" },
 ];
 
+const ID_KEY = ['host', 'boot_id', 'epoch', 'seq'];
+/** A name from a small set (a state, an errno, a kind): a dictionary-encoded string. */
+const label = (name: string, doc: string, nullable = false): Column => ({ name, type: 'str', lowCardinality: true, nullable, doc });
+
+/** A table of one row per message (summaries, alerts): its identity is the message's. */
+const perMessage = (name: TableName, doc: string, timeColumn: string, columns: Column[]): Table => ({ name, doc, columns: [...id, ...columns], key: ID_KEY, timeColumn });
+/** A table of many rows per message (events, dwell): the message's identity and the row's place in it. */
+const perRow = (name: TableName, doc: string, timeColumn: string, columns: Column[]): Table => ({ name, doc, columns: [...id, row, ...columns], key: [...ID_KEY, 'row'], timeColumn });
+
 export const TABLES: readonly Table[] = [
-  {
-    name: 'messages',
-    doc: 'one row per agent message stored: the exactly-once gate, and what each message said about loss',
-    columns: [
-      ...id,
-      { name: 'kind', type: 'str', lowCardinality: true, doc: 'transitions, snapshot, dwell, summary, alerts' },
+  perMessage('messages', 'one row per agent message stored: the exactly-once gate, and what each message said about loss', 'sent_ns', [
+      label('kind', 'transitions, snapshot, dwell, summary, alerts'),
       { name: 'rows', type: 'u32', doc: 'rows it holds (events, dwell records; 0 for summary and alerts)' },
       { name: 'boot_to_unix_ns', type: 'i64', doc: 'add to a boot-time stamp of this run for Unix ns' },
       { name: 'sent_ns', type: 'i64', doc: 'when the agent built it' },
       { name: 'stored_ms', type: 'i64', doc: 'when a collector stored it (Unix ms, collector clock)' },
-      { name: 'agent_version', type: 'str', lowCardinality: true, doc: 'agent version' },
+      label('agent_version', 'agent version'),
       { name: 'drops', type: 'str', doc: "the agent's cumulative loss counters (Header.drops) as JSON" },
-    ],
-    key: ['host', 'boot_id', 'epoch', 'seq'],
-    timeColumn: 'sent_ns',
-    orderBy: [],
-  },
-  {
-    name: 'events',
-    doc: 'kernel events: every transition, timewait start and end, and snapshot row (what `tcpdwell trace` prints)',
-    columns: [
-      ...id,
-      row,
+  ]),
+  perRow('events', 'kernel events: every transition, timewait start and end, and snapshot row (what `tcpdwell trace` prints)', 'ts_ns', [
       { name: 'ts_ns', type: 'i64', doc: 'when it happened (snapshot: when the walk saw it)' },
-      { name: 'type', type: 'str', lowCardinality: true, doc: 'transition, timewait_start, timewait_end, snapshot' },
+      label('type', 'transition, timewait_start, timewait_end, snapshot'),
       ...socket,
-      { name: 'old_state', type: 'str', nullable: true, lowCardinality: true, doc: 'transition: the state left' },
-      { name: 'new_state', type: 'str', lowCardinality: true, doc: 'the state entered (snapshot: current; timewait: TIME_WAIT)' },
-      { name: 'substate', type: 'str', nullable: true, lowCardinality: true, doc: 'timewait: TIME_WAIT or FIN_WAIT2' },
+      label('old_state', 'transition: the state left', true),
+      label('new_state', 'the state entered (snapshot: current; timewait: TIME_WAIT)'),
+      label('substate', 'timewait: TIME_WAIT or FIN_WAIT2', true),
       { name: 'dwell_ns', type: 'i64', nullable: true, doc: 'time in old_state (or in the timewait at its end; a snapshot: age in its state); NULL unknown' },
       { name: 'expires_ns', type: 'i64', nullable: true, doc: 'timewait: when its timer is due' },
-      { name: 'reason', type: 'str', nullable: true, lowCardinality: true, doc: 'timewait end: expired or killed' },
-      { name: 'error', type: 'str', nullable: true, lowCardinality: true, doc: 'errno name reported before this transition (ECONNREFUSED …)' },
+      label('reason', 'timewait end: expired or killed', true),
+      label('error', 'errno name reported before this transition (ECONNREFUSED …)', true),
       { name: 'pid', type: 'u32', doc: 'the task running at the event (in softirq often a bystander)' },
-      { name: 'comm', type: 'str', lowCardinality: true, doc: "that task's name" },
+      label('comm', "that task's name"),
       { name: 'flags', type: 'u8', doc: 'bit 1 actor is the owner, 2 accepted child, 4 a transition was missed before (gap), 8 timewait flip' },
-    ],
-    key: ['host', 'boot_id', 'epoch', 'seq', 'row'],
-    timeColumn: 'ts_ns',
-    orderBy: [],
-  },
-  {
-    name: 'dwell',
-    doc: 'one row per state a socket left, and per timewait phase, with how far its duration can be trusted',
-    columns: [
-      ...id,
-      row,
+  ]),
+  perRow('dwell', 'one row per state a socket left, and per timewait phase, with how far its duration can be trusted', 'left_ns', [
       { name: 'left_ns', type: 'i64', doc: 'when the state was left' },
-      { name: 'state', type: 'str', lowCardinality: true, doc: 'the state left (timewait phase: TIME_WAIT or FIN_WAIT2)' },
+      label('state', 'the state left (timewait phase: TIME_WAIT or FIN_WAIT2)'),
       { name: 'timewait', type: 'bool', doc: 'a phase of the timewait sock, after the application socket was gone' },
       { name: 'dwell_ns', type: 'i64', doc: 'time in the state' },
-      { name: 'precision', type: 'str', lowCardinality: true, doc: 'exact, lower_bound, estimated or upper_bound' },
-      { name: 'next_state', type: 'str', nullable: true, lowCardinality: true, doc: 'the state entered next (NULL: a timewait that ended)' },
-      { name: 'timewait_end', type: 'str', nullable: true, lowCardinality: true, doc: 'timewait phase: expired or killed' },
-      { name: 'error', type: 'str', nullable: true, lowCardinality: true, doc: 'errno name reported before the transition' },
+      label('precision', 'exact, lower_bound, estimated or upper_bound'),
+      label('next_state', 'the state entered next (NULL: a timewait that ended)', true),
+      label('timewait_end', 'timewait phase: expired or killed', true),
+      label('error', 'errno name reported before the transition', true),
       ...socket,
-    ],
-    key: ['host', 'boot_id', 'epoch', 'seq', 'row'],
-    timeColumn: 'left_ns',
-    orderBy: [],
-  },
-  {
-    name: 'summaries',
-    doc: "each host's periodic picture: live sockets per state, the oldest sockets, totals",
-    columns: [
-      ...id,
+  ]),
+  perMessage('summaries', "each host's periodic picture: live sockets per state, the oldest sockets, totals", 'at_ns', [
       { name: 'at_ns', type: 'i64', doc: 'when the agent took it' },
       { name: 'states', type: 'str', doc: 'live sockets per state, JSON {"ESTABLISHED": 12, …}' },
       { name: 'stuck', type: 'str', doc: 'the oldest sockets per state, JSON (as HostRecord.stuck)' },
       { name: 'events_total', type: 'u64', doc: 'events the agent ingested this epoch' },
-    ],
-    key: ['host', 'boot_id', 'epoch', 'seq'],
-    timeColumn: 'at_ns',
-    orderBy: [],
-  },
-  {
-    name: 'alerts',
-    doc: "the agents' detector alerts (firing and resolved)",
-    columns: [
-      ...id,
+  ]),
+  perMessage('alerts', "the agents' detector alerts (firing and resolved)", 'at_ns', [
       { name: 'at_ns', type: 'i64', doc: 'when' },
-      { name: 'kind', type: 'str', lowCardinality: true, doc: 'the detector' },
-      { name: 'severity', type: 'str', lowCardinality: true, doc: 'firing or resolved' },
+      label('kind', 'the detector'),
+      label('severity', 'firing or resolved'),
       { name: 'key', type: 'str', doc: 'stable while the condition lasts' },
       { name: 'message', type: 'str', doc: 'one line with the numbers' },
       { name: 'labels', type: 'str', doc: 'JSON object' },
       { name: 'value', type: 'f64', doc: 'the measured value' },
       { name: 'threshold', type: 'f64', doc: 'the threshold' },
-    ],
-    key: ['host', 'boot_id', 'epoch', 'seq'],
-    timeColumn: 'at_ns',
-    orderBy: [],
-  },
+  ]),
   {
     name: 'holes',
     doc: 'agent messages declared lost: seqs from_seq..to_seq of a run that did not arrive within the grace (reported once)',
     columns: [
-      { name: 'host', type: 'str', lowCardinality: true, doc: 'host id' },
-      { name: 'boot_id', type: 'str', lowCardinality: true, doc: 'boot id' },
+      label('host', 'host id'),
+      label('boot_id', 'boot id'),
       { name: 'epoch', type: 'u32', doc: 'agent start number' },
       { name: 'from_seq', type: 'u64', doc: 'first missing seq' },
       { name: 'to_seq', type: 'u64', doc: 'last missing seq' },
@@ -167,7 +132,6 @@ export const TABLES: readonly Table[] = [
     ],
     key: ['host', 'boot_id', 'epoch', 'from_seq'],
     timeColumn: 'declared_ms',
-    orderBy: [],
   },
 ];
 

@@ -77,6 +77,15 @@ export function natsServerPath(): string {
   throw new EnvironmentError('nats-server not found on PATH: install it (apt-get install nats-server, or make deps), or give --nats URL of a running server');
 }
 
+/** stop (SIGTERM) and kill (SIGKILL, a crash) of a server process, each resolving once it has exited. */
+export function stoppers(child: ChildProcess, waitExit: () => Promise<void>): { stop(): Promise<void>; kill(): Promise<void> } {
+  const end = (signal: NodeJS.Signals) => async () => {
+    child.kill(signal);
+    await waitExit();
+  };
+  return { stop: end('SIGTERM'), kill: end('SIGKILL') };
+}
+
 /** Starts nats-server and resolves once it accepts clients. */
 export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats> {
   const bin = opts.bin ?? natsServerPath();
@@ -116,13 +125,6 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
     port,
     storeDir: opts.storeDir,
     process: child,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await waitExit();
-    },
-    kill: async () => {
-      child.kill('SIGKILL');
-      await waitExit();
-    },
+    ...stoppers(child, waitExit),
   };
 }

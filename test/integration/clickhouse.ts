@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '../../src/publish/nats-server.js';
+import { freePort, stoppers } from '../../src/publish/nats-server.js';
 
 export const clickHouseAvailable = spawnSync('sh', ['-c', 'command -v clickhouse-server || test -x /usr/sbin/clickhouse-server']).status === 0;
 
@@ -77,14 +77,9 @@ export async function startClickHouse(): Promise<TestClickHouse> {
     get process() {
       return child;
     },
-    stop: async () => {
-      child.kill('SIGTERM');
-      await waitExit();
-    },
-    kill: async () => {
-      child.kill('SIGKILL');
-      await waitExit();
-    },
+    // child changes on start(): the stoppers are made for the one running now.
+    stop: () => stoppers(child, waitExit).stop(),
+    kill: () => stoppers(child, waitExit).kill(),
     start,
     cleanup: async () => {
       // Its data goes with the directory: no need to wait for a clean shutdown (seconds).
