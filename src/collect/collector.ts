@@ -15,8 +15,8 @@
  * - **Sequence continuity** (continuity.ts): per agent run, in memory, as a prefix and a few
  *   ranges; a hole is declared lost once after the grace (logged, stored in `holes`) and costs
  *   nothing afterwards. Instances sharing a store learn what the others stored by reading the
- *   store's `messages` once a second; a run first seen (a restart) starts from its checkpoint in
- *   the store's `runs`... (see `loadRuns`).
+ *   store's `messages` once a second; a run first met (after a restart, or one another instance
+ *   has been storing) starts where the store says it stands (`ensureRuns`), so no hole is made up.
  * - **Additive views** (counts, failures, dwell histograms): in each instance's memory, its
  *   share; the fleet is their sum (views.ts).
  * - **Latest-value views** (each host's newest Summary): in memory, from the summaries this
@@ -388,7 +388,7 @@ export class Collector {
 
   /**
    * Once a second: learn what other instances stored (shared store), declare holes older than
-   * the grace lost (each once: logged and stored), checkpoint nothing else.
+   * the grace lost (each reported once: logged and stored).
    */
   private settle(): Promise<void> {
     if (this.settling) return this.settling;

@@ -111,6 +111,33 @@ describe.skipIf(!clickHouseAvailable)('the fleet collector on recorded agent mes
     expect((await stores[0]!.sql('SELECT count() FROM events')).rows).toEqual([[160n]]);
   });
 
+  it('a store outage holds acks back: nothing is counted or acked while it lasts, everything is stored once after', async () => {
+    const now = BigInt(Date.now()) * 1_000_000n - BOOT_TO_UNIX_NS;
+    const msg = (seq: number) => transitionsMsg('db-9', seq, refused(BigInt(seq), now));
+    const lines: string[] = [];
+    const c = await Collector.start({ connection: { servers: [nats.url] }, store: await storeOf('clickhouse'), batch: 7, log: (l) => lines.push(l) });
+    collectors.push(c);
+    await publishAll(nats.url, Array.from({ length: 10 }, (_, i) => msg(i + 1)));
+    await until(() => c.stats().counted === 10, 10_000, '10 counted');
+    await ch.kill();
+    try {
+      await publishAll(nats.url, Array.from({ length: 10 }, (_, i) => msg(i + 11)));
+      await until(() => c.stats().storeErrors > 0, 10_000, 'the store refusing');
+      await sleep(1000);
+      expect(c.stats().counted).toBe(10);
+      const nc = await connect({ servers: nats.url });
+      const info = await (await jetstreamManager(nc)).consumers.info('TCPDWELL', 'tcpdwell-collect');
+      await nc.close();
+      expect(info.num_ack_pending + info.num_pending).toBeGreaterThan(0);
+      expect(lines.filter((l) => /refused the batch.*holding acks back/.test(l)).length).toBeGreaterThan(0);
+    } finally {
+      await ch.start();
+    }
+    await until(() => c.stats().counted === 20, 20_000, 'all 20 counted after the outage');
+    expect((await stores[0]!.sql('SELECT count(), uniqExact(seq) FROM messages')).rows).toEqual([[20n, 20n]]);
+    expect((await stores[0]!.sql('SELECT count() FROM events')).rows).toEqual([[40n]]);
+  });
+
   it('a restarted instance resumes from the durable consumer without counting anything twice', async () => {
     const now = BigInt(Date.now()) * 1_000_000n - BOOT_TO_UNIX_NS;
     const first = Array.from({ length: 20 }, (_, i) => transitionsMsg('db-1', i + 1, refused(BigInt(i), now)));
