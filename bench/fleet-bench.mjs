@@ -164,8 +164,12 @@ if (parts.has('store')) {
     const store = await openStore(spec);
     // 2,000 busy hosts' worth of messages, written as the collector writes them (1,024-message
     // batches), until FLEET_STORE_EVENTS events; times run on from 2 hours ago.
+    // Their messages spread over FLEET_STORE_HOURS (default 2) in time order, as a collector
+    // would have stored them, so a time window selects its share of the rows.
     const hosts = 2000;
-    const gen = new FleetGenerator(capture.busy, hosts, { startUnixMs: Date.now() - 2 * 3600_000 });
+    const hours = Number(env.FLEET_STORE_HOURS ?? 2);
+    const perHost = storeEvents / (capture.busy.reduce((n, m) => n + (m.kind === 'transitions' ? 1 : 0), 0) ? 460 : 1) / hosts;
+    const gen = new FleetGenerator(capture.busy, hosts, { startUnixMs: Date.now() - hours * 3600_000, spacingMs: (hours * 3600_000) / Math.max(1, perHost * 2) });
     let events = 0;
     let messages = 0;
     let decodeMs = 0;

@@ -75,7 +75,11 @@ function patchPoints(kind, body) {
 /** One copy of the capture with cookies and local addresses moved by `v`. */
 function variant(capture, v) {
   const header = { hostId: 'x', bootId: 'x', epoch: 1, seq: 1 };
-  return capture.map((m) => {
+  return capture.map((m) => ({ ...variantOf(m, v, header), sentNs: BigInt((headerOf(m.data).sentAtBootNs ?? 0).toString()) }));
+}
+
+function variantOf(m, v, header) {
+  {
     if (v === 0 || m.kind === 'summary' || m.kind === 'alerts') {
       const body = stripHeader(m.data);
       return { kind: m.kind, body, rows: rowsOf(m), ...patchPoints(m.kind, body) };
@@ -93,7 +97,7 @@ function variant(capture, v) {
     const records = d.records.map((r) => ({ ...r, cookie: r.cookie + bump, saddr: shiftAddr(r.saddr, v) }));
     const body = stripHeader(encodeDwell(records, header));
     return { kind: m.kind, body, rows: records.length, ...patchPoints(m.kind, body) };
-  });
+  }
 }
 
 function rowsOf(m) {
@@ -116,7 +120,8 @@ export class FleetGenerator {
   /**
    * @param capture loadCapture()'s messages
    * @param hosts how many hosts
-   * @param opts variants (cookie groups, default 4), startUnixMs (time of each host's first loop)
+   * @param opts variants (cookie groups, default 4), startUnixMs (time of each host's first loop),
+   *   spacingMs (a host's messages this far apart instead of the capture's own pace)
    */
   constructor(capture, hosts, opts = {}) {
     this.hosts = hosts;
@@ -128,6 +133,8 @@ export class FleetGenerator {
     const start = BigInt(opts.startUnixMs ?? Date.now()) * 1_000_000n;
     const firstSent = BigInt((first.sentAtBootNs ?? 0).toString());
     this.shift0 = start - (firstSent + this.bootToUnix);
+    this.spacing = opts.spacingMs ? BigInt(Math.round(opts.spacingMs * 1e6)) : 0n;
+    this.firstSent = firstSent;
     this.seq = new Float64Array(hosts);
     this.pos = new Uint32Array(hosts);
     this.loops = new Uint32Array(hosts);
@@ -156,7 +163,9 @@ export class FleetGenerator {
     const seq = ++this.seq[i];
     const host = `host-${String(i).padStart(5, '0')}`;
     const bootId = `b${String(i).padStart(7, '0')}-0000-4000-8000-000000000000`;
-    const offset = this.bootToUnix + this.shift0 + BigInt(this.loops[i]) * this.span;
+    // Loops follow each other in time; or, with `spacingMs`, a host's messages are that far apart
+    // (a store filled with a few hours of a fleet in minutes, inserted in time order as a collector would).
+    const offset = this.spacing ? this.bootToUnix + this.shift0 + BigInt(seq - 1) * this.spacing - (tpl.sentNs - this.firstSent) : this.bootToUnix + this.shift0 + BigInt(this.loops[i]) * this.span;
     const header = pb.Header.encode({ hostId: host, bootId, agentVersion: 'fleet-bench', epoch: 1, seq, bootToUnixNs: offset.toString(), drops: {} }).finish();
     const data = new Uint8Array(1 + varint(header.length).length + header.length + tpl.body.length);
     data[0] = 0x0a;
