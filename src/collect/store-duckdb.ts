@@ -33,14 +33,6 @@ export function duckDbSchema(): string[] {
 
 const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
-/** A value as a SQL literal of its column's type. */
-function literal(v: Row[number], c: Column): string {
-  if (v === null) return 'NULL';
-  if (c.type === 'str') return quote(String(v));
-  if (c.type === 'bool') return v ? 'TRUE' : 'FALSE';
-  return String(v);
-}
-
 function append(a: DuckDBAppender, v: Row[number], c: Column): void {
   if (v === null) return a.appendNull();
   switch (c.type) {
