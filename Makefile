@@ -63,6 +63,7 @@ deps: .deps.stamp $(NODE) node_modules/.package-lock.json $(NATS_CLUSTER_BIN)
 $(NATS_CLUSTER_BIN): scripts/fetch-nats-server.sh | .deps.stamp
 	$(call msg,FETCH,nats-server $(NATS_CLUSTER_VERSION) (Debian trixie))
 	$(Q)scripts/fetch-nats-server.sh .cache/nats-server-$(NATS_CLUSTER_VERSION) '$(NATS_CLUSTER_VERSION)*' >/dev/null
+	$(Q)touch $@   # the packaged binary's mtime predates the script: without this, every make re-runs it
 
 .deps.stamp:
 	$(call msg,DEPS,debian packages)
