@@ -44,19 +44,28 @@ node_headers = $(shell p=$$(dirname $$(dirname $(NODE))); for d in $$p $$p/node_
 # What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
 # nginx-light, redis-server, memcached: the real servers the owner tests run (test/kernel/servers.test.ts); Debian's
 # policy-rc.d (made for the install when missing) keeps their services from starting.
-DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl nginx-light redis-server redis-tools memcached
-DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl nginx redis-server redis-benchmark memcached
+DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl clickhouse-server clickhouse-client nginx-light redis-server redis-tools memcached
+DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl clickhouse-server clickhouse-client nginx redis-server redis-benchmark memcached
+# A nats-server with the fix for the clustered expected-sequence race (#4320) for the cluster
+# tests (bookworm's 2.9.10 has it): Debian trixie's, unpacked under .cache/ (scripts/fetch-nats-server.sh).
+NATS_CLUSTER_VERSION := 2.10.27
+NATS_CLUSTER_BIN     := .cache/nats-server-$(NATS_CLUSTER_VERSION)/usr/sbin/nats-server
 TS_SRC     := $(shell find src -name '*.ts' -not -path 'src/publish/pb/*' 2>/dev/null) tsconfig.json
 PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/publish/pb/tcpdwell.js
 PB_DTS     := src/publish/pb/tcpdwell.d.ts
 
-.PHONY: all deps print-node typecheck test test-unit run bench bench-storm soak clean abi check-abi
+.PHONY: all deps print-node typecheck test test-unit run bench bench-storm bench-fleet soak clean abi check-abi
 
 all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
 
 # ---- set-up ----------------------------------------------------------------------------
-deps: .deps.stamp $(NODE) node_modules/.package-lock.json
+deps: .deps.stamp $(NODE) node_modules/.package-lock.json $(NATS_CLUSTER_BIN)
+
+$(NATS_CLUSTER_BIN): scripts/fetch-nats-server.sh | .deps.stamp
+	$(call msg,FETCH,nats-server $(NATS_CLUSTER_VERSION) (Debian trixie))
+	$(Q)scripts/fetch-nats-server.sh .cache/nats-server-$(NATS_CLUSTER_VERSION) '$(NATS_CLUSTER_VERSION)*' >/dev/null
+	$(Q)touch $@   # the packaged binary's mtime predates the script: without this, every make re-runs it
 
 .deps.stamp:
 	$(call msg,DEPS,debian packages)
@@ -144,10 +153,14 @@ test: typecheck
 test-unit: typecheck
 	node_modules/.bin/vitest run test/unit
 
-# The main job: the agent publishing to a local embedded nats-server (data under var/).
-# Watch the data flow with `./bin/tcpdwell tail` in another terminal. ARGS="--nats nats://h:4222" for a real one.
+# The main job: the agent publishing to a local embedded nats-server (data under var/), with a
+# collector beside it storing everything into var/fleet.duckdb (STORE= for none). Watch the data
+# flow with `./bin/tcpdwell tail` in another terminal; ask it the morning after with
+# `./bin/tcpdwell query --store var/fleet.duckdb --port 443` once it is stopped.
+# ARGS="--nats nats://h:4222" for a real one.
+STORE ?= var/fleet.duckdb
 run: deps all
-	./bin/tcpdwell run $(ARGS)
+	./bin/tcpdwell run $(if $(STORE),--store $(STORE)) $(ARGS)
 
 # Churn and tracers side by side, then the decode microbenchmark; results into BENCHMARKS.md.
 # Needs root. Quick smoke run: make bench BENCH_REPS=1 BENCH_SECONDS=2 BENCH_LABEL=smoke
@@ -175,6 +188,14 @@ bench-storm: deps all $(BENCH_CHURN)
 # results into BENCHMARKS.md. Knobs: the header of bench/soak.mjs.
 soak: deps all $(BENCH_CHURN)
 	node bench/soak.mjs
+
+# The central pipeline at fleet scale (issue 16; not part of make test or CI; needs root for the
+# capture): collector throughput (1 instance, and 1-3 on a 3-node cluster), store ingest, bytes
+# per event, forensic query times, scrape time; results into BENCHMARKS.md. Run it under the heavy
+# lock. Quick smoke run: make bench-fleet FLEET_SCALE=0.05 FLEET_REPS=1 FLEET_STORE_EVENTS=200000
+# FLEET_LABEL=smoke (all knobs: the header of bench/fleet-bench.mjs).
+bench-fleet: deps all $(BENCH_CHURN)
+	node bench/fleet-bench.mjs
 
 clean:
 	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp src/publish/pb

@@ -1,7 +1,7 @@
 /**
  * The fleet agent (`tcpdwell run`): kernel → loader → decode → track → publish, wired.
- * Events are batched by size or by a short interval, whichever comes first; every batch is
- * numbered, spooled, then published to JetStream.
+ * Events are batched by size or by a latency budget, whichever comes first (batching.ts); every
+ * batch is numbered, spooled, then published to JetStream.
  */
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
@@ -22,6 +22,7 @@ import { Spool } from '../publish/spool.js';
 import { agentSubject, defaultInboxPrefix, subjectToken, type MessageKind } from '../publish/subjects.js';
 import { encodeAlert, encodeSnapshot, encodeSummary, encodeTransitions, type Drops, type Header } from '../publish/wire.js';
 import { AlertTransitions } from './alerts.js';
+import { FlushPolicy } from './batching.js';
 import { DEFAULT_FLUSH_MS, DEFAULT_HEAL_MS, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SUMMARY_MS } from './defaults.js';
 import { AgentMetrics } from './metrics.js';
 import { warmUp } from './warm-up.js';
@@ -39,7 +40,7 @@ export interface AgentOptions {
   spoolMaxBytes?: number;
   /** a batch is published at this many events ... */
   batchMaxEvents?: number;
-  /** ... or after this long, whichever comes first */
+  /** ... or once its oldest event has waited this long (the latency budget, ms), whichever comes first */
   flushIntervalMs?: number;
   /** summary every this many ms */
   summaryIntervalMs?: number;
@@ -90,6 +91,8 @@ export class Agent {
   /** alerts firing, to publish each once when it fires and once when it resolves */
   private readonly alerts = new AlertTransitions();
   private metrics: AgentMetrics | null = null;
+  /** when a batch goes out: by size (maxRows) or latency budget (batching.ts) */
+  private readonly batching: FlushPolicy;
   /** where the metrics are served, when they are */
   metricsUrl: string | null = null;
 
@@ -120,6 +123,7 @@ export class Agent {
         if (this.batchFull(rows.length)) this.flushDwell();
       },
     };
+    this.batching = new FlushPolicy(opts.flushIntervalMs ?? DEFAULT_FLUSH_MS);
     this.tracker = new Tracker({
       clock: clockBoottimeNs,
       dwellRows: sink,
@@ -194,14 +198,26 @@ export class Agent {
     // each is released at once: left to the garbage collector, which this path rarely wakes,
     // batches piled up (make soak: RSS +23 MiB over the first minutes, then flat).
     this.tracer.readRing(
-      (batch) => forEachRingRecord(batch, view, this.decodeStats, take),
+      (batch) => {
+        forEachRingRecord(batch, view, this.decodeStats, take);
+        this.batching.note('transitions', this.transitions.length);
+        this.batching.note('dwell', this.dwellRows.length);
+      },
       10,
       RING_BATCH_BYTES,
       { release: true },
     );
     this.publishSnapshot();
     this.pollListeners(); // the baseline the first evaluation's drop counts start from
-    this.flushTimer = setInterval(() => this.flush(), this.opts.flushIntervalMs ?? DEFAULT_FLUSH_MS);
+    this.flushTimer = setInterval(() => {
+      // Rows also arrive outside ring batches (heal, overdue timewaits): their wait starts here.
+      this.batching.note('transitions', this.transitions.length);
+      this.batching.note('dwell', this.dwellRows.length);
+      for (const kind of this.batching.due({ transitions: this.transitions.length, dwell: this.dwellRows.length })) {
+        if (kind === 'transitions') this.flushTransitions();
+        else this.flushDwell();
+      }
+    }, this.batching.tickMs);
     this.summaryTimer = setInterval(() => this.publishSummary(), this.opts.summaryIntervalMs ?? DEFAULT_SUMMARY_MS);
     const healMs = this.opts.healIntervalMs ?? DEFAULT_HEAL_MS;
     if (healMs > 0) this.healTimer = setInterval(() => this.heal(), healMs);
@@ -262,6 +278,7 @@ export class Agent {
   /** Publishes the transitions read so far as one TransitionBatch. */
   private flushTransitions(): void {
     const n = this.transitions.length;
+    this.batching.flushed('transitions');
     if (n === 0) return;
     const header = this.header();
     const payload = this.transitions.encode(header, this.eventSeq);
@@ -273,6 +290,7 @@ export class Agent {
   /** Publishes the dwell records so far as one DwellBatch. */
   private flushDwell(): void {
     const n = this.dwellRows.length;
+    this.batching.flushed('dwell');
     if (n === 0) return;
     const header = this.header();
     this.put('dwell', header, this.dwellRows.encode(header), n);

@@ -10,6 +10,7 @@ import * as agents from './commands/agents.js';
 import * as collect from './commands/collect.js';
 import * as explain from './commands/explain.js';
 import * as query from './commands/query.js';
+import * as sql from './commands/sql.js';
 import * as run from './commands/run.js';
 import * as states from './commands/states.js';
 import * as tail from './commands/tail.js';
@@ -18,7 +19,7 @@ import * as trace from './commands/trace.js';
 import * as uninstall from './commands/uninstall.js';
 
 /** Every command, in the order `--help` lists them. */
-const COMMANDS = [trace, run, uninstall, states, tail, top, explain, collect, query, agents];
+const COMMANDS = [trace, run, uninstall, states, tail, top, explain, collect, query, sql, agents];
 
 export function buildProgram(): Command {
   const program = new Command('tcpdwell')

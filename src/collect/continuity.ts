@@ -1,141 +1,334 @@
 /**
  * Per-agent sequence continuity: which message numbers of one agent run (host, boot id, epoch)
- * have been counted. Pure: no I/O.
+ * have arrived, which are missing, and which were declared lost. Pure: no I/O, clock passed in.
  *
- * This state is the collector's exactly-once gate. It lives in a JetStream KV bucket (see
- * kv.ts), not in a collector's memory, because JetStream delivers at least once: a message is
- * redelivered when its ack is lost or its collector dies before acking, and the redelivery may
- * go to another instance. Whoever marks a sequence number here first (a compare-and-set on the
- * key) counts the message; everyone else sees it as a duplicate.
+ * Agents number messages 1, 2, 3 … within an epoch with no gaps (src/agent/agent.ts), but they
+ * reach the collector out of order (a spool re-sent after an outage, several instances pulling
+ * from one consumer) and some never come (spool drops, stream discards, an outage longer than the
+ * stream keeps). So a run is a contiguous prefix (`upTo`: every seq up to it arrived or was
+ * declared lost) plus a few disjoint ranges above it. The lowest hole (upTo + 1) is reported
+ * once it has been missing for the grace, **declared lost**, and `upTo` jumps past it: a hole
+ * costs one record when it is declared and nothing afterwards (the former design kept every seq
+ * above a hole in a list that grew to 65,536 numbers and was rewritten for every message).
  *
- * Agents number messages 1, 2, 3 … within an epoch with no gaps (src/agent.ts), but they reach
- * the collector out of order: a publish window re-sent after an outage, and several collector
- * instances pulling from the same consumer. So the state is a contiguous prefix (`upTo`) plus
- * the numbers seen above it (`above`, sorted); a hole below `maxSeq` is missing until it arrives.
+ * The exactly-once gate is the store (store.ts: a message is new when its key was not stored);
+ * without a store, `mark` is the gate of a single collector instance.
  */
 
 /** Loss counters of the agent (Header.drops), as the largest value seen in this run (they are cumulative per epoch). */
 export type DropCounters = Record<string, number>;
 
-/** What the collectors know about one agent run. Plain JSON (it is stored as such). */
-export interface SeqState {
+/** A hole declared lost: seqs fromSeq..toSeq of one run never arrived within the grace. */
+export interface DeclaredHole {
   host: string;
   bootId: string;
   epoch: number;
-  /** every seq in 1..upTo has been counted */
+  fromSeq: number;
+  toSeq: number;
+  /** when it had been missing since (Unix ms, collector clock) */
+  sinceMs: number;
+  declaredAtMs: number;
+}
+
+/** What `mark` found a seq to be. */
+export type MarkResult = 'new' | 'duplicate' | 'late';
+
+/**
+ * Past this many disjoint ranges above the prefix (every other message missing, for a long
+ * time), the lowest holes are declared lost at once: memory per run stays bounded whatever
+ * arrives.
+ */
+export const MAX_RANGES = 1024;
+/** Declared holes remembered per run, so that a late arrival is told from a duplicate. */
+const MAX_REMEMBERED_HOLES = 32;
+/** Seqs from before a restart remembered per run (no store), see `baseline`. */
+const MAX_REMEMBERED_BELOW = 4096;
+
+/** One agent run's continuity. */
+export class RunContinuity {
+  /** every seq in 1..upTo arrived or was declared lost */
+  upTo = 0;
+  /** disjoint ranges of arrived seqs above upTo + 1, ascending, flat: lo0, hi0, lo1, hi1, … */
+  private ranges: number[] = [];
+  /** holes declared lost (the last MAX_REMEMBERED_HOLES), flat lo, hi pairs; late arrivals split them */
+  private declared: number[] = [];
+  maxSeq = 0;
+  /** messages that arrived (once each) */
+  messages = 0;
+  /** seqs declared lost */
+  lost = 0;
+  /** seqs that arrived after they had been declared lost (counted in `messages` too) */
+  late = 0;
+  /** since when (Unix ms) the lowest hole has been missing; null while there is none */
+  holeSinceMs: number | null = null;
+  drops: DropCounters = {};
+  updatedMs = 0;
+
+  constructor(
+    readonly host: string,
+    readonly bootId: string,
+    readonly epoch: number,
+  ) {}
+
+  /** seqs below this one arrived before this process knew the run (see `baseline`) */
+  private unknownBelow = 0;
+  private seenBelow: Set<number> | null = null;
+
+  /**
+   * Starts the run at what the store says: every seq up to `upTo` arrived or was declared lost
+   * (`lost` of them).
+   */
+  load(upTo: number, lost: number): void {
+    this.upTo = Math.max(this.upTo, upTo);
+    this.maxSeq = Math.max(this.maxSeq, upTo);
+    this.lost = lost;
+    this.fold();
+  }
+
+  /**
+   * Without a store, a run first seen at seq > 1 (this collector restarted) starts there: what
+   * came before was counted by an earlier life of the collector, or is still on its way (the
+   * durable consumer redelivers what was never acked). Those earlier seqs are counted once each
+   * if they come (up to MAX_REMEMBERED_BELOW of them), never reported as a hole.
+   */
+  baseline(firstSeq: number): void {
+    this.upTo = firstSeq - 1;
+    this.unknownBelow = firstSeq;
+    this.seenBelow = new Set();
+  }
+
+  /** True when seq arrived already (or lies in a declared hole and did not arrive late). */
+  has(seq: number): boolean {
+    if (seq <= this.upTo) return !this.inDeclared(seq);
+    return this.rangeIndex(seq) >= 0;
+  }
+
+  /**
+   * Records that seq arrived. `known` = 'new' when the caller's gate (the store) already knows
+   * it is the first arrival; then a seq at or below the prefix is a late one.
+   */
+  mark(seq: number, nowMs: number, known?: 'new'): MarkResult {
+    if (!(Number.isSafeInteger(seq) && seq >= 1)) return 'duplicate';
+    this.updatedMs = nowMs;
+    if (seq <= this.upTo) {
+      if (seq < this.unknownBelow && this.seenBelow && !this.inDeclared(seq)) {
+        if (this.seenBelow.has(seq) || this.seenBelow.size >= MAX_REMEMBERED_BELOW) return 'duplicate';
+        this.seenBelow.add(seq);
+        this.messages++;
+        return 'new';
+      }
+      const late = this.takeDeclared(seq) || known === 'new';
+      if (!late) return 'duplicate';
+      this.late++;
+      this.messages++;
+      return 'late';
+    }
+    const holeBefore = this.ranges.length > 0 ? this.upTo + 1 : 0;
+    if (!this.insert(seq)) return 'duplicate';
+    this.messages++;
+    if (seq > this.maxSeq) this.maxSeq = seq;
+    this.fold();
+    const holeAfter = this.ranges.length > 0 ? this.upTo + 1 : 0;
+    // The age of the lowest hole: a hole that is filled and replaced by a later one starts
+    // afresh, so steady reordering between instances never ages into a reported gap.
+    if (holeAfter === 0) this.holeSinceMs = null;
+    else if (holeAfter !== holeBefore || this.holeSinceMs === null) this.holeSinceMs = nowMs;
+    if (this.ranges.length > 2 * MAX_RANGES) this.declareLowest(nowMs);
+    return 'new';
+  }
+
+  /** Merges the agent's loss counters (cumulative: the largest value wins). */
+  mergeDrops(drops: DropCounters): void {
+    for (const [k, v] of Object.entries(drops)) if (v > (this.drops[k] ?? 0)) this.drops[k] = v;
+  }
+
+  /** Seqs below the largest one that have not arrived and were not declared lost (yet). */
+  pending(): number {
+    let arrivedAbove = 0;
+    for (let i = 0; i < this.ranges.length; i += 2) arrivedAbove += this.ranges[i + 1]! - this.ranges[i]! + 1;
+    return this.maxSeq - this.upTo - arrivedAbove;
+  }
+
+  /** Lost for good: declared, less those that came late. */
+  missing(): number {
+    return this.lost - this.late;
+  }
+
+  /**
+   * Declares the lowest hole lost when it has been missing for graceMs (and then the next,
+   * which starts its own grace now). Returns the holes declared by this call.
+   */
+  settle(nowMs: number, graceMs: number): DeclaredHole[] {
+    const out: DeclaredHole[] = [];
+    while (this.ranges.length > 0 && this.holeSinceMs !== null && nowMs - this.holeSinceMs >= graceMs) {
+      const since = this.holeSinceMs;
+      const h = this.declareLowest(nowMs);
+      out.push({ ...h, sinceMs: since });
+      this.holeSinceMs = this.ranges.length > 0 ? nowMs : null;
+    }
+    return out;
+  }
+
+  private declareLowest(nowMs: number): DeclaredHole {
+    const from = this.upTo + 1;
+    const to = this.ranges[0]! - 1;
+    this.lost += to - from + 1;
+    this.declared.push(from, to);
+    if (this.declared.length > 2 * MAX_REMEMBERED_HOLES) this.declared.splice(0, 2);
+    this.upTo = this.ranges[1]!;
+    this.ranges.splice(0, 2);
+    return { host: this.host, bootId: this.bootId, epoch: this.epoch, fromSeq: from, toSeq: to, sinceMs: nowMs, declaredAtMs: nowMs };
+  }
+
+  private inDeclared(seq: number): boolean {
+    for (let i = 0; i < this.declared.length; i += 2) if (seq >= this.declared[i]! && seq <= this.declared[i + 1]!) return true;
+    return false;
+  }
+
+  /** Removes seq from the declared holes; true when it was in one. */
+  private takeDeclared(seq: number): boolean {
+    const d = this.declared;
+    for (let i = 0; i < d.length; i += 2) {
+      const lo = d[i]!;
+      const hi = d[i + 1]!;
+      if (seq < lo || seq > hi) continue;
+      const parts: number[] = [];
+      if (lo < seq) parts.push(lo, seq - 1);
+      if (seq < hi) parts.push(seq + 1, hi);
+      d.splice(i, 2, ...parts);
+      return true;
+    }
+    return false;
+  }
+
+  /** Index (even) of the range holding seq, or -(insertion index) - 1. */
+  private rangeIndex(seq: number): number {
+    const r = this.ranges;
+    let lo = 0;
+    let hi = r.length / 2 - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (seq < r[2 * mid]!) hi = mid - 1;
+      else if (seq > r[2 * mid + 1]!) lo = mid + 1;
+      else return 2 * mid;
+    }
+    return -2 * lo - 1;
+  }
+
+  /** Adds seq (above upTo) to the ranges; false when it was there. */
+  private insert(seq: number): boolean {
+    const r = this.ranges;
+    // The common cases first: the next seq after the last range, or the next after the prefix.
+    const n = r.length;
+    if (n > 0 && seq === r[n - 1]! + 1) {
+      r[n - 1] = seq;
+      return true;
+    }
+    const i = this.rangeIndex(seq);
+    if (i >= 0) return false;
+    const at = -i - 1; // even: ranges before it end below seq
+    const joinsLeft = at >= 2 && r[at - 1]! === seq - 1;
+    const joinsRight = at < n && r[at]! === seq + 1;
+    if (joinsLeft && joinsRight) r.splice(at - 1, 2);
+    else if (joinsLeft) r[at - 1] = seq;
+    else if (joinsRight) r[at] = seq;
+    else r.splice(at, 0, seq, seq);
+    return true;
+  }
+
+  /** Folds a range that starts right after the prefix into it. */
+  private fold(): void {
+    if (this.ranges.length > 0 && this.ranges[0] === this.upTo + 1) {
+      this.upTo = this.ranges[1]!;
+      this.ranges.splice(0, 2);
+    }
+  }
+
+  /** Plain data, for status, tests and JSON. */
+  toJSON(): RunState {
+    return {
+      host: this.host,
+      bootId: this.bootId,
+      epoch: this.epoch,
+      upTo: this.upTo,
+      ranges: this.ranges.length / 2,
+      maxSeq: this.maxSeq,
+      messages: this.messages,
+      pending: this.pending(),
+      lost: this.lost,
+      late: this.late,
+      holeSinceMs: this.holeSinceMs,
+      drops: { ...this.drops },
+      updatedMs: this.updatedMs,
+    };
+  }
+}
+
+/** A run's continuity as plain data. */
+export interface RunState {
+  host: string;
+  bootId: string;
+  epoch: number;
   upTo: number;
-  /** seqs > upTo + 1 that have been counted, ascending */
-  above: number[];
-  /** the largest seq counted */
+  /** disjoint ranges of arrived seqs above the prefix */
+  ranges: number;
   maxSeq: number;
-  /** messages counted */
   messages: number;
-  /** the lowest missing seq (upTo + 1) while there is a hole below maxSeq, else null */
-  holeSeq: number | null;
-  /** since when (Unix ms, collector clock) `holeSeq` has been missing */
+  /** missing below maxSeq, not declared lost yet */
+  pending: number;
+  lost: number;
+  late: number;
   holeSinceMs: number | null;
-  /** seqs declared lost because `above` outgrew its bound (see MAX_ABOVE) */
-  abandoned: number;
   drops: DropCounters;
-  /** Unix ms of the last update */
   updatedMs: number;
 }
 
-/**
- * Bound on `above`: past it, the lowest holes are declared lost and `upTo` jumps. A message
- * that arrives later than that is taken for a duplicate (and counted as such), which is why the
- * bound is far above anything a reordering window (64 in flight per agent) can produce.
- */
-export const MAX_ABOVE = 65_536;
+/** Every agent run's continuity, keyed by (host, boot id, epoch). */
+export class Continuity {
+  private readonly runs = new Map<string, RunContinuity>();
 
-/** A fresh state for an agent run. */
-export function newSeqState(host: string, bootId: string, epoch: number): SeqState {
-  return { host, bootId, epoch, upTo: 0, above: [], maxSeq: 0, messages: 0, holeSeq: null, holeSinceMs: null, abandoned: 0, drops: {}, updatedMs: 0 };
-}
-
-/** The KV key of an agent run. Host tokens are subject tokens ([A-Za-z0-9_-]); boot ids are UUIDs. */
-export function seqKey(host: string, bootId: string, epoch: number): string {
-  return `seq.${host}.${bootId.replace(/[^A-Za-z0-9_-]/g, '_')}.${epoch}`;
-}
-
-/** True when seq has been counted already. */
-export function hasSeen(s: SeqState, seq: number): boolean {
-  if (seq <= s.upTo) return true;
-  return binarySearch(s.above, seq) >= 0;
-}
-
-/**
- * Marks seqs as counted. Returns the new state (the input is not changed) and which of the
- * given seqs were new (each once, even if given twice); the rest are duplicates.
- */
-export function markSeen(s: SeqState, seqs: readonly number[], drops: DropCounters, nowMs: number): { state: SeqState; fresh: Set<number> } {
-  const fresh = new Set<number>();
-  const above = [...s.above];
-  let { upTo, maxSeq, messages, abandoned } = s;
-  for (const seq of seqs) {
-    if (!(Number.isSafeInteger(seq) && seq >= 1) || fresh.has(seq)) continue;
-    if (seq <= upTo) continue;
-    const i = binarySearch(above, seq);
-    if (i >= 0) continue;
-    above.splice(-i - 1, 0, seq);
-    fresh.add(seq);
-    messages++;
-    if (seq > maxSeq) maxSeq = seq;
+  /** The run's state, created on first sight. */
+  run(host: string, bootId: string, epoch: number): RunContinuity {
+    const key = `${host}\t${bootId}\t${epoch}`;
+    let r = this.runs.get(key);
+    if (!r) this.runs.set(key, (r = new RunContinuity(host, bootId, epoch)));
+    return r;
   }
-  // Fold the contiguous run above upTo into it.
-  let k = 0;
-  while (k < above.length && above[k] === upTo + 1) {
-    upTo++;
-    k++;
+
+  /** The run's state if this process knows the run. */
+  get(host: string, bootId: string, epoch: number): RunContinuity | undefined {
+    return this.runs.get(`${host}\t${bootId}\t${epoch}`);
   }
-  above.splice(0, k);
-  if (above.length > MAX_ABOVE) {
-    const cut = above.length - MAX_ABOVE;
-    const newUpTo = above[cut - 1]!;
-    abandoned += newUpTo - upTo - cut;
-    upTo = newUpTo;
-    above.splice(0, cut);
-    while (above.length && above[0] === upTo + 1) {
-      upTo++;
-      above.shift();
+
+  all(): IterableIterator<RunContinuity> {
+    return this.runs.values();
+  }
+
+  get size(): number {
+    return this.runs.size;
+  }
+
+  /** Declares every hole older than the grace; forgets runs complete and idle for idleMs. */
+  settle(nowMs: number, graceMs: number, idleMs = 86_400_000): DeclaredHole[] {
+    const out: DeclaredHole[] = [];
+    for (const [k, r] of this.runs) {
+      out.push(...r.settle(nowMs, graceMs));
+      if (r.pending() === 0 && nowMs - r.updatedMs > idleMs) this.runs.delete(k);
     }
+    return out;
   }
-  const merged: DropCounters = { ...s.drops };
-  for (const [k2, v] of Object.entries(drops)) if (v > (merged[k2] ?? 0)) merged[k2] = v;
-  // The age of the lowest hole: a hole that is filled and replaced by a later one starts afresh,
-  // so steady reordering between instances never ages into a reported gap.
-  const holeSeq = above.length > 0 ? upTo + 1 : null;
-  const holeSinceMs = holeSeq === null ? null : holeSeq === s.holeSeq ? (s.holeSinceMs ?? nowMs) : nowMs;
-  return {
-    state: { ...s, upTo, above, maxSeq, messages, abandoned, drops: merged, holeSeq, holeSinceMs, updatedMs: nowMs },
-    fresh,
-  };
-}
 
-/** Seqs below the largest counted one that have not arrived (yet), plus those abandoned. */
-export function missingCount(s: SeqState): number {
-  return s.maxSeq - s.upTo - s.above.length + s.abandoned;
-}
-
-/**
- * Missing seqs that have been missing for longer than `graceMs` (reordering and redelivery
- * settle well within it): what the collector reports as a gap.
- */
-export function gapCount(s: SeqState, nowMs: number, graceMs: number): number {
-  const holes = s.maxSeq - s.upTo - s.above.length;
-  const settled = s.holeSinceMs !== null && nowMs - s.holeSinceMs >= graceMs ? holes : 0;
-  return settled + s.abandoned;
-}
-
-function binarySearch(a: readonly number[], v: number): number {
-  let lo = 0;
-  let hi = a.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    const x = a[mid]!;
-    if (x === v) return mid;
-    if (x < v) lo = mid + 1;
-    else hi = mid - 1;
+  /** Lost seqs per host (declared, less late arrivals), over all its runs. */
+  missingByHost(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const r of this.runs.values()) out[r.host] = (out[r.host] ?? 0) + r.missing();
+    return out;
   }
-  return -lo - 1;
+
+  /** Missing seqs not declared yet, per host. */
+  pendingByHost(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const r of this.runs.values()) out[r.host] = (out[r.host] ?? 0) + r.pending();
+    return out;
+  }
 }

@@ -257,8 +257,8 @@ export async function readQueryInputs(o: StreamQuery): Promise<{ inputs: QueryIn
           host: msg.id.host,
           bootId: msg.id.bootId,
           bootToUnixNs: big(msg.header.bootToUnixNs as number),
-          events: msg.kind === 'transitions' || msg.kind === 'snapshot' ? msg.events : [],
-          records: msg.kind === 'dwell' ? msg.records : [],
+          events: (msg.kind === 'transitions' || msg.kind === 'snapshot' ? msg.events : null) ?? [],
+          records: (msg.kind === 'dwell' ? msg.records : null) ?? [],
         });
         if (m.info.pending === 0) done = true;
       }

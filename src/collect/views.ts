@@ -117,7 +117,12 @@ export interface ViewBounds {
   maxHosts: number;
 }
 
-export const DEFAULT_BOUNDS: ViewBounds = { maxDestinations: 100, maxPorts: 64, maxHosts: 1000 };
+/**
+ * maxHosts: per-host dwell distributions for the first 64 hosts only — at 1,000 hosts they were
+ * 110,000 of a scrape's 120,000 series; a host's own distribution is a query on the store's
+ * `dwell` table (docs/events.md).
+ */
+export const DEFAULT_BOUNDS: ViewBounds = { maxDestinations: 100, maxPorts: 64, maxHosts: 64 };
 
 const inc = (m: Map<string, number>, k: string, n = 1) => m.set(k, (m.get(k) ?? 0) + n);
 const nested = (m: Map<string, Map<string, number>>, a: string) => {
@@ -149,13 +154,11 @@ export class FleetViews {
     switch (m.kind) {
       case 'transitions':
       case 'snapshot':
-        inc(this.events, host, m.events.length);
-        for (const e of m.events) {
-          if (e.type === 'transition' && isConnectFailure(e.oldState, e.error)) this.failure(e.error, endpoint(e.daddr, e.dport));
-        }
+        inc(this.events, host, m.rows);
+        for (const f of m.failures) this.failure(f.error, f.destination);
         break;
       case 'dwell':
-        inc(this.dwellRecords, host, m.records.length);
+        inc(this.dwellRecords, host, m.rows);
         break;
       case 'summary':
         this.mergeDistributions(host, m.summary.distributions);
@@ -207,9 +210,9 @@ export class FleetViews {
     }
   }
 
-  /** Plain data; histograms in their transport form. */
-  snapshot(): ViewsSnapshot {
-    const enc = (s: HistogramSet, dim: 'netns' | 'listen_port') => s.encode().filter((h) => h.dimension === dim);
+  /** Plain data; histograms in their transport form (left empty with `histograms: false`). */
+  snapshot(opts: { histograms?: boolean } = {}): ViewsSnapshot {
+    const enc = (s: HistogramSet, dim: 'netns' | 'listen_port') => (opts.histograms === false ? [] : s.encode().filter((h) => h.dimension === dim));
     return {
       messages: obj(this.messages),
       events: Object.fromEntries(this.events),

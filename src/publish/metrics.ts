@@ -3,7 +3,7 @@
  * (src/agent/metrics.ts) and the collector (src/collect/metrics.ts): the HTTP server, the dwell
  * buckets both use, and counters that mirror totals read at scrape time.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Counter, type Registry } from 'prom-client';
 import { UsageError } from '../common/errors.js';
 
@@ -30,12 +30,16 @@ export function mirrorCounter(registry: Registry, name: string, help: string, la
   });
 }
 
+/** Another path the server answers (the collector's /sql): true when it took the request. */
+export type ExtraRoute = (req: IncomingMessage, res: ServerResponse) => boolean;
+
 /** An HTTP server answering /metrics from the registry on HOST:PORT (port 0: any free one). */
-export async function serveMetrics(registry: Registry, spec: string, who: string): Promise<Server> {
+export async function serveMetrics(registry: Registry, spec: string, who: string, extra?: ExtraRoute): Promise<Server> {
   const m = /^(.*):(\d+)$/.exec(spec);
   if (!m || Number(m[2]) > 65535) throw new UsageError(`--metrics-listen ${spec}: give HOST:PORT, e.g. 127.0.0.1:9464`);
   const host = m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0';
   const server = createServer((req, res) => {
+    if (extra?.(req, res)) return;
     if (req.url !== '/metrics') {
       res.writeHead(404).end(`${who}: metrics are at /metrics\n`);
       return;

@@ -19,6 +19,8 @@ export interface LocalNatsOptions {
   config?: string;
   /** join a cluster: this node's name, the cluster's, its route port on 127.0.0.1, and the other nodes' route ports */
   cluster?: LocalClusterNode;
+  /** the nats-server binary (default: natsServerPath()) */
+  bin?: string;
 }
 
 export interface LocalClusterNode {
@@ -56,7 +58,17 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/**
+ * The nats-server to run: $TCPDWELL_NATS_SERVER when set, else the system's. A cluster needs one
+ * with the fix for nats-server #4320 (≥ 2.9.21 or 2.10; docs/operations.md); `make deps` puts
+ * Debian trixie's 2.10.27 under .cache/ for the cluster tests (scripts/fetch-nats-server.sh).
+ */
 export function natsServerPath(): string {
+  const own = process.env.TCPDWELL_NATS_SERVER;
+  if (own) {
+    if (spawnSync(own, ['--version']).status === 0) return own;
+    throw new EnvironmentError(`TCPDWELL_NATS_SERVER=${own} does not run (${own} --version failed): give the path of a nats-server binary`);
+  }
   for (const p of ['/usr/bin/nats-server', '/usr/sbin/nats-server', '/usr/local/bin/nats-server']) {
     if (spawnSync(p, ['--version']).status === 0) return p;
   }
@@ -65,9 +77,18 @@ export function natsServerPath(): string {
   throw new EnvironmentError('nats-server not found on PATH: install it (apt-get install nats-server, or make deps), or give --nats URL of a running server');
 }
 
+/** stop (SIGTERM) and kill (SIGKILL, a crash) of a server process, each resolving once it has exited. */
+export function stoppers(child: ChildProcess, waitExit: () => Promise<void>): { stop(): Promise<void>; kill(): Promise<void> } {
+  const end = (signal: NodeJS.Signals) => async () => {
+    child.kill(signal);
+    await waitExit();
+  };
+  return { stop: end('SIGTERM'), kill: end('SIGKILL') };
+}
+
 /** Starts nats-server and resolves once it accepts clients. */
 export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats> {
-  const bin = natsServerPath();
+  const bin = opts.bin ?? natsServerPath();
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? (await freePort(host));
   mkdirSync(opts.storeDir, { recursive: true });
@@ -104,13 +125,6 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
     port,
     storeDir: opts.storeDir,
     process: child,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await waitExit();
-    },
-    kill: async () => {
-      child.kill('SIGKILL');
-      await waitExit();
-    },
+    ...stoppers(child, waitExit),
   };
 }

@@ -10,16 +10,21 @@ import { Collector } from '../../src/collect/collector.js';
 import { mergeSnapshots } from '../../src/collect/views.js';
 import { freePort, startLocalNats, type LocalNats } from '../../src/publish/nats-server.js';
 import { kernelAvailable, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
-import { contiguousOnce, readStream, seqsByEpoch, transitionEvents } from './helpers.js';
+import { clusterNatsServer, contiguousOnce, readStream, seqsByEpoch, transitionEvents } from './helpers.js';
 import { until } from './collect-helpers.js';
+import { openStore } from '../../src/collect/open-store.js';
+import type { Store } from '../../src/collect/store.js';
+import { clickHouseAvailable, startClickHouse, type TestClickHouse } from './clickhouse.js';
 
-describe.skipIf(!kernelAvailable)('a three-node NATS cluster with a replicated stream', () => {
+describe.skipIf(!kernelAvailable || !clickHouseAvailable)('a three-node NATS cluster with a replicated stream', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tcpdwell-cluster-'));
   const nodes: (LocalNats | null)[] = [];
   const cleanups: (() => Promise<void> | void)[] = [];
 
+  let ch: TestClickHouse | null = null;
   afterAll(async () => {
     for (const c of cleanups.reverse()) await c();
+    await ch?.cleanup();
     for (const n of nodes) await n?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -29,6 +34,7 @@ describe.skipIf(!kernelAvailable)('a three-node NATS cluster with a replicated s
     const started = await Promise.all(
       [0, 1, 2].map((i) =>
         startLocalNats({
+          bin: clusterNatsServer(),
           storeDir: join(dir, `n${i}`),
           cluster: { serverName: `n${i}`, clusterName: 'tcpdwell-test', routePort: routes[i]!, peerRoutePorts: routes.filter((_, j) => j !== i) },
         }),
@@ -38,12 +44,17 @@ describe.skipIf(!kernelAvailable)('a three-node NATS cluster with a replicated s
     const urls = started.map((n) => n.url);
     // The first collector creates the stream with 3 replicas (before any agent creates it with 1),
     // once the cluster has elected its JetStream meta leader.
+    ch = await startClickHouse();
     const collectors: Collector[] = [];
+    const stores: Store[] = [];
     const startCollector = async (instance: string, servers: string[]) => {
       const deadline = Date.now() + 20_000;
+      const store = await openStore(ch!.spec());
+      stores.push(store);
+      cleanups.push(() => store.close());
       for (;;) {
         try {
-          const c = await Collector.start({ connection: { servers }, instance, replicas: 3, batch: 16, ackWaitS: 5 });
+          const c = await Collector.start({ connection: { servers }, store, instance, replicas: 3, batch: 16, ackWaitS: 5 });
           collectors.push(c);
           cleanups.push(() => c.stop().then(() => undefined));
           return c;
@@ -102,12 +113,13 @@ describe.skipIf(!kernelAvailable)('a three-node NATS cluster with a replicated s
     expect(counted()).toBe(stream.length);
     const fleet = mergeSnapshots(collectors.map((c) => c.snapshot()));
     for (const host of hosts) expect(fleet.events[host]).toBe(2 * (30 * EVENTS_PER_CONNECTION + 2));
-    // c1 learns what c2 counted through its watch on the shared KV bucket, which can lag behind
-    // on a cluster that has just failed over (seen once on Node 24 in CI): wait for it to converge.
-    const complete = () => c1.agentRuns().length > 0 && c1.agentRuns().every((r) => r.above.length === 0 && r.upTo === r.maxSeq);
-    await until(complete, 30_000, "c1's view of every agent run complete").catch(() => undefined);
-    expect(c1.agentRuns().map((r) => ({ host: r.host, above: r.above.length, gap: r.maxSeq - r.upTo }))).toEqual(
-      c1.agentRuns().map((r) => ({ host: r.host, above: 0, gap: 0 })),
+    // The store holds every message once; c1 knows every run whole from it (it reads what c2
+    // stored), with nothing missing.
+    const q = await stores[0]!.sql('SELECT count(), uniqExact(host, boot_id, epoch, seq) FROM messages');
+    expect(q.rows).toEqual([[BigInt(stream.length), BigInt(stream.length)]]);
+    await until(() => c1.agentRuns().length > 0 && c1.agentRuns().every((r) => r.ranges === 0 && r.upTo === r.maxSeq), 10_000, "c1's view of every agent run complete").catch(() => undefined);
+    expect(c1.agentRuns().map((r) => ({ host: r.host, ranges: r.ranges, gap: r.maxSeq - r.upTo, lost: r.lost }))).toEqual(
+      c1.agentRuns().map((r) => ({ host: r.host, ranges: 0, gap: 0, lost: 0 })),
     );
     void c2;
   }, 90_000);

@@ -2,12 +2,24 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { startLocalNats, type LocalNats } from '../../src/publish/nats-server.js';
 import { decodeTransitions, pb, type Header } from '../../src/publish/wire.js';
 import type { TcpEvent } from '../../src/decode/index.js';
+
+/**
+ * The nats-server for clusters: one with the fix for the clustered expected-sequence race
+ * (#4320; bookworm's 2.9.10 lacks it), which `make deps` unpacks under .cache/.
+ */
+export function clusterNatsServer(): string {
+  const bin = fileURLToPath(new URL('../../.cache/nats-server-2.10.27/usr/sbin/nats-server', import.meta.url));
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run make deps (it fetches nats-server 2.10.27 from Debian trixie)`);
+  return bin;
+}
 
 export interface TestNats extends LocalNats {
   /** restart on the same port and store (after stop/kill) */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { gapCount, hasSeen, markSeen, missingCount, newSeqState } from '../../src/collect/continuity.js';
+import { Continuity, MAX_RANGES, RunContinuity } from '../../src/collect/continuity.js';
 import { classify } from '../../src/collect/messages.js';
 import { evaluateFleetRules, DEFAULT_FLEET_THRESHOLDS } from '../../src/collect/rules.js';
 import { buildTimelines, renderTimeline } from '../../src/collect/query.js';
@@ -9,28 +9,77 @@ import { HistogramSet } from '../../src/track/index.js';
 import type { HostRecord } from '../../src/collect/views.js';
 import { ev, refused, transitionsMsg } from '../integration/collect-helpers.js';
 
-describe('sequence continuity: the exactly-once gate', () => {
+describe('sequence continuity: a prefix and a few ranges per agent run', () => {
   it('counts each seq once, in any order, and folds the contiguous run', () => {
-    let s = newSeqState('h', 'b', 1);
-    const r1 = markSeen(s, [3, 1, 1, 5], {}, 0);
-    expect([...r1.fresh].sort()).toEqual([1, 3, 5]);
-    s = r1.state;
-    expect(s).toMatchObject({ upTo: 1, above: [3, 5], maxSeq: 5, messages: 3 });
-    expect(missingCount(s)).toBe(2);
-    const r2 = markSeen(s, [2, 3, 4], { ringFull: 7 }, 10);
-    expect([...r2.fresh].sort()).toEqual([2, 4]);
-    expect(r2.state).toMatchObject({ upTo: 5, above: [], holeSeq: null, drops: { ringFull: 7 } });
-    expect(hasSeen(r2.state, 4)).toBe(true);
-    expect(hasSeen(r2.state, 6)).toBe(false);
+    const r = new RunContinuity('h', 'b', 1);
+    expect([3, 1, 1, 5].map((s) => r.mark(s, 0))).toEqual(['new', 'new', 'duplicate', 'new']);
+    expect(r.toJSON()).toMatchObject({ upTo: 1, ranges: 2, maxSeq: 5, messages: 3, pending: 2 });
+    expect([2, 3, 4].map((s) => r.mark(s, 10))).toEqual(['new', 'duplicate', 'new']);
+    expect(r.toJSON()).toMatchObject({ upTo: 5, ranges: 0, pending: 0, holeSinceMs: null });
+    expect(r.has(4)).toBe(true);
+    expect(r.has(6)).toBe(false);
   });
 
-  it('reports a hole as a gap only once it has outlived the grace, and a refilled hole starts afresh', () => {
-    let s = markSeen(newSeqState('h', 'b', 1), [1, 3], {}, 1000).state;
-    expect(gapCount(s, 1500, 1000)).toBe(0);
-    expect(gapCount(s, 2000, 1000)).toBe(1);
-    s = markSeen(s, [2, 5], {}, 1900).state; // hole 2 filled, a new hole at 4
-    expect(s.holeSeq).toBe(4);
-    expect(gapCount(s, 2500, 1000)).toBe(0);
+  it('declares a hole lost once, after the grace, and a refilled hole starts afresh', () => {
+    const r = new RunContinuity('h', 'b', 1);
+    r.mark(1, 1000);
+    r.mark(3, 1000);
+    expect(r.settle(1500, 1000)).toEqual([]);
+    r.mark(2, 1900); // hole 2 filled …
+    r.mark(5, 1900); // … and a new one at 4, whose grace starts now
+    expect(r.settle(2500, 1000)).toEqual([]);
+    expect(r.settle(2900, 1000)).toEqual([{ host: 'h', bootId: 'b', epoch: 1, fromSeq: 4, toSeq: 4, sinceMs: 1900, declaredAtMs: 2900 }]);
+    expect(r.settle(10_000, 1000)).toEqual([]); // reported once
+    expect(r.toJSON()).toMatchObject({ upTo: 5, lost: 1, pending: 0 });
+    // It comes after all: counted once, as late; the loss is taken back.
+    expect(r.mark(4, 11_000)).toBe('late');
+    expect(r.mark(4, 11_001)).toBe('duplicate');
+    expect(r.missing()).toBe(0);
+  });
+
+  it('a permanent hole costs nothing after it is declared: later seqs fold into the prefix', () => {
+    const r = new RunContinuity('h', 'b', 1);
+    r.mark(1, 0);
+    for (let s = 3; s <= 50_000; s++) r.mark(s, 0);
+    // One range above the hole, however many seqs it holds.
+    expect(r.toJSON()).toMatchObject({ upTo: 1, ranges: 1, pending: 1 });
+    expect(r.settle(60_000, 60_000)).toHaveLength(1);
+    expect(r.toJSON()).toMatchObject({ upTo: 50_000, ranges: 0, lost: 1 });
+    expect(r.mark(50_001, 60_001)).toBe('new');
+    expect(r.toJSON()).toMatchObject({ upTo: 50_001, ranges: 0 });
+  });
+
+  it('with the store as the gate, a seq below the prefix known to be new is late', () => {
+    const r = new RunContinuity('h', 'b', 1);
+    r.load(100, 3);
+    expect(r.mark(101, 0, 'new')).toBe('new');
+    expect(r.mark(50, 0, 'new')).toBe('late');
+    expect(r.toJSON()).toMatchObject({ upTo: 101, lost: 3, late: 1 });
+  });
+
+  it('without a store, a run first met mid-way starts there and counts earlier seqs once if they come', () => {
+    const r = new RunContinuity('h', 'b', 1);
+    r.baseline(40);
+    expect(r.mark(40, 0)).toBe('new');
+    expect(r.mark(39, 0)).toBe('new');
+    expect(r.mark(39, 0)).toBe('duplicate');
+    expect(r.settle(1e9, 0)).toEqual([]);
+  });
+
+  it('keeps the ranges bounded when every other message is missing', () => {
+    const r = new RunContinuity('h', 'b', 1);
+    for (let s = 2; s <= 2 * (MAX_RANGES + 10); s += 2) r.mark(s, 0);
+    expect(r.toJSON().ranges).toBeLessThanOrEqual(MAX_RANGES);
+    expect(r.lost).toBeGreaterThan(0);
+  });
+
+  it('Continuity keys runs by host, boot and epoch and sums lost messages per host', () => {
+    const c = new Continuity();
+    c.run('a', 'b1', 1).mark(2, 0);
+    c.run('a', 'b2', 1).mark(3, 0);
+    c.run('z', 'b', 1).mark(1, 0);
+    expect(c.settle(100, 50)).toHaveLength(2);
+    expect(c.missingByHost()).toEqual({ a: 3, z: 0 });
   });
 });
 
@@ -99,5 +148,33 @@ describe('metrics', () => {
     const b = hdrToBuckets(hs.totals().get('SYN_SENT')!, [1e-5, 1e-3, 1]);
     expect(b.counts).toEqual([1, 3, 3]);
     expect(b.count).toBe(4);
+  });
+});
+
+describe("the views' decode (no store): counts and failures without building events", () => {
+  const now = 5_000_000_000n;
+  const msgs = [
+    transitionsMsg('web-1', 1, [...refused(1n, now), ...refused(2n, now + 10n, '10.9.8.7', 443), ev({ tsNs: now, cookie: 3n, oldState: 'SYN_SENT', newState: 'ESTABLISHED', enteredNs: now - 5n, dwellNs: 5n })]),
+    transitionsMsg('web-1', 2, [ev({ tsNs: now, cookie: 4n, family: 'inet6', saddr: '::1', daddr: 'fe80::1', oldState: 'SYN_SENT', newState: 'CLOSE', enteredNs: now - 9n, dwellNs: 9n, error: 'ETIMEDOUT' })]),
+  ];
+  it('gives the same rows and failed connects as the full decode', () => {
+    for (const m of msgs) {
+      const full = classify(m.subject, m.data, false, 'full');
+      const views = classify(m.subject, m.data, false, 'views');
+      if (!full.ok || !views.ok || full.message.kind !== 'transitions' || views.message.kind !== 'transitions') throw new Error('did not decode');
+      expect(views.message.rows).toBe(full.message.rows);
+      expect(views.message.failures).toEqual(full.message.failures);
+      expect(views.message.id).toEqual(full.message.id);
+    }
+    const v = classify(msgs[1]!.subject, msgs[1]!.data, false, 'views');
+    expect(v.ok && v.message.kind === 'transitions' && v.message.failures).toEqual([{ error: 'ETIMEDOUT', destination: expect.stringMatching(/^\[fe80::1\]:\d+$/) }]);
+  });
+
+  it('sets aside a truncated or inconsistent batch, as the full decode does', () => {
+    const data = msgs[0]!.data;
+    for (let cut = 1; cut < data.length; cut += 7) {
+      const r = classify(msgs[0]!.subject, data.subarray(0, cut), false, 'views');
+      if (!r.ok && !r.own) expect(['undecodable', 'bad_header']).toContain(r.reason);
+    }
   });
 });

@@ -20,6 +20,8 @@ interface CollectFlags extends ConnectionFlags {
   stream: string;
   durable: string;
   bucket: string;
+  store?: string;
+  instance?: string;
   replicas: number;
   from: 'all' | 'new';
   batch: number;
@@ -40,13 +42,15 @@ export function register(program: Command): void {
   )
     .option('--stream <name>', 'the JetStream stream the agents publish to', STREAM)
     .option('--durable <name>', 'durable consumer shared by all collector instances', COLLECT_DURABLE)
-    .option('--bucket <name>', 'KV bucket for the state shared by instances', COLLECT_BUCKET)
+    .option('--store <where>', 'store every message once: a DuckDB file (fleet.duckdb; one collector per file) or clickhouse://HOST:8123/DATABASE (shared by instances)')
+    .option('--instance <name>', "this instance's name in logs, alerts and the holes it declares (default HOSTNAME/PID)")
+    .option('--bucket <name>', 'KV bucket for the fleet alert state shared by instances', COLLECT_BUCKET)
     .option('--replicas <n>', 'replicas of the streams the collector creates (3 on a cluster)', positiveInt('a replica count'), 1)
     .addOption(new Option('--from <where>', 'where a new durable consumer starts').choices(['all', 'new']).default('all'))
-    .option('--batch <n>', 'messages per fetch', positiveInt('a batch size'), 256)
+    .option('--batch <n>', 'messages per fetch (and per store transaction)', positiveInt('a batch size'), 1024)
     .option('--ack-wait <seconds>', 'redeliver a message not acknowledged within this', parseSeconds, 30)
     .option('--evaluate-interval <seconds>', 'evaluate the fleet rules this often', parseSeconds, 5)
-    .option('--gap-grace <seconds>', 'report a sequence hole as a gap once missing this long', parseSeconds, 60)
+    .option('--gap-grace <seconds>', 'declare a sequence hole lost (reported once) when missing this long', parseSeconds, 60)
     .option('--rule <name=value>', `fleet rule threshold (repeatable), names: ${RULE_NAMES}`, parseRule, {})
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 10);
@@ -58,9 +62,12 @@ async function runCollect(o: CollectFlags): Promise<void> {
   const conn = resolveConnection(o);
   const metricsSpec = o.metricsListen;
   if (metricsSpec && !/^(.*):(\d+)$/.test(metricsSpec)) throw new UsageError(`--metrics-listen ${metricsSpec}: give HOST:PORT, e.g. 127.0.0.1:9465`);
-  const [{ Collector }, { CollectorMetrics }] = await Promise.all([import('../../collect/collector.js'), import('../../collect/metrics.js')]);
+  const [{ Collector }, { CollectorMetrics }, { openStore }] = await Promise.all([import('../../collect/collector.js'), import('../../collect/metrics.js'), import('../../collect/open-store.js')]);
+  const store = o.store ? await openStore(o.store) : undefined;
+  if (store) log(`storing into ${store.kind} ${store.location}`);
   const c = await Collector.start({
     connection: conn,
+    store,
     stream: o.stream,
     durable: o.durable,
     bucket: o.bucket,
@@ -71,16 +78,21 @@ async function runCollect(o: CollectFlags): Promise<void> {
     evaluateIntervalMs: o.evaluateInterval * 1000,
     gapGraceS: o.gapGrace,
     thresholds: o.rule,
+    instance: o.instance,
     log,
+  }).catch(async (err: unknown) => {
+    await store?.close();
+    throw err;
   });
   let metrics: CollectorMetrics | null = null;
   try {
     if (metricsSpec) {
       metrics = new CollectorMetrics(c);
-      log(`metrics at ${await metrics.listen(metricsSpec)}`);
+      log(`metrics at ${await metrics.listen(metricsSpec, store)}${store ? ' (and POST /sql: tcpdwell query|sql --store http://HOST:PORT)' : ''}`);
     }
   } catch (err) {
     await c.stop();
+    await store?.close();
     throw err;
   }
   log(`connected to NATS at ${conn.servers.join(',')}; Ctrl-C to stop`);
@@ -88,12 +100,15 @@ async function runCollect(o: CollectFlags): Promise<void> {
     const s = c.stats();
     const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0);
     const gaps = Object.values(c.gaps()).reduce((a, b) => a + b, 0);
-    log(`${s.counted} counted, ${s.duplicates} duplicates, ${rejected} set aside, ${s.own} own skipped; ${c.liveHosts().length} hosts, ${gaps} missing; ${c.firing().length} fleet alerts firing`);
+    log(
+      `${s.counted} counted, ${s.duplicates} duplicates, ${rejected} set aside, ${s.own} own skipped${store ? `, ${s.rowsStored} rows stored${s.storeErrors ? `, ${s.storeErrors} batches held back by the store` : ''}` : ''}; ${c.liveHosts().length} hosts, ${gaps} messages lost; ${c.firing().length} fleet alerts firing`,
+    );
   };
   const timer = setInterval(status, o.statusInterval * 1000);
   await untilStopped({ durationS: o.duration });
   clearInterval(timer);
   await metrics?.close();
   await c.stop();
+  await store?.close();
   status();
 }

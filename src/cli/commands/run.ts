@@ -60,6 +60,7 @@ type RunFlags = ConnectionFlags &
     flushInterval: number;
     healInterval: number;
     controlConfig: boolean;
+    store?: string;
   };
 
 export function register(program: Command): void {
@@ -75,7 +76,7 @@ export function register(program: Command): void {
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 5)
     .option('--summary-interval <seconds>', 'publish a summary this often', parseSeconds, 10)
     .option('--heal-interval <seconds>', "re-read the traced namespaces' sockets this often and put right what the live table missed (0 = never)", parseSecondsOrOff, DEFAULT_HEAL_MS / 1000)
-    .option('--flush-interval <seconds>', 'publish a batch of transitions at least this often (also at 4096 events)', parseSeconds, DEFAULT_FLUSH_MS / 1000)
+    .option('--flush-interval <seconds>', 'latency budget: a batch is published once its oldest event has waited this long, or at 4096 events, whichever comes first', parseSeconds, DEFAULT_FLUSH_MS / 1000)
     .option('--no-control-config', "refuse the control service's config endpoint")
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--pin-dir <dir>', 'bpffs directory keeping per-socket state across agent restarts (dwells stay exact)', DEFAULT_PIN_DIR)
@@ -84,6 +85,7 @@ export function register(program: Command): void {
     .option('--threshold <name=value>', `detector threshold (repeatable), e.g. closeWaitAgeNs=30s; names: ${Object.keys(DEFAULT_THRESHOLDS).join(', ')}`, parseThreshold, {})
     .option('--stream-max-age <seconds>', 'retention of the JetStream stream when the agent creates it (default 7 days)', parseSeconds)
     .option('--stream-max-bytes <n>', 'size bound of the JetStream stream when the agent creates it (default 1GiB)', parseBytes)
+    .option('--store <file>', 'also run a collector beside the agent, storing every message into this DuckDB file (forensics on one machine: tcpdwell query --store FILE)')
     .action(async (o: RunFlags) => {
       await runAgent({
         ...filtersFrom(o),
@@ -105,6 +107,7 @@ export function register(program: Command): void {
         pinDir: o.pin ? o.pinDir : null,
         resnapshot: o.resnapshot ?? false,
         streamMaxBytes: o.streamMaxBytes,
+        store: o.store,
         err: process.stderr,
       });
     });
@@ -132,6 +135,8 @@ export interface RunOptions {
   streamMaxAgeS?: number;
   streamMaxBytes?: number;
   metricsListen?: string;
+  /** a DuckDB file: run a collector beside the agent, storing into it */
+  store?: string;
   thresholds?: Partial<DetectorThresholds>;
   /** bpffs directory for per-socket state kept across restarts; null = none */
   pinDir?: string | null;
@@ -209,11 +214,21 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
       (s.nats.connected ? '' : ' [NATS unreachable: spooling]')
     );
   };
+  // The collector beside it (src/collect/), when asked: the machine's own forensics, no server.
+  let collector: { stop(): Promise<unknown> } | null = null;
+  let store: { close(): Promise<void> } | null = null;
+  if (opts.store) {
+    const [{ Collector }, { openStore }] = await Promise.all([import('../../collect/collector.js'), import('../../collect/open-store.js')]);
+    store = await openStore(opts.store);
+    collector = await Collector.start({ connection, store: store as Awaited<ReturnType<typeof openStore>>, log: (l) => say(`collect: ${l}`) });
+  }
   const ticker = setInterval(() => say(line(agent.status())), opts.statusIntervalS * 1000);
   await untilStopped({ durationS: opts.durationS });
   clearInterval(ticker);
   const final = await agent.stop();
   say(`stopped: ${line(final)}`);
+  await collector?.stop();
+  await store?.close();
   await local?.stop();
   return final;
 }
