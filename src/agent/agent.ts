@@ -54,8 +54,8 @@ export interface AgentOptions {
   controlConfig?: boolean;
   /** detector thresholds over the defaults (src/track/detectors.ts) */
   thresholds?: Partial<DetectorThresholds>;
-  /** serve Prometheus metrics on HOST:PORT */
-  metricsListen?: string;
+  /** serve Prometheus metrics (and /healthz, /readyz) on HOST:PORT; true: 0.0.0.0 and the default port */
+  metricsListen?: string | true;
   log?: (line: string) => void;
 }
 
@@ -91,6 +91,8 @@ export class Agent {
   private metrics: AgentMetrics | null = null;
   /** where the metrics are served, when they are */
   metricsUrl: string | null = null;
+  /** true once started (programs attached, ring read, first snapshot): /readyz, READY=1 */
+  reading = false;
 
   private constructor(
     private readonly opts: AgentOptions,
@@ -142,6 +144,7 @@ export class Agent {
     agent.begin();
     if (publisher.connection && opts.controlConfig !== false) agent.service = await startControlService(publisher.connection, agent);
     else if (publisher.connection) agent.service = await startControlService(publisher.connection, agent, { config: false });
+    agent.reading = true;
     return agent;
   }
 
@@ -367,7 +370,7 @@ export class Agent {
       events: this.events,
       batches: this.batches,
       drops: { ...k, malformed: this.decodeStats.malformed, spoolDropped: s.dropped, spoolDroppedEvents: s.droppedEvents, spoolCorrupt: s.corrupt },
-      spool: { messages: s.messages, bytes: s.bytes },
+      spool: { messages: s.messages, bytes: s.bytes, maxBytes: this.opts.spoolMaxBytes ?? DEFAULT_SPOOL_MAX_BYTES },
       nats: { connected: p.connected, published: p.published, publishErrors: p.publishErrors },
       filters: this.filters,
       tracker: this.tracker.stats(),

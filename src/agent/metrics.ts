@@ -1,18 +1,19 @@
 /**
- * Prometheus metrics of a running agent (`tcpdwell run --metrics-listen HOST:PORT`, path /metrics).
- * Label sets are bounded: state, network namespace, detector, loss reason — never pids or ports.
+ * Prometheus metrics of a running agent (`tcpdwell run --metrics-listen [HOST:PORT]`, path
+ * /metrics; /healthz, /readyz and / beside it). Label sets are bounded: state, network namespace,
+ * detector, loss reason — never pids or ports.
  */
 import type { Server } from 'node:http';
 import { Gauge, Histogram, Registry } from 'prom-client';
 import { LOSS_REASONS } from '../kernel/abi.js';
-import { DWELL_BUCKETS_S, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
-import { lossesOf, type AgentStatus } from '../publish/service.js';
+import { AGENT_METRICS_PORT, DWELL_BUCKETS_S, instrumentProcess, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
+import { lossesOf } from '../publish/service.js';
 import type { DwellRecord, LiveTableSnapshot } from '../track/index.js';
+import { agentHealth, type HealthTarget } from './health.js';
 
 /** What the metrics read from the agent at scrape time. */
-export interface MetricsSource {
+export interface MetricsSource extends HealthTarget {
   states(): LiveTableSnapshot;
-  status(): AgentStatus;
 }
 
 export class AgentMetrics {
@@ -20,8 +21,9 @@ export class AgentMetrics {
   private readonly dwell: Histogram<'state'>;
   private server: Server | null = null;
 
-  constructor(source: MetricsSource) {
+  constructor(private readonly source: MetricsSource) {
     const r = this.registry;
+    instrumentProcess(r, 'agent');
     new Gauge({
       name: 'tcpdwell_sockets',
       help: 'TCP sockets per state right now, per network namespace (timewait socks under their substate, as ss shows them)',
@@ -49,6 +51,30 @@ export class AgentMetrics {
     mirrorCounter(r, 'tcpdwell_state_gaps_total', 'Transitions that followed a missed one (their dwell unknown)', [], () => [
       [{}, source.status().drops.state_gaps],
     ]);
+    new Gauge({
+      name: 'tcpdwell_spool_bytes',
+      help: 'Bytes waiting in the store-and-forward spool (sent when NATS takes them; the oldest dropped past tcpdwell_spool_max_bytes)',
+      registers: [r],
+      collect() {
+        this.set(source.status().spool.bytes);
+      },
+    });
+    new Gauge({
+      name: 'tcpdwell_spool_max_bytes',
+      help: 'The spool bound (--spool-max-bytes)',
+      registers: [r],
+      collect() {
+        this.set(source.status().spool.maxBytes);
+      },
+    });
+    new Gauge({
+      name: 'tcpdwell_nats_connected',
+      help: '1 while the agent is connected to NATS, 0 while it spools',
+      registers: [r],
+      collect() {
+        this.set(source.status().nats.connected ? 1 : 0);
+      },
+    });
     mirrorCounter(r, 'tcpdwell_alerts_fired_total', 'Detector alerts that started firing', [], () => [[{}, source.status().tracker.alertsFired]]);
     new Gauge({
       name: 'tcpdwell_alerts_firing',
@@ -66,9 +92,9 @@ export class AgentMetrics {
     this.dwell.observe({ state: rec.timewait ? `${rec.state}_tw` : rec.state }, Number(rec.dwellNs) / 1e9);
   }
 
-  /** Serves /metrics on HOST:PORT; returns the URL. */
-  async listen(spec: string): Promise<string> {
-    this.server = await serveMetrics(this.registry, spec, 'tcpdwell');
+  /** Serves /metrics, /healthz, /readyz and / on HOST:PORT (true: 0.0.0.0:19464); returns the URL of /metrics. */
+  async listen(spec: string | true): Promise<string> {
+    this.server = await serveMetrics(this.registry, spec, { who: 'tcpdwell run', defaultPort: AGENT_METRICS_PORT, health: agentHealth(this.source) });
     return metricsUrl(this.server);
   }
 

@@ -1,5 +1,6 @@
 /**
- * Prometheus metrics of a collector instance (`tcpdwell collect --metrics-listen HOST:PORT`, /metrics).
+ * Prometheus metrics of a collector instance (`tcpdwell collect --metrics-listen [HOST:PORT]`,
+ * /metrics; /healthz, /readyz and / beside it).
  *
  * - `tcpdwell_collect_*` are this instance's share (counters): the fleet is
  *   `sum without (instance) (...)` over all instances, since each message is counted by one.
@@ -11,7 +12,7 @@
 import type { Server } from 'node:http';
 import { Gauge, Registry } from 'prom-client';
 import * as hdr from 'hdr-histogram-js';
-import { DWELL_BUCKETS_S, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
+import { COLLECT_METRICS_PORT, DWELL_BUCKETS_S, instrumentProcess, metricsUrl, mirrorCounter, serveMetrics, type HealthSource } from '../publish/metrics.js';
 import { HistogramSet } from '../track/index.js';
 import type { Collector } from './collector.js';
 import { missingCount } from './continuity.js';
@@ -50,12 +51,51 @@ export function hdrToBuckets(h: hdr.Histogram, bounds: readonly number[] = DWELL
   return { le: [...bounds], counts, sum, count: h.totalCount };
 }
 
+/** Fetch or processing failures this recent make the instance unready (NATS away or refusing). */
+export const COLLECT_READY_QUIET_MS = 10_000;
+
+/**
+ * Readiness of a collector instance: started (streams, bucket and consumer in place), NATS
+ * reachable now (`connected`: the status of a connection to the same servers), and no fetch or
+ * processing failure within COLLECT_READY_QUIET_MS. Fetches wait quietly while the client
+ * reconnects, so failures alone do not tell a collector cut off from NATS.
+ */
+export function collectorHealth(c: Pick<Collector, 'stats'>, connected: () => boolean, nowMs: () => number = Date.now): HealthSource {
+  let errors = c.stats().errors;
+  let lastErrorAtMs = -Infinity;
+  return {
+    ready: () => {
+      const now = nowMs();
+      const e = c.stats().errors;
+      if (e > errors) lastErrorAtMs = now;
+      errors = e;
+      const up = connected();
+      const quiet = now - lastErrorAtMs >= COLLECT_READY_QUIET_MS;
+      return [
+        {
+          name: 'nats',
+          ok: up && quiet,
+          detail: !up
+            ? 'NATS is unreachable: reconnecting (the consumer resumes where it was)'
+            : quiet
+              ? `consuming; ${c.stats().counted} messages counted`
+              : `fetch or processing failed ${Math.round((now - lastErrorAtMs) / 1000)} s ago (${e} failures in all): NATS is refusing or failing requests; see the log`,
+        },
+      ];
+    },
+  };
+}
+
 export class CollectorMetrics {
   readonly registry = new Registry();
   private server: Server | null = null;
+  private readonly health: HealthSource;
 
-  constructor(c: Collector) {
+  /** `connected`: whether NATS is reachable now (see collectorHealth; without it, only failures count) */
+  constructor(c: Collector, connected: () => boolean = () => true) {
     const r = this.registry;
+    this.health = collectorHealth(c, connected);
+    instrumentProcess(r, 'collector');
     const views = () => c.snapshot();
     const flat = (o: Record<string, Record<string, number>>, a: string, b: string) =>
       Object.entries(o).flatMap(([k1, inner]) => Object.entries(inner).map(([k2, v]) => [{ [a]: k1, [b]: k2 }, v] as [Record<string, string>, number]));
@@ -153,9 +193,9 @@ export class CollectorMetrics {
     });
   }
 
-  /** Serves /metrics on HOST:PORT; returns the URL. */
-  async listen(spec: string): Promise<string> {
-    this.server = await serveMetrics(this.registry, spec, 'tcpdwell collect');
+  /** Serves /metrics, /healthz, /readyz and / on HOST:PORT (true: 0.0.0.0:19465); returns the URL of /metrics. */
+  async listen(spec: string | true): Promise<string> {
+    this.server = await serveMetrics(this.registry, spec, { who: 'tcpdwell collect', defaultPort: COLLECT_METRICS_PORT, health: this.health });
     return metricsUrl(this.server);
   }
 

@@ -21,7 +21,8 @@ export interface AgentStatus {
   events: number;
   batches: number;
   drops: KernelCounters & { malformed: number; spoolDropped: number; spoolDroppedEvents: number; spoolCorrupt: number };
-  spool: { messages: number; bytes: number };
+  /** maxBytes: the spool's bound (--spool-max-bytes), past which the oldest messages are dropped */
+  spool: { messages: number; bytes: number; maxBytes: number };
   nats: { connected: boolean; published: number; publishErrors: number };
   filters: KernelFilters;
   tracker: TrackerStats;

@@ -1,6 +1,5 @@
 /** `tcpdwell collect`: the fleet collector (src/collect/), with its metrics and a status line. */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { UsageError } from '../../common/errors.js';
 import { untilStopped } from '../../common/lifecycle.js';
 import type { CollectorMetrics } from '../../collect/metrics.js';
 import { DEFAULT_FLEET_THRESHOLDS, type FleetRuleThresholds } from '../../collect/rules.js';
@@ -27,7 +26,7 @@ interface CollectFlags extends ConnectionFlags {
   evaluateInterval: number;
   gapGrace: number;
   rule: Partial<FleetRuleThresholds>;
-  metricsListen?: string;
+  metricsListen?: string | true;
   statusInterval: number;
   duration?: number;
 }
@@ -48,7 +47,7 @@ export function register(program: Command): void {
     .option('--evaluate-interval <seconds>', 'evaluate the fleet rules this often', parseSeconds, 5)
     .option('--gap-grace <seconds>', 'report a sequence hole as a gap once missing this long', parseSeconds, 60)
     .option('--rule <name=value>', `fleet rule threshold (repeatable), names: ${RULE_NAMES}`, parseRule, {})
-    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--metrics-listen [host:port]', 'serve Prometheus metrics at http://HOST:PORT/metrics, /healthz, /readyz and a landing page at / (the flag alone: 0.0.0.0:19465)')
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 10);
   addDurationOption(cmd).action((o: CollectFlags) => runCollect(o));
 }
@@ -57,8 +56,13 @@ async function runCollect(o: CollectFlags): Promise<void> {
   const log = (l: string) => process.stderr.write(`tcpdwell collect: ${l}\n`);
   const conn = resolveConnection(o);
   const metricsSpec = o.metricsListen;
-  if (metricsSpec && !/^(.*):(\d+)$/.test(metricsSpec)) throw new UsageError(`--metrics-listen ${metricsSpec}: give HOST:PORT, e.g. 127.0.0.1:9465`);
-  const [{ Collector }, { CollectorMetrics }] = await Promise.all([import('../../collect/collector.js'), import('../../collect/metrics.js')]);
+  const [{ Collector }, { CollectorMetrics }, { COLLECT_METRICS_PORT, listenAddress }, { connectNats, watchConnection }] = await Promise.all([
+    import('../../collect/collector.js'),
+    import('../../collect/metrics.js'),
+    import('../../publish/metrics.js'),
+    import('../../publish/connection.js'),
+  ]);
+  if (metricsSpec !== undefined) listenAddress(metricsSpec, COLLECT_METRICS_PORT); // a usage error before connecting
   const c = await Collector.start({
     connection: conn,
     stream: o.stream,
@@ -74,12 +78,18 @@ async function runCollect(o: CollectFlags): Promise<void> {
     log,
   });
   let metrics: CollectorMetrics | null = null;
+  // /readyz asks whether NATS is reachable now: a connection of its own to the same servers
+  // follows that (the collector's connection is its own business; see collectorHealth).
+  let probe: Awaited<ReturnType<typeof connectNats>> | null = null;
   try {
-    if (metricsSpec) {
-      metrics = new CollectorMetrics(c);
+    if (metricsSpec !== undefined) {
+      probe = await connectNats(conn, { name: 'tcpdwell-collect-health', maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+      const link = watchConnection(probe);
+      metrics = new CollectorMetrics(c, () => link.connected);
       log(`metrics at ${await metrics.listen(metricsSpec)}`);
     }
   } catch (err) {
+    await probe?.close();
     await c.stop();
     throw err;
   }
@@ -94,6 +104,7 @@ async function runCollect(o: CollectFlags): Promise<void> {
   await untilStopped({ durationS: o.duration });
   clearInterval(timer);
   await metrics?.close();
+  await probe?.close();
   await c.stop();
   status();
 }

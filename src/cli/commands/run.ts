@@ -45,7 +45,7 @@ type RunFlags = ConnectionFlags &
     pinDir: string;
     pin: boolean;
     resnapshot?: boolean;
-    metricsListen?: string;
+    metricsListen?: string | true;
     threshold: Partial<DetectorThresholds>;
     streamMaxAge?: number;
     streamMaxBytes?: number;
@@ -74,7 +74,7 @@ export function register(program: Command): void {
     .option('--heal-interval <seconds>', "re-read the traced namespaces' sockets this often and put right what the live table missed (0 = never)", parseSecondsOrOff, DEFAULT_HEAL_MS / 1000)
     .option('--flush-interval <seconds>', 'publish a batch of transitions at least this often (also at 4096 events)', parseSeconds, DEFAULT_FLUSH_MS / 1000)
     .option('--no-control-config', "refuse the control service's config endpoint")
-    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--metrics-listen [host:port]', 'serve Prometheus metrics at http://HOST:PORT/metrics, /healthz, /readyz and a landing page at / (the flag alone: 0.0.0.0:19464)')
     .option('--pin-dir <dir>', 'bpffs directory keeping per-socket state across agent restarts (dwells stay exact)', DEFAULT_PIN_DIR)
     .option('--no-pin', 'keep no per-socket state across restarts')
     .option('--resnapshot', 'keep CAP_SYS_ADMIN and CAP_SYS_PTRACE after start, so the control service can snapshot other network namespaces later (otherwise dropped)')
@@ -125,7 +125,7 @@ export interface RunOptions {
   healIntervalS?: number;
   streamMaxAgeS?: number;
   streamMaxBytes?: number;
-  metricsListen?: string;
+  metricsListen?: string | true;
   thresholds?: Partial<DetectorThresholds>;
   /** bpffs directory for per-socket state kept across restarts; null = none */
   pinDir?: string | null;
@@ -136,11 +136,15 @@ export interface RunOptions {
 }
 
 export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
-  const [{ Agent }, { startLocalNats }, { dropAfterStart }] = await Promise.all([
+  const [{ Agent }, { startLocalNats }, { dropAfterStart }, { AGENT_METRICS_PORT, listenAddress }, { agentHealth }, { startServiceNotify }] = await Promise.all([
     import('../../agent/agent.js'),
     import('../../publish/nats-server.js'),
     import('../../kernel/privileges.js'),
+    import('../../publish/metrics.js'),
+    import('../../agent/health.js'),
+    import('../../agent/watchdog.js'),
   ]);
+  if (opts.metricsListen !== undefined) listenAddress(opts.metricsListen, AGENT_METRICS_PORT); // a usage error before anything loads
   const say = (line: string) => opts.err.write(`tcpdwell run: ${line}\n`);
   const file = opts.configPath ? loadConfigFile(opts.configPath, (l) => opts.err.write(`${l}\n`)) : {};
   const env = opts.env ?? process.env;
@@ -198,9 +202,15 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
       (s.nats.connected ? '' : ' [NATS unreachable: spooling]')
     );
   };
-  const ticker = setInterval(() => say(line(agent.status())), opts.statusIntervalS * 1000);
+  const systemd = startServiceNotify({ health: agentHealth(agent), log: say, env });
+  const ticker = setInterval(() => {
+    const l = line(agent.status());
+    say(l);
+    systemd?.status(l);
+  }, opts.statusIntervalS * 1000);
   await untilStopped({ durationS: opts.durationS });
   clearInterval(ticker);
+  systemd?.stop();
   const final = await agent.stop();
   say(`stopped: ${line(final)}`);
   await local?.stop();
