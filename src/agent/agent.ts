@@ -371,7 +371,7 @@ export class Agent {
       batches: this.batches,
       drops: { ...k, malformed: this.decodeStats.malformed, spoolDropped: s.dropped, spoolDroppedEvents: s.droppedEvents, spoolCorrupt: s.corrupt },
       spool: { messages: s.messages, bytes: s.bytes, maxBytes: this.opts.spoolMaxBytes ?? DEFAULT_SPOOL_MAX_BYTES },
-      nats: { connected: p.connected, published: p.published, publishErrors: p.publishErrors },
+      nats: { connected: p.connected, streamMissing: p.streamMissing, published: p.published, publishErrors: p.publishErrors },
       filters: this.filters,
       tracker: this.tracker.stats(),
       alertsFiring: this.alerts.size,

@@ -24,8 +24,10 @@ export function natsCheck(s: Pick<AgentStatus, 'nats' | 'spool'>): HealthCheck {
     name: 'nats',
     ok,
     detail: ok
-      ? `unreachable: spooling (${share}); sent when NATS is back`
-      : `unreachable and the spool is nearly full (${share}): the oldest messages are being dropped; check NATS, or give a larger --spool-max-bytes`,
+      ? s.nats.streamMissing
+        ? `connected, but the stream is missing and not this agent's to create: spooling (${share}); sent once it exists`
+        : `unreachable: spooling (${share}); sent when NATS is back`
+      : `${s.nats.streamMissing ? 'no stream to publish to' : 'unreachable'} and the spool is nearly full (${share}): the oldest messages are being dropped; check NATS, or give a larger --spool-max-bytes`,
   };
 }
 

@@ -5,9 +5,10 @@
  * read at scrape time, the process and Node metrics and `tcpdwell_build_info`.
  */
 import { createServer, type Server } from 'node:http';
-import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, type Registry } from 'prom-client';
 import { UsageError } from '../common/errors.js';
+import { listenAddress } from '../common/listen.js';
 import { VERSION } from '../common/version.js';
 
 /**
@@ -84,20 +85,34 @@ export interface HealthSource {
 export const DEFAULT_STALL_MS = 5000;
 
 /**
- * The longest event-loop delay since the previous check (perf_hooks' sampling timer). A probe
- * answered after a stall still sees it: the histogram kept the delay while the loop was held.
- * One per reader (the HTTP endpoint, the systemd watchdog): a check resets the window.
+ * The longest event-loop delay since the previous check, from a heartbeat timer. The gap still
+ * open counts too: right after a stall, libuv serves the waiting probe's socket before it runs
+ * any timer, so a histogram of timer delays (perf_hooks' monitorEventLoopDelay) would not have
+ * seen the stall yet. One per reader (the HTTP endpoint, the systemd watchdog): a check resets
+ * the window.
  */
 export class EventLoopWatch {
-  private readonly h: ELDHistogram = monitorEventLoopDelay({ resolution: 20 });
+  private lastBeatMs = performance.now();
+  private worstMs = 0;
+  private readonly timer: NodeJS.Timeout;
 
-  constructor(readonly stallMs = DEFAULT_STALL_MS) {
-    this.h.enable();
+  constructor(
+    readonly stallMs = DEFAULT_STALL_MS,
+    private readonly beatMs = 250,
+  ) {
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      this.worstMs = Math.max(this.worstMs, now - this.lastBeatMs - beatMs);
+      this.lastBeatMs = now;
+    }, beatMs).unref();
   }
 
   check(): HealthCheck {
-    const maxMs = this.h.count ? this.h.max / 1e6 : 0;
-    this.h.reset();
+    const now = performance.now();
+    const maxMs = Math.max(0, this.worstMs, now - this.lastBeatMs - this.beatMs);
+    // The open gap is accounted for: the next beat measures from here.
+    this.worstMs = 0;
+    this.lastBeatMs = now;
     const ok = maxMs < this.stallMs;
     return {
       name: 'event_loop',
@@ -107,7 +122,7 @@ export class EventLoopWatch {
   }
 
   close(): void {
-    this.h.disable();
+    clearInterval(this.timer);
   }
 }
 
@@ -118,13 +133,7 @@ export function liveChecks(loop: EventLoopWatch, source: HealthSource): HealthCh
 
 // ---- the HTTP endpoint -------------------------------------------------------------------
 
-/** Parses `--metrics-listen`: HOST:PORT, [v6]:PORT, :PORT (every interface), or true (the flag alone: every interface, the default port). */
-export function listenAddress(spec: string | true, defaultPort: number): { host: string; port: number } {
-  if (spec === true) return { host: '0.0.0.0', port: defaultPort };
-  const m = /^(.*):(\d+)$/.exec(spec);
-  if (!m || Number(m[2]) > 65535) throw new UsageError(`--metrics-listen ${spec}: give HOST:PORT, e.g. 127.0.0.1:${defaultPort} (or the flag alone for 0.0.0.0:${defaultPort})`);
-  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port: Number(m[2]) };
-}
+export { listenAddress };
 
 export interface ServeOptions {
   /** the command, for the landing page and messages: "tcpdwell run" */

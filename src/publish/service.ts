@@ -23,7 +23,8 @@ export interface AgentStatus {
   drops: KernelCounters & { malformed: number; spoolDropped: number; spoolDroppedEvents: number; spoolCorrupt: number };
   /** maxBytes: the spool's bound (--spool-max-bytes), past which the oldest messages are dropped */
   spool: { messages: number; bytes: number; maxBytes: number };
-  nats: { connected: boolean; published: number; publishErrors: number };
+  /** streamMissing: connected, but waiting for the stream to be created (no --create-stream) */
+  nats: { connected: boolean; streamMissing?: boolean; published: number; publishErrors: number };
   filters: KernelFilters;
   tracker: TrackerStats;
   alertsFiring: number;

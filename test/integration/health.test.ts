@@ -100,7 +100,7 @@ describe.skipIf(!kernelAvailable)('tcpdwell run --metrics-listen: /, /healthz, /
       rmSync(spool, { recursive: true, force: true });
     });
     const { child, base, err } = await spawnServing(
-      ['run', '--nats', nats.url, '--netns', netns.name, '--no-pin', '--spool-dir', spool, '--host', 'health', '--metrics-listen', '127.0.0.1:0', '--status-interval', '1'],
+      ['run', '--nats', nats.url, '--netns', netns.name, '--no-pin', '--spool-dir', spool, '--host', 'health', '--metrics-listen', '127.0.0.1:0', '--status-interval', '1', '--create-stream'],
       { NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '600000' },
     );
 

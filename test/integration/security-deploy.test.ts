@@ -101,7 +101,7 @@ describe('deploy/systemd/tcpdwell.service', () => {
     const caps = service.get('CapabilityBoundingSet')![0]!.split(/\s+/).map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`).join(',');
     // What systemd hands a Type=notify unit with WatchdogSec= (scaled down: pings every third of it).
     const env = { ...process.env, NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '900000' };
-    const child = spawn('setpriv', ['--no-new-privs', `--bounding-set=-all,${caps}`, '--inh-caps=-all', bin, 'run', '--nats', nats.url, '--spool-dir', join(dir, 'spool'), '--no-pin', '--netns', netns.name, '--host', 'unit', '--status-interval', '60'], {
+    const child = spawn('setpriv', ['--no-new-privs', `--bounding-set=-all,${caps}`, '--inh-caps=-all', bin, 'run', '--nats', nats.url, '--spool-dir', join(dir, 'spool'), '--no-pin', '--netns', netns.name, '--host', 'unit', '--status-interval', '60', '--create-stream'], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env,
     });

@@ -4,7 +4,9 @@ import { untilStopped } from '../../common/lifecycle.js';
 import type { CollectorMetrics } from '../../collect/metrics.js';
 import { DEFAULT_FLEET_THRESHOLDS, type FleetRuleThresholds } from '../../collect/rules.js';
 import { COLLECT_BUCKET, COLLECT_DURABLE, STREAM } from '../../publish/subjects.js';
-import { addConnectionOptions, addDurationOption, parseSeconds, positiveInt, resolveConnection, type ConnectionFlags } from '../options.js';
+import { applyConfigFile, connectionSettings, loadConfigFile, type FileConfig } from '../config.js';
+import { addConnectionOptions, addDurationOption, connectionFlags, parseSeconds, positiveInt, type ConnectionFlags } from '../options.js';
+import { logger } from '../../common/log.js';
 
 const RULE_NAMES = Object.keys(DEFAULT_FLEET_THRESHOLDS).join(', ');
 
@@ -49,12 +51,16 @@ export function register(program: Command): void {
     .option('--rule <name=value>', `fleet rule threshold (repeatable), names: ${RULE_NAMES}`, parseRule, {})
     .option('--metrics-listen [host:port]', 'serve Prometheus metrics at http://HOST:PORT/metrics, /healthz, /readyz and a landing page at / (the flag alone: 0.0.0.0:19465)')
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 10);
-  addDurationOption(cmd).action((o: CollectFlags) => runCollect(o));
+  addDurationOption(cmd).action((flags: CollectFlags, c: Command) => {
+    const file = flags.config ? loadConfigFile(flags.config, logger('collect').warn) : {};
+    applyConfigFile(c, 'collect', file);
+    return runCollect(c.opts<CollectFlags>(), file);
+  });
 }
 
-async function runCollect(o: CollectFlags): Promise<void> {
-  const log = (l: string) => process.stderr.write(`tcpdwell collect: ${l}\n`);
-  const conn = resolveConnection(o);
+async function runCollect(o: CollectFlags, file: FileConfig): Promise<void> {
+  const log = logger('collect');
+  const conn = connectionSettings(connectionFlags(o), process.env, file, ['nats://127.0.0.1:4222']);
   const metricsSpec = o.metricsListen;
   const [{ Collector }, { CollectorMetrics }, { COLLECT_METRICS_PORT, listenAddress }, { connectNats, watchConnection }] = await Promise.all([
     import('../../collect/collector.js'),

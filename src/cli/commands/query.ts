@@ -3,6 +3,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { buildTimelines, readQueryInputs, renderTimeline } from '../../collect/query.js';
 import { STREAM } from '../../publish/subjects.js';
 import { addConnectionOptions, addFormatOption, outputFormat, parsePort, parseSpan, parseTime, resolveConnection, type ConnectionFlags } from '../options.js';
+import { logger } from '../../common/log.js';
 
 function parseCookie(v: string): bigint {
   if (!/^\d+$/.test(v) || BigInt(v) >= 1n << 64n) throw new InvalidArgumentError(`'${v}' is not a socket cookie: give the decimal number trace and tail print.`);
@@ -45,10 +46,10 @@ export function register(program: Command): void {
       port: o.port,
       cookie: o.cookie,
     };
-    const { inputs, messages, undecodable } = await readQueryInputs({ ...filter, connection: resolveConnection(o), stream: o.stream, contextMs: parseSpan(o.context, '--context') });
+    const { inputs, messages, undecodable } = await readQueryInputs({ ...filter, connection: resolveConnection(o, undefined, logger('query')), stream: o.stream, contextMs: parseSpan(o.context, '--context') });
     const timelines = buildTimelines(inputs, filter);
     const format = outputFormat(o.format);
     for (const t of timelines) process.stdout.write(format === 'json' ? `${JSON.stringify(t)}\n` : `${renderTimeline(t)}\n\n`);
-    process.stderr.write(`tcpdwell query: ${timelines.length} connections from ${messages} messages${undecodable ? `, ${undecodable} undecodable (skipped)` : ''}\n`);
+    logger('query')(`${timelines.length} connections from ${messages} messages${undecodable ? `, ${undecodable} undecodable (skipped)` : ''}`);
   });
 }

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { Writable } from 'node:stream';
 import { type Command, InvalidArgumentError } from 'commander';
 import { untilStopped } from '../../common/lifecycle.js';
+import { logger } from '../../common/log.js';
 import { DEFAULT_FLUSH_MS, DEFAULT_HEAL_MS, DEFAULT_SPOOL_DIR } from '../../agent/defaults.js';
 import { DEFAULT_PIN_DIR } from '../../kernel/pins.js';
 import type { Family } from '../../kernel/filters.js';
@@ -11,7 +12,7 @@ import type { ConnectionSettings } from '../../publish/connection.js';
 import { lossesOf, type AgentStatus } from '../../publish/service.js';
 import { agentSubjects } from '../../publish/subjects.js';
 import { DEFAULT_THRESHOLDS, parseThresholdValue, type DetectorThresholds } from '../../track/index.js';
-import { connectionSettings, loadConfigFile } from '../config.js';
+import { applyConfigFile, connectionSettings, loadConfigFile, type FileConfig } from '../config.js';
 import {
   addConnectionOptions,
   addDurationOption,
@@ -49,6 +50,7 @@ type RunFlags = ConnectionFlags &
     threshold: Partial<DetectorThresholds>;
     streamMaxAge?: number;
     streamMaxBytes?: number;
+    createStream?: boolean;
     host?: string;
     spoolDir?: string;
     spoolMaxBytes?: number;
@@ -79,13 +81,17 @@ export function register(program: Command): void {
     .option('--no-pin', 'keep no per-socket state across restarts')
     .option('--resnapshot', 'keep CAP_SYS_ADMIN and CAP_SYS_PTRACE after start, so the control service can snapshot other network namespaces later (otherwise dropped)')
     .option('--threshold <name=value>', `detector threshold (repeatable), e.g. closeWaitAgeNs=30s; names: ${Object.keys(DEFAULT_THRESHOLDS).join(', ')}`, parseThreshold, {})
+    .option('--create-stream', 'create the JetStream stream if it is missing (default: wait for it, spooling: fleets provision it centrally, e.g. tcpdwell collect creates it; on when no --nats is given)')
     .option('--stream-max-age <seconds>', 'retention of the JetStream stream when the agent creates it (default 7 days)', parseSeconds)
     .option('--stream-max-bytes <n>', 'size bound of the JetStream stream when the agent creates it (default 1GiB)', parseBytes)
-    .action(async (o: RunFlags) => {
+    .action(async (flags: RunFlags, cmd: Command) => {
+      const file = flags.config ? loadConfigFile(flags.config, logger('run').warn) : {};
+      applyConfigFile(cmd, 'run', file);
+      const o = cmd.opts<RunFlags>();
       await runAgent({
         ...filtersFrom(o),
         connection: connectionFlags(o),
-        configPath: o.config,
+        file,
         host: o.host,
         spoolDir: o.spoolDir,
         spoolMaxBytes: o.spoolMaxBytes,
@@ -101,6 +107,7 @@ export function register(program: Command): void {
         pinDir: o.pin ? o.pinDir : null,
         resnapshot: o.resnapshot ?? false,
         streamMaxBytes: o.streamMaxBytes,
+        createStream: o.createStream,
         err: process.stderr,
       });
     });
@@ -108,7 +115,8 @@ export function register(program: Command): void {
 
 export interface RunOptions {
   connection: Partial<ConnectionSettings>;
-  configPath?: string;
+  /** the config file, loaded (its host, nats, spool, filters and control; the rest fill flags) */
+  file?: FileConfig;
   host?: string;
   spoolDir?: string;
   spoolMaxBytes?: number;
@@ -125,6 +133,8 @@ export interface RunOptions {
   healIntervalS?: number;
   streamMaxAgeS?: number;
   streamMaxBytes?: number;
+  /** create the stream when missing (default: only with the embedded server) */
+  createStream?: boolean;
   metricsListen?: string | true;
   thresholds?: Partial<DetectorThresholds>;
   /** bpffs directory for per-socket state kept across restarts; null = none */
@@ -145,8 +155,8 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
     import('../../agent/watchdog.js'),
   ]);
   if (opts.metricsListen !== undefined) listenAddress(opts.metricsListen, AGENT_METRICS_PORT); // a usage error before anything loads
-  const say = (line: string) => opts.err.write(`tcpdwell run: ${line}\n`);
-  const file = opts.configPath ? loadConfigFile(opts.configPath, (l) => opts.err.write(`${l}\n`)) : {};
+  const say = logger('run', opts.err);
+  const file = opts.file ?? {};
   const env = opts.env ?? process.env;
   let local: Awaited<ReturnType<typeof startLocalNats>> | null = null;
   let connection = connectionSettings(opts.connection, env, file, []);
@@ -176,7 +186,8 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
       log: say,
     },
     controlConfig: opts.controlConfig && file.control?.config !== false,
-    stream: { streamMaxAgeS: opts.streamMaxAgeS, streamMaxBytes: opts.streamMaxBytes },
+    // An embedded server is this agent's own: it makes its stream there (make run).
+    stream: { streamMaxAgeS: opts.streamMaxAgeS, streamMaxBytes: opts.streamMaxBytes, createStream: opts.createStream === true || local !== null },
     metricsListen: opts.metricsListen,
     thresholds: opts.thresholds,
     log: say,
@@ -202,7 +213,7 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
       (s.nats.connected ? '' : ' [NATS unreachable: spooling]')
     );
   };
-  const systemd = startServiceNotify({ health: agentHealth(agent), log: say, env });
+  const systemd = startServiceNotify({ health: agentHealth(agent), log: say.warn, env });
   const ticker = setInterval(() => {
     const l = line(agent.status());
     say(l);

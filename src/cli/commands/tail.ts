@@ -8,6 +8,7 @@ import { connectNats, type ConnectionSettings } from '../../publish/connection.j
 import { agentSubjects, KINDS } from '../../publish/subjects.js';
 import { big, decodeDwell, decodeMessage, decodeSnapshot, decodeTransitions, pb } from '../../publish/wire.js';
 import { addConnectionOptions, addDurationOption, addFormatOption, outputFormat, resolveConnection, type ConnectionFlags } from '../options.js';
+import { logger } from '../../common/log.js';
 
 export interface TailOptions {
   connection: ConnectionSettings;
@@ -73,7 +74,8 @@ export async function runTail(opts: TailOptions): Promise<{ messages: number; un
   const nc = await connectNats(opts.connection);
   const subject = agentSubjects(opts.host, opts.kind);
   const sub = nc.subscribe(subject);
-  opts.err.write(`tcpdwell tail: listening on ${subject} (Ctrl-C to stop)\n`);
+  const log = logger('tail', opts.err);
+  log(`listening on ${subject} (Ctrl-C to stop)`);
   let messages = 0;
   let undecodable = 0;
   const stopping = untilStopped({ durationS: opts.durationS, also: sub.closed }).then(() => sub.unsubscribe());
@@ -84,11 +86,11 @@ export async function runTail(opts: TailOptions): Promise<{ messages: number; un
       if (lines.length) opts.out.write(`${lines.join('\n')}\n`);
     } catch (err) {
       undecodable++;
-      opts.err.write(`tcpdwell tail: ${m.subject}: cannot decode (${(err as Error).message}); skipped\n`);
+      log.warn(`${m.subject}: cannot decode (${(err as Error).message}); skipped`);
     }
   }
   await stopping;
   await nc.close();
-  opts.err.write(`tcpdwell tail: ${messages} messages, ${undecodable} undecodable\n`);
+  log(`${messages} messages, ${undecodable} undecodable`);
   return { messages, undecodable };
 }
