@@ -19,8 +19,9 @@ import { Publisher, type PublisherOptions } from '../publish/publisher.js';
 import { startControlService, type AgentStatus, type ControlService } from '../publish/service.js';
 import { Spool } from '../publish/spool.js';
 import { agentSubject, defaultInboxPrefix, subjectToken, type MessageKind } from '../publish/subjects.js';
-import { encodeAlert, encodeSnapshot, encodeSummary, encodeTransitions, type Drops, type Header } from '../publish/wire.js';
+import { encodeAlert, encodeDwellCgroups, encodeSnapshot, encodeSummary, encodeTransitions, type Drops, type Header } from '../publish/wire.js';
 import { AlertTransitions } from './alerts.js';
+import { ContainerNames } from './containers.js';
 import { DEFAULT_FLUSH_MS, DEFAULT_HEAL_MS, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SUMMARY_MS } from './defaults.js';
 import { AgentMetrics } from './metrics.js';
 import { warmUp } from './warm-up.js';
@@ -89,6 +90,8 @@ export class Agent {
   /** alerts firing, to publish each once when it fires and once when it resolves */
   private readonly alerts = new AlertTransitions();
   private metrics: AgentMetrics | null = null;
+  /** cgroup ids → containers, shipped beside the records (readers elsewhere cannot resolve them) */
+  readonly containers = new ContainerNames();
   /** where the metrics are served, when they are */
   metricsUrl: string | null = null;
   /** true once started (programs attached, ring read, first snapshot): /readyz, READY=1 */
@@ -106,6 +109,7 @@ export class Agent {
       clock: clockBoottimeNs,
       onDwell: (r) => {
         this.dwellRows.push(r);
+        this.containers.noteDwell(r.cgroupId);
         this.metrics?.observeDwell(r);
         if (this.dwellRows.length >= this.maxRows()) this.flushDwell();
       },
@@ -251,7 +255,10 @@ export class Agent {
     const n = this.dwellRows.length;
     if (n === 0) return;
     const header = this.header();
-    this.put('dwell', header, this.dwellRows.encode(header), n);
+    // The rows' cgroup dictionary, appended: protobuf merges it into the same DwellBatch.
+    const rows = this.dwellRows.encode(header);
+    const dict = encodeDwellCgroups(this.containers.takeDwell(), this.publisher.maxPayload - 1024 - rows.length);
+    this.put('dwell', header, dict.length ? Buffer.concat([rows, dict]) : rows, n);
   }
 
   /** Publishes what has been batched so far. */
@@ -316,13 +323,16 @@ export class Agent {
     this.flush();
     const header = this.header();
     const s = this.spool.stats();
+    const histograms = this.tracker.takeHistograms().encode();
+    const stuck = this.tracker.stuck({ perState: 5 });
     const payload = encodeSummary(header, {
       table: this.tracker.table(),
-      histograms: this.tracker.takeHistograms().encode(),
-      stuck: this.tracker.stuck({ perState: 5 }),
+      histograms,
+      stuck,
       eventsTotal: this.events,
       spoolBytes: s.bytes,
       spoolMessages: s.messages,
+      cgroups: this.containers.forSummary(stuck, histograms),
     });
     this.put('summary', header, payload, 0);
     this.publishAlerts();
@@ -332,13 +342,18 @@ export class Agent {
   private publishAlerts(): void {
     this.alerts.update(this.tracker.evaluate(), clockBoottimeNs(), (a, severity) => {
       const header = this.header();
-      this.put('alerts', header, encodeAlert(header, a, severity), 0);
+      this.put('alerts', header, encodeAlert(header, a, severity, this.containers.forAlert(a, severity)), 0);
     });
   }
 
   /** Changes detector thresholds (control service `config`); returns them all. */
   setThresholds(t: Partial<DetectorThresholds>): DetectorThresholds {
     return this.tracker.setThresholds(t);
+  }
+
+  /** Live sockets per container (bounded; the metrics' tcpdwell_container_sockets). */
+  containerSockets() {
+    return this.containers.sockets(this.tracker.byCgroup());
   }
 
   /** The live socket table now (control service `states`). */

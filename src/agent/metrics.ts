@@ -9,11 +9,13 @@ import { LOSS_REASONS } from '../kernel/abi.js';
 import { AGENT_METRICS_PORT, DWELL_BUCKETS_S, instrumentProcess, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
 import { lossesOf } from '../publish/service.js';
 import type { DwellRecord, LiveTableSnapshot } from '../track/index.js';
+import type { ContainerSockets } from './containers.js';
 import { agentHealth, type HealthTarget } from './health.js';
 
 /** What the metrics read from the agent at scrape time. */
 export interface MetricsSource extends HealthTarget {
   states(): LiveTableSnapshot;
+  containerSockets(): ContainerSockets[];
 }
 
 export class AgentMetrics {
@@ -33,6 +35,18 @@ export class AgentMetrics {
         this.reset();
         for (const { netns, counts } of source.states().byNetns) {
           for (const [state, n] of Object.entries(counts)) this.set({ state, netns: String(netns) }, n);
+        }
+      },
+    });
+    new Gauge({
+      name: 'tcpdwell_container_sockets',
+      help: 'TCP sockets per state right now, per container (the socket\'s cgroup: short container id, systemd unit or cgroup path; at most 50 containers, the rest as "other")',
+      labelNames: ['container', 'runtime', 'pod_uid', 'state'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const c of source.containerSockets()) {
+          for (const [state, n] of Object.entries(c.counts)) this.set({ container: c.container, runtime: c.runtime, pod_uid: c.podUid, state }, n);
         }
       },
     });

@@ -2,6 +2,7 @@
  * What the collector takes from the stream: a subject and its bytes → one typed message, or a
  * reason to set it aside. Pure: no I/O. Nothing here throws on bad input.
  */
+import type { CgroupInfo } from '../kernel/cgroups.js';
 import type { TcpEvent } from '../decode/index.js';
 import type { DwellRecord } from '../track/index.js';
 import { FLEET_ALERT_SUBJECT, parseAgentSubject } from '../publish/subjects.js';
@@ -25,7 +26,7 @@ export function dropsOf(h: Header): Record<string, number> {
 
 export type CollectedMessage =
   | { kind: 'transitions' | 'snapshot'; id: MessageId; header: Header; events: TcpEvent[] }
-  | { kind: 'dwell'; id: MessageId; header: Header; records: DwellRecord[] }
+  | { kind: 'dwell'; id: MessageId; header: Header; records: DwellRecord[]; cgroups: Map<bigint, CgroupInfo> }
   | { kind: 'summary'; id: MessageId; header: Header; summary: tcpdwell.v1.Summary }
   | { kind: 'alerts'; id: MessageId; header: Header; alert: tcpdwell.v1.Alert };
 
@@ -61,7 +62,7 @@ export function classify(subject: string, data: Uint8Array, fromCollector = fals
       case 'dwell': {
         const d = decodeDwell(data);
         header = d.header;
-        message = { kind, id: idOf(host, header), header, records: d.records };
+        message = { kind, id: idOf(host, header), header, records: d.records, cgroups: d.cgroups };
         break;
       }
       case 'summary': {

@@ -234,6 +234,10 @@ export class LiveTable {
   entered(slot: number): number {
     return this.enteredNs[slot]!;
   }
+  /** The socket's cgroup v2 id (ids stay far below 2^53: inode numbers). */
+  cgroupOf(slot: number): number {
+    return this.cgroups[slot]!;
+  }
   netnsOf(slot: number): number {
     return this.netns[slot]!;
   }

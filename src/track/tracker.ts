@@ -15,7 +15,7 @@ import type { SysctlReaders } from '../kernel/sysctl.js';
 import { Detectors, resolveThresholds, type Alert, type DetectorThresholds } from './detectors/index.js';
 import { HistogramSet } from './histograms.js';
 import { cookieKey, LiveTable, SlotFlag, type CookieKey } from './live-table.js';
-import { S, stateName, stateValue } from './states.js';
+import { S, STATE_SLOTS, stateName, stateValue } from './states.js';
 import type { DwellPrecision, DwellRecord, LiveTableSnapshot, SocketIdentity, StuckSocket, TrackerStats } from './types.js';
 
 /**
@@ -199,6 +199,18 @@ export class Tracker {
     this.expireTimewaits(Number(atNs));
     const byNetns = [...this.live.perNetns].map(([netns, counts]) => ({ netns, counts: LiveTable.named(counts) })).sort((a, b) => a.netns - b.netns);
     return { atNs, total: LiveTable.named(this.live.total), byNetns, sockets: this.live.size };
+  }
+
+  /** Live sockets per cgroup (the socket's container) and state, as `ss` counts them: one pass over the table. */
+  byCgroup(): Map<number, Record<string, number>> {
+    const counts = new Map<number, Int32Array>();
+    this.live.scan((slot, state) => {
+      const id = this.live.cgroupOf(slot);
+      let c = counts.get(id);
+      if (!c) counts.set(id, (c = new Int32Array(STATE_SLOTS)));
+      c[state]!++;
+    });
+    return new Map([...counts].map(([id, c]) => [id, LiveTable.named(c)]));
   }
 
   /** The oldest sockets still in each state, oldest first within a state (one pass over the table). */

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
-import { spawnUntil, startNats } from './helpers.js';
+import { kernelAvailable } from '../kernel/helpers.js';
+import { agentFixture, spawnUntil, startNats } from './helpers.js';
 import { until } from './collect-helpers.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
@@ -38,14 +38,7 @@ describe('--config alone configures a command', () => {
   });
 
   it.skipIf(!kernelAvailable)('tcpdwell run: stream creation, filters, spool, pins, metrics and status interval from the file', async () => {
-    const nats = await startNats();
-    const netns = new TestNetns();
-    const spool = mkdtempSync(join(tmpdir(), 'tcpdwell-config-spool-'));
-    onTestFinished(async () => {
-      netns.delete();
-      await nats.cleanup();
-      rmSync(spool, { recursive: true, force: true });
-    });
+    const { nats, netns, spoolDir: spool } = await agentFixture();
     const path = configFile({
       host: 'from-file',
       nats: { servers: [nats.url] },

@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
+import { onTestFinished } from 'vitest';
 import { startLocalNats, type LocalNats } from '../../src/publish/nats-server.js';
+import { TestNetns } from '../kernel/helpers.js';
 import { decodeTransitions, pb, type Header } from '../../src/publish/wire.js';
 import type { TcpEvent } from '../../src/decode/index.js';
 
@@ -145,4 +147,20 @@ export async function startNotifySocket(): Promise<{ path: string; messages: str
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * What an agent test needs: its own nats-server, network namespace and spool directory, all
+ * removed when the test finishes (registered with onTestFinished).
+ */
+export async function agentFixture(): Promise<{ nats: TestNats; netns: TestNetns; spoolDir: string }> {
+  const nats = await startNats();
+  const netns = new TestNetns();
+  const spoolDir = mkdtempSync(join(tmpdir(), 'tcpdwell-spool-'));
+  onTestFinished(async () => {
+    netns.delete();
+    await nats.cleanup();
+    rmSync(spoolDir, { recursive: true, force: true });
+  });
+  return { nats, netns, spoolDir };
 }

@@ -1,4 +1,5 @@
 /** `tcpdwell tail`: subscribe to the fleet's subjects and print what arrives, decoded. */
+import { cgroupLabel } from '../../kernel/cgroups.js';
 import type { Writable } from 'node:stream';
 import { type Command, Option } from 'commander';
 import { UsageError } from '../../common/errors.js';
@@ -53,13 +54,15 @@ export function renderMessage(subject: string, data: Uint8Array, format: 'json' 
     );
   }
   if (kind === 'dwell') {
-    const { header, records } = decodeDwell(data);
-    return records.map((r) =>
-      format === 'json'
-        ? JSON.stringify({ host, seq: Number(header.seq), kind, ...r }, bigints)
+    const { header, records, cgroups } = decodeDwell(data);
+    return records.map((r) => {
+      // The batch names its rows' cgroups: the container, pod or unit, resolved on the agent's host.
+      const cgroup = cgroups.get(r.cgroupId) ?? null;
+      return format === 'json'
+        ? JSON.stringify({ host, seq: Number(header.seq), kind, ...r, cgroup }, bigints)
         : `${String(host).padEnd(16)} dwell ${(r.timewait ? `${r.state}(tw)` : r.state).padEnd(16)} ${formatDuration(r.dwellNs).padEnd(9)} ${r.precision.padEnd(11)} ` +
-          `${r.saddr}:${r.sport} -> ${r.daddr}:${r.dport} ${r.ownerComm ?? '-'}/${r.ownerPid ?? '-'} ${r.nextState ?? r.timewaitEnd ?? ''} ${r.error ?? ''}`.trimEnd(),
-    );
+            `${r.saddr}:${r.sport} -> ${r.daddr}:${r.dport} ${r.ownerComm ?? '-'}/${r.ownerPid ?? '-'}${cgroup ? ` [${cgroupLabel(cgroup)}]` : ''} ${r.nextState ?? r.timewaitEnd ?? ''} ${r.error ?? ''}`.trimEnd();
+    });
   }
   const type = kind === 'summary' ? pb.Summary : kind === 'alerts' ? pb.Alert : null;
   if (!type) return [JSON.stringify({ host, kind, bytes: data.length, note: 'unknown kind' })];
