@@ -42,8 +42,8 @@ node_headers = $(shell p=$$(dirname $$(dirname $(NODE))); for d in $$p $$p/node_
                  [ -f $$d/include/node/node_api.h ] && { echo $$d; break; }; done)
 
 # What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
-DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl
-DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl
+DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl prometheus
+DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl promtool prometheus
 TS_SRC     := $(shell find src -name '*.ts' -not -path 'src/publish/pb/*' 2>/dev/null) tsconfig.json
 PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/publish/pb/tcpdwell.js
@@ -56,7 +56,8 @@ all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
 # ---- set-up ----------------------------------------------------------------------------
 deps: .deps.stamp $(NODE) node_modules/.package-lock.json
 
-.deps.stamp:
+# Re-checked when the Makefile changes (a new package in DEB_PKGS reaches existing checkouts too).
+.deps.stamp: Makefile
 	$(call msg,DEPS,debian packages)
 	$(Q)missing=""; for c in $(DEB_CHECK); do command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing=1; done; \
 	[ -f /usr/include/bpf/libbpf.h ] && [ -f /usr/include/gelf.h ] && [ -f /usr/include/zlib.h ] || missing=1; \

@@ -351,6 +351,11 @@ export class Agent {
     return this.tracker.setThresholds(t);
   }
 
+  /** Alerts firing now, per detector (the metrics' tcpdwell_detector_alerts_firing). */
+  alertsByDetector(): Map<string, number> {
+    return this.alerts.byDetector();
+  }
+
   /** Live sockets per container (bounded; the metrics' tcpdwell_container_sockets). */
   containerSockets() {
     return this.containers.sockets(this.tracker.byCgroup());

@@ -4,11 +4,11 @@
  * detector, loss reason — never pids or ports.
  */
 import type { Server } from 'node:http';
-import { Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { LOSS_REASONS } from '../kernel/abi.js';
 import { AGENT_METRICS_PORT, DWELL_BUCKETS_S, instrumentProcess, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
 import { lossesOf } from '../publish/service.js';
-import type { DwellRecord, LiveTableSnapshot } from '../track/index.js';
+import { DETECTORS, type DwellRecord, type LiveTableSnapshot } from '../track/index.js';
 import type { ContainerSockets } from './containers.js';
 import { agentHealth, type HealthTarget } from './health.js';
 
@@ -16,11 +16,13 @@ import { agentHealth, type HealthTarget } from './health.js';
 export interface MetricsSource extends HealthTarget {
   states(): LiveTableSnapshot;
   containerSockets(): ContainerSockets[];
+  alertsByDetector(): Map<string, number>;
 }
 
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly dwell: Histogram<'state'>;
+  private readonly connectFailures: Counter<'reason'>;
   private server: Server | null = null;
 
   constructor(private readonly source: MetricsSource) {
@@ -91,6 +93,22 @@ export class AgentMetrics {
     });
     mirrorCounter(r, 'tcpdwell_alerts_fired_total', 'Detector alerts that started firing', [], () => [[{}, source.status().tracker.alertsFired]]);
     new Gauge({
+      name: 'tcpdwell_detector_alerts_firing',
+      help: 'Detector alerts firing now, per detector (every detector shown, 0 when quiet)',
+      labelNames: ['detector'],
+      registers: [r],
+      collect() {
+        const firing = source.alertsByDetector();
+        for (const d of DETECTORS) this.set({ detector: d.name }, firing.get(d.name) ?? 0);
+      },
+    });
+    this.connectFailures = new Counter({
+      name: 'tcpdwell_connect_failures_total',
+      help: 'Connects that failed (the error on leaving SYN_SENT), by errno name: ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ...',
+      labelNames: ['reason'],
+      registers: [r],
+    });
+    new Gauge({
       name: 'tcpdwell_alerts_firing',
       help: 'Detector alerts firing now',
       registers: [r],
@@ -102,6 +120,7 @@ export class AgentMetrics {
 
   /** Feeds one dwell record into the dwell histogram (lower bounds are not dwells). */
   observeDwell(rec: DwellRecord): void {
+    if (rec.state === 'SYN_SENT' && rec.error !== null && !rec.timewait) this.connectFailures.inc({ reason: rec.error });
     if (rec.precision !== 'exact' && rec.precision !== 'estimated') return;
     this.dwell.observe({ state: rec.timewait ? `${rec.state}_tw` : rec.state }, Number(rec.dwellNs) / 1e9);
   }

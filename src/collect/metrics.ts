@@ -13,9 +13,11 @@ import type { Server } from 'node:http';
 import { Gauge, Registry } from 'prom-client';
 import * as hdr from 'hdr-histogram-js';
 import { COLLECT_METRICS_PORT, DWELL_BUCKETS_S, instrumentProcess, metricsUrl, mirrorCounter, serveMetrics, type HealthSource } from '../publish/metrics.js';
+import { pb } from '../publish/wire.js';
 import { HistogramSet } from '../track/index.js';
 import type { Collector } from './collector.js';
 import { missingCount } from './continuity.js';
+import { FLEET_RULES } from './rules.js';
 
 function gauge(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
   return new Gauge({
@@ -50,6 +52,9 @@ export function hdrToBuckets(h: hdr.Histogram, bounds: readonly number[] = DWELL
   }
   return { le: [...bounds], counts, sum, count: h.totalCount };
 }
+
+/** The names of Header.drops' counters (a header leaves zeros out: protobuf's defaults). */
+const DROP_COUNTERS = Object.keys(pb.Drops.toObject(pb.Drops.create(), { defaults: true }));
 
 /** Fetch or processing failures this recent make the instance unready (NATS away or refusing). */
 export const COLLECT_READY_QUIET_MS = 10_000;
@@ -178,16 +183,16 @@ export class CollectorMetrics {
       for (const s of c.agentRuns()) m.set(s.host, (m.get(s.host) ?? 0) + missingCount(s));
       return [...m].map(([host, n]) => [{ host }, n]);
     });
-    gauge(r, 'tcpdwell_fleet_agent_drops', "The agents' loss counters (Header.drops), summed over each host's runs", ['host', 'reason'], () => {
+    gauge(r, 'tcpdwell_fleet_agent_drops', "The agents' loss counters (Header.drops), summed over each host's runs (every counter shown, 0 when nothing was lost)", ['host', 'reason'], () => {
       const m = new Map<string, number>();
-      for (const s of c.agentRuns()) for (const [k, v] of Object.entries(s.drops)) m.set(`${s.host}\t${k}`, (m.get(`${s.host}\t${k}`) ?? 0) + v);
+      for (const s of c.agentRuns()) for (const k of new Set([...DROP_COUNTERS, ...Object.keys(s.drops)])) m.set(`${s.host}\t${k}`, (m.get(`${s.host}\t${k}`) ?? 0) + (s.drops[k] ?? 0));
       return [...m].map(([k, v]) => {
         const [host, reason] = k.split('\t');
         return [{ host: host!, reason: reason! }, v];
       });
     });
-    gauge(r, 'tcpdwell_fleet_alerts_firing', 'Fleet alerts firing now, by rule', ['rule'], () => {
-      const m = new Map<string, number>();
+    gauge(r, 'tcpdwell_fleet_alerts_firing', 'Fleet alerts firing now, by rule (every rule shown, 0 when quiet)', ['rule'], () => {
+      const m = new Map<string, number>(FLEET_RULES.map((rule) => [rule, 0]));
       for (const a of c.firing()) m.set(a.rule, (m.get(a.rule) ?? 0) + 1);
       return [...m].map(([rule, n]) => [{ rule }, n]);
     });
