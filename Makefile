@@ -82,7 +82,7 @@ $(LOCAL_NODE): | .deps.stamp
 	$(Q)npm install --prefix .node --no-save --no-audit --no-fund --loglevel=error node@$(NODE_MAJOR) >/dev/null
 	$(Q)"$@" --version | grep -q '^v$(NODE_MAJOR)\.' || { echo "tcpdwell: npm install node@$(NODE_MAJOR) gave $$("$@" --version 2>&1)" >&2; exit 1; }
 
-node_modules/.package-lock.json: package.json package-lock.json bpf-ts-loader/package.json .deps.stamp | $(NODE)
+node_modules/.package-lock.json: package.json package-lock.json bpf-ts-loader/package.json | .deps.stamp $(NODE)
 	$(call msg,NPM,install (node $(shell $(NODE) --version 2>/dev/null)))
 	$(Q)npm_config_nodedir=$(node_headers) npm ci --no-audit --no-fund --loglevel=error
 	$(Q)touch $@
