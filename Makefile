@@ -49,7 +49,7 @@ PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/publish/pb/tcpdwell.js
 PB_DTS     := src/publish/pb/tcpdwell.d.ts
 
-.PHONY: all deps print-node typecheck test test-unit run bench soak clean abi check-abi
+.PHONY: all deps print-node typecheck test test-unit run bench soak clean abi check-abi deb deb-test image image-test
 
 all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
 
@@ -166,6 +166,42 @@ bench: deps all $(BENCH_CHURN)
 soak: deps all $(BENCH_CHURN)
 	node bench/soak.mjs
 
+# ---- packages --------------------------------------------------------------------------
+# A Debian package of the built agent with its runtime (scripts/make-deb.sh); dpkg-deb only.
+DEB_VERSION := $(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' package.json)
+DEB_FILE    := packages/tcpdwell_$(DEB_VERSION)_$(shell dpkg --print-architecture 2>/dev/null).deb
+DEB_INPUTS  := scripts/make-deb.sh package.json package-lock.json bin/tcpdwell $(wildcard deploy/*/* docs/*)
+
+deb: $(DEB_FILE)
+
+$(DEB_FILE): $(TS_STAMP) $(BPF_OBJ) $(ADDON) $(DEB_INPUTS) | deps
+	$(call msg,DEB,$@)
+	$(Q)scripts/make-deb.sh $@ >/dev/null
+
+# The package on a clean Debian 12 (an mmdebstrap root, in a private mount namespace): apt
+# installs it, its agent runs from it against a real nats-server and workload, purge removes it
+# (not part of make test; needs root and apt's mirror; see the script's header for how long).
+deb-test: deb
+	$(NODE) scripts/test-deb.mjs $(DEB_FILE)
+
+# An OCI image of the agent from Debian packages only (mmdebstrap + the .deb + umoci; no
+# registry): packages/tcpdwell_VERSION.oci.tar, named localhost/tcpdwell:VERSION as the DaemonSet
+# references it. `podman load -i` it, or `skopeo copy oci-archive:FILE:localhost/tcpdwell:VERSION docker://REGISTRY/tcpdwell:VERSION`.
+IMAGE_NAME := localhost/tcpdwell:$(DEB_VERSION)
+IMAGE_FILE := packages/tcpdwell_$(DEB_VERSION).oci.tar
+
+image: $(IMAGE_FILE)
+
+$(IMAGE_FILE): $(DEB_FILE) scripts/make-image.sh
+	$(call msg,IMAGE,$@ ($(IMAGE_NAME)))
+	$(Q)scripts/make-image.sh $(DEB_FILE) $@ $(IMAGE_NAME) > $@.log 2>&1 || { cat $@.log; rm -f $@.log; exit 1; }
+	$(Q)rm -f $@.log
+
+# The image run by podman (privileged, host PID and network, a bpffs of its own) against a real
+# nats-server and workload; removes its container and image afterwards. Not part of make test.
+image-test: image
+	$(NODE) scripts/test-image.mjs $(IMAGE_FILE) $(IMAGE_NAME)
+
 clean:
 	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp src/publish/pb
-	rm -rf bench/.output
+	rm -rf bench/.output packages

@@ -16,10 +16,12 @@ import { readStream, startNats, startNotifySocket, transitionEvents } from './he
 import { until } from './collect-helpers.js';
 import { START_CAPABILITIES } from '../../src/kernel/privileges.js';
 import { AGENT_METRICS_PORT } from '../../src/publish/metrics.js';
+import { VERSION } from '../../src/common/version.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(root, 'bin/tcpdwell');
 const UNIT = readFileSync(join(root, 'deploy/systemd/tcpdwell.service'), 'utf8');
+const COLLECT_UNIT = readFileSync(join(root, 'deploy/systemd/tcpdwell-collect.service'), 'utf8');
 const MANIFEST = join(root, 'deploy/kubernetes/daemonset.yaml');
 const PREFIX = '/opt/tcpdwell';
 
@@ -55,10 +57,17 @@ describe('deploy/systemd/tcpdwell.service', () => {
       const analyze = spawnSync('systemd-analyze', ['--version']);
       expect(analyze.status, 'systemd-analyze is missing: apt-get install systemd').toBe(0);
       // verify checks that ExecStart exists: point it at this checkout instead of the prefix.
-      writeFileSync(join(dir, 'tcpdwell.service'), UNIT.replaceAll(`${PREFIX}/bin/tcpdwell`, bin));
-      const r = spawnSync('systemd-analyze', ['verify', join(dir, 'tcpdwell.service')], { encoding: 'utf8' });
-      expect(r.status).toBe(0);
-      expect(`${r.stdout}${r.stderr}`.trim()).toBe('');
+      // The collector's unit (shipped by make deb) too.
+      for (const [name, text] of [['tcpdwell.service', UNIT], ['tcpdwell-collect.service', COLLECT_UNIT]] as const) {
+        writeFileSync(join(dir, name), text.replaceAll(`${PREFIX}/bin/tcpdwell`, bin));
+        const r = spawnSync('systemd-analyze', ['verify', join(dir, name)], { encoding: 'utf8' });
+        expect(r.status, name).toBe(0);
+        expect(`${r.stdout}${r.stderr}`.trim(), name).toBe('');
+      }
+      const collect = unitService(COLLECT_UNIT);
+      expect(collect.get('User')).toEqual(['tcpdwell']); // it needs no privilege at all
+      expect(collect.get('CapabilityBoundingSet')).toEqual(['']);
+      expect(collect.get('ExecStart')![0]!.split(/\s+/).slice(0, 2)).toEqual([`${PREFIX}/bin/tcpdwell`, 'collect']);
       // verify exits 0 on unknown keys and bad values, but says so: that is what is checked above.
       writeFileSync(join(dir, 'broken.service'), '[Service]\nExecStart=/bin/true\nNoNewPrivileges=perhaps\nCapabilityBoundingSett=CAP_BPF\n');
       const bad = spawnSync('systemd-analyze', ['verify', join(dir, 'broken.service')], { encoding: 'utf8' });
@@ -190,6 +199,8 @@ describe('deploy/kubernetes/daemonset.yaml', () => {
       expect(c[probe].httpGet, probe).toEqual({ path, port: 'metrics' });
     }
 
+    // The image make image builds (scripts/make-image.sh names it), whose entrypoint is this command.
+    expect(c.image).toBe(`localhost/tcpdwell:${VERSION}`);
     expect(c.command).toEqual([`${PREFIX}/bin/tcpdwell`]);
     expect(c.args[0]).toBe('run');
     const known = runFlags();
