@@ -71,7 +71,7 @@ export async function runTop(opts: TopOptions): Promise<void> {
     if (!data) return;
     const lines = render(data, view, renderOpts());
     if (screen) screen.draw(lines);
-    else opts.out.write(`${frame(lines, false).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')}\n\n`);
+    else opts.out.write(`${frame(lines, 'plain').replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')}\n\n`);
   };
   const tick = () => {
     try {

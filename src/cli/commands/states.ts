@@ -5,6 +5,7 @@ import type { Netns } from '../../kernel/namespaces.js';
 import { decodeRecordList, type DecodeStats } from '../../decode/index.js';
 import { Tracker, type LiveTableSnapshot } from '../../track/index.js';
 import { addFilterOptions, addFormatOption, filtersFrom, outputFormat, type FilterFlags } from '../options.js';
+import { logger } from '../../common/log.js';
 
 export interface StatesOptions {
   netns: Netns[];
@@ -52,6 +53,6 @@ export async function runStates(opts: StatesOptions): Promise<LiveTableSnapshot>
     for (const [state, n] of Object.entries(table.total).sort()) rows.push(`${'total'.padEnd(12)} ${state.padEnd(14)} ${n}`);
     opts.out.write(`${rows.join('\n')}\n`);
   }
-  if (stats.malformed) opts.err.write(`tcpdwell states: ${stats.malformed} malformed records skipped\n`);
+  if (stats.malformed) logger('states', opts.err).warn(`${stats.malformed} malformed records skipped`);
   return table;
 }
