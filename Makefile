@@ -44,8 +44,8 @@ node_headers = $(shell p=$$(dirname $$(dirname $(NODE))); for d in $$p $$p/node_
 # What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
 # nginx-light, redis-server, memcached: the real servers the owner tests run (test/kernel/servers.test.ts); Debian's
 # policy-rc.d (made for the install when missing) keeps their services from starting.
-DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl clickhouse-server clickhouse-client nginx-light redis-server redis-tools memcached
-DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl clickhouse-server clickhouse-client nginx redis-server redis-benchmark memcached
+DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl prometheus clickhouse-server clickhouse-client nginx-light redis-server redis-tools memcached
+DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl promtool prometheus clickhouse-server clickhouse-client nginx redis-server redis-benchmark memcached
 # A nats-server with the fix for the clustered expected-sequence race (#4320) for the cluster
 # tests (bookworm's 2.9.10 has it): Debian trixie's, unpacked under .cache/ (scripts/fetch-nats-server.sh).
 NATS_CLUSTER_VERSION := 2.10.27
@@ -55,7 +55,7 @@ PROTO      := proto/tcpdwell/v1/tcpdwell.proto
 PB_JS      := src/publish/pb/tcpdwell.js
 PB_DTS     := src/publish/pb/tcpdwell.d.ts
 
-.PHONY: all deps print-node typecheck test test-unit run bench bench-storm bench-fleet soak clean abi check-abi
+.PHONY: all deps print-node typecheck test test-unit run bench bench-storm bench-fleet soak clean abi check-abi deb deb-test image image-test
 
 all: $(BPF_OBJ) $(ADDON) $(TS_STAMP)
 
@@ -67,7 +67,8 @@ $(NATS_CLUSTER_BIN): scripts/fetch-nats-server.sh | .deps.stamp
 	$(Q)scripts/fetch-nats-server.sh .cache/nats-server-$(NATS_CLUSTER_VERSION) '$(NATS_CLUSTER_VERSION)*' >/dev/null
 	$(Q)touch $@   # the packaged binary's mtime predates the script: without this, every make re-runs it
 
-.deps.stamp:
+# Re-checked when the Makefile changes (a new package in DEB_PKGS reaches existing checkouts too).
+.deps.stamp: Makefile
 	$(call msg,DEPS,debian packages)
 	$(Q)missing=""; for c in $(DEB_CHECK); do command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing=1; done; \
 	[ -f /usr/include/bpf/libbpf.h ] && [ -f /usr/include/gelf.h ] && [ -f /usr/include/zlib.h ] || missing=1; \
@@ -94,7 +95,7 @@ $(LOCAL_NODE): | .deps.stamp
 	$(Q)npm install --prefix .node --no-save --no-audit --no-fund --loglevel=error node@$(NODE_MAJOR) >/dev/null
 	$(Q)"$@" --version | grep -q '^v$(NODE_MAJOR)\.' || { echo "tcpdwell: npm install node@$(NODE_MAJOR) gave $$("$@" --version 2>&1)" >&2; exit 1; }
 
-node_modules/.package-lock.json: package.json package-lock.json bpf-ts-loader/package.json .deps.stamp | $(NODE)
+node_modules/.package-lock.json: package.json package-lock.json bpf-ts-loader/package.json | .deps.stamp $(NODE)
 	$(call msg,NPM,install (node $(shell $(NODE) --version 2>/dev/null)))
 	$(Q)npm_config_nodedir=$(node_headers) npm ci --no-audit --no-fund --loglevel=error
 	$(Q)touch $@
@@ -197,6 +198,42 @@ soak: deps all $(BENCH_CHURN)
 bench-fleet: deps all $(BENCH_CHURN)
 	node bench/fleet-bench.mjs
 
+# ---- packages --------------------------------------------------------------------------
+# A Debian package of the built agent with its runtime (scripts/make-deb.sh); dpkg-deb only.
+DEB_VERSION := $(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' package.json)
+DEB_FILE    := packages/tcpdwell_$(DEB_VERSION)_$(shell dpkg --print-architecture 2>/dev/null).deb
+DEB_INPUTS  := scripts/make-deb.sh package.json package-lock.json bin/tcpdwell $(wildcard deploy/*/* docs/*)
+
+deb: $(DEB_FILE)
+
+$(DEB_FILE): $(TS_STAMP) $(BPF_OBJ) $(ADDON) $(DEB_INPUTS) | deps
+	$(call msg,DEB,$@)
+	$(Q)scripts/make-deb.sh $@ >/dev/null
+
+# The package on a clean Debian 12 (an mmdebstrap root, in a private mount namespace): apt
+# installs it, its agent runs from it against a real nats-server and workload, purge removes it
+# (not part of make test; needs root and apt's mirror; see the script's header for how long).
+deb-test: deb
+	$(NODE) scripts/test-deb.mjs $(DEB_FILE)
+
+# An OCI image of the agent from Debian packages only (mmdebstrap + the .deb + umoci; no
+# registry): packages/tcpdwell_VERSION.oci.tar, named localhost/tcpdwell:VERSION as the DaemonSet
+# references it. `podman load -i` it, or `skopeo copy oci-archive:FILE:localhost/tcpdwell:VERSION docker://REGISTRY/tcpdwell:VERSION`.
+IMAGE_NAME := localhost/tcpdwell:$(DEB_VERSION)
+IMAGE_FILE := packages/tcpdwell_$(DEB_VERSION).oci.tar
+
+image: $(IMAGE_FILE)
+
+$(IMAGE_FILE): $(DEB_FILE) scripts/make-image.sh
+	$(call msg,IMAGE,$@ ($(IMAGE_NAME)))
+	$(Q)scripts/make-image.sh $(DEB_FILE) $@ $(IMAGE_NAME) > $@.log 2>&1 || { cat $@.log; rm -f $@.log; exit 1; }
+	$(Q)rm -f $@.log
+
+# The image run by podman (privileged, host PID and network, a bpffs of its own) against a real
+# nats-server and workload; removes its container and image afterwards. Not part of make test.
+image-test: image
+	$(NODE) scripts/test-image.mjs $(IMAGE_FILE) $(IMAGE_NAME)
+
 clean:
 	rm -rf $(OUTPUT) dist bpf-ts-loader/build .deps.stamp src/publish/pb
-	rm -rf bench/.output
+	rm -rf bench/.output packages

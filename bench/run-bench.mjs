@@ -145,7 +145,7 @@ const CONTENDERS = {
     },
     argv: (ctx) => [
       TCPDWELL, 'run', '--nats', ctx.nats.url, '--host', RUN_HOST, '--netns', ctx.netns,
-      '--spool-dir', ctx.spoolDir, '--pin-dir', ctx.pinDir, '--status-interval', '3600',
+      '--spool-dir', ctx.spoolDir, '--pin-dir', ctx.pinDir, '--status-interval', '3600', '--create-stream',
       ...(cfg.flushMs ? ['--flush-interval', String(cfg.flushMs / 1000)] : []),
     ],
     readyLine: /publishing to tcpdwell\.v1\./,

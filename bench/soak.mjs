@@ -110,7 +110,7 @@ log(`nats-server at ${nats.url} (store ${nats.storeDir})`);
 
 // ---- the agent ---------------------------------------------------------------------------------
 const agentArgs = ['run', '--nats', nats.url, '--host', HOST, '--spool-dir', join(dir, 'spool'), '--no-pin', '--netns', NETNS,
-  '--status-interval', String(cfg.interval), '--stream-max-bytes', '256MiB'];
+  '--status-interval', String(cfg.interval), '--stream-max-bytes', '256MiB', '--create-stream'];
 const agent = spawn(TCPDWELL, agentArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
 live.add(agent);
 let agentLog = '';

@@ -242,4 +242,12 @@ export interface DropCapabilitiesResult {
  * thread of the process (capabilities are per thread: capset() on each, through a real-time
  * signal). Unknown names → TypeError "Usage: ..."; a failing capset() → BpfError with errno.
  */
+/**
+ * Sends one sd_notify(3) state — "READY=1", "WATCHDOG=1", "STOPPING=1", "STATUS=..." — as a
+ * datagram to the service manager's AF_UNIX socket (`socketPath`, default $NOTIFY_SOCKET; a path
+ * or "@abstract"). Returns false when there is no socket (not run by systemd with Type=notify);
+ * throws an Error with `errno` and `code` when sending fails.
+ */
+export function notifyServiceManager(state: string, socketPath?: string): boolean;
+
 export function dropCapabilities(names: readonly CapabilityName[], options?: { bounding?: boolean }): DropCapabilitiesResult;

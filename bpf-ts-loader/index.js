@@ -531,8 +531,31 @@ function dropCapabilities(names, options = {}) {
   };
 }
 
+// ---- the service manager (src/notify.c) ---------------------------------------------
+/**
+ * Sends one sd_notify(3) state — "READY=1", "WATCHDOG=1", "STOPPING=1", "STATUS=..." — to the
+ * service manager's socket ($NOTIFY_SOCKET unless given). Returns false when there is no such
+ * socket (not started by systemd with Type=notify); throws an Error with errno/code otherwise.
+ */
+function notifyServiceManager(state, socketPath = process.env.NOTIFY_SOCKET) {
+  if (typeof state !== 'string' || state.length === 0) throw new TypeError('Usage: notifyServiceManager(state: string, socketPath?: string)');
+  if (!socketPath) return false;
+  try {
+    native.notifyServiceManager(socketPath, state);
+  } catch (err) {
+    if (err instanceof TypeError) throw err;
+    const code = errnoCode(err.errno);
+    const e = new Error(`notifying the service manager at ${socketPath} failed: ${err.message} (${code ?? err.errno})`, { cause: err });
+    e.errno = err.errno;
+    e.code = code;
+    throw e;
+  }
+  return true;
+}
+
 module.exports = {
   clockBoottimeNs,
+  notifyServiceManager,
   CAPABILITY_NAMES,
   capabilities,
   dropCapabilities,

@@ -1368,6 +1368,8 @@ static napi_value possible_cpus(napi_env env, napi_callback_info info)
 
 /* src/caps.c: dropCapabilities() (capset/prctl on every thread). */
 napi_value caps_drop(napi_env env, napi_callback_info info);
+/* src/notify.c: notifyServiceManager() (the sd_notify datagram). */
+napi_value notify_send(napi_env env, napi_callback_info info);
 
 /* ------------------------------------------------------------------ */
 
@@ -1398,6 +1400,7 @@ NAPI_MODULE_INIT()
 		{ "possibleCpus", possible_cpus },
 		{ "clockBoottimeNs", clock_boottime_ns },
 		{ "dropCapabilities", caps_drop },
+		{ "notifyServiceManager", notify_send },
 		{ "ringOpen", ring_open },
 		{ "ringConsume", ring_consume },
 		{ "ringStats", ring_stats },

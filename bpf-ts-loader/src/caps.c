@@ -118,7 +118,8 @@ static void sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-static napi_value throw_errno(napi_env env, const char *op, int err)
+/* An Error with errno and op (also used by notify.c). */
+napi_value throw_errno(napi_env env, const char *op, int err)
 {
 	napi_value e, m, v;
 	char msg[256];

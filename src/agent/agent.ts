@@ -20,9 +20,10 @@ import { Publisher, type PublisherOptions } from '../publish/publisher.js';
 import { startControlService, type AgentStatus, type ControlService } from '../publish/service.js';
 import { Spool } from '../publish/spool.js';
 import { agentSubject, defaultInboxPrefix, subjectToken, type MessageKind } from '../publish/subjects.js';
-import { encodeAlert, encodeSnapshot, encodeSummary, encodeTransitions, type Drops, type Header } from '../publish/wire.js';
+import { encodeAlert, encodeDwellCgroups, encodeSnapshot, encodeSummary, encodeTransitions, type Drops, type Header } from '../publish/wire.js';
 import { AlertTransitions } from './alerts.js';
 import { FlushPolicy } from './batching.js';
+import { ContainerNames } from './containers.js';
 import { DEFAULT_FLUSH_MS, DEFAULT_HEAL_MS, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SUMMARY_MS } from './defaults.js';
 import { AgentMetrics } from './metrics.js';
 import { warmUp } from './warm-up.js';
@@ -56,8 +57,8 @@ export interface AgentOptions {
   controlConfig?: boolean;
   /** detector thresholds over the defaults (src/track/detectors.ts) */
   thresholds?: Partial<DetectorThresholds>;
-  /** serve Prometheus metrics on HOST:PORT */
-  metricsListen?: string;
+  /** serve Prometheus metrics (and /healthz, /readyz) on HOST:PORT; true: 0.0.0.0 and the default port */
+  metricsListen?: string | true;
   log?: (line: string) => void;
 }
 
@@ -93,8 +94,12 @@ export class Agent {
   private metrics: AgentMetrics | null = null;
   /** when a batch goes out: by size (maxRows) or latency budget (batching.ts) */
   private readonly batching: FlushPolicy;
+  /** cgroup ids → containers, shipped beside the records (readers elsewhere cannot resolve them) */
+  readonly containers = new ContainerNames();
   /** where the metrics are served, when they are */
   metricsUrl: string | null = null;
+  /** true once started (programs attached, ring read, first snapshot): /readyz, READY=1 */
+  reading = false;
 
   private constructor(
     private readonly opts: AgentOptions,
@@ -109,16 +114,19 @@ export class Agent {
     const sink: DwellRowSink = {
       fromRecord: (v, off, row) => {
         rows.fromRecord(v, off, row);
+        this.containers.noteDwell(v.cgroup(off));
         this.metrics?.observeRow(row);
         if (this.batchFull(rows.length)) this.flushDwell();
       },
       fromSlot: (t, slot, row) => {
         rows.fromSlot(t, slot, row);
+        this.containers.noteDwell(t.cgroupOf(slot));
         this.metrics?.observeRow(row);
         if (this.batchFull(rows.length)) this.flushDwell();
       },
       fromObject: (r) => {
         rows.push(r);
+        this.containers.noteDwell(r.cgroupId);
         this.metrics?.observeDwell(r);
         if (this.batchFull(rows.length)) this.flushDwell();
       },
@@ -162,6 +170,7 @@ export class Agent {
     agent.begin();
     if (publisher.connection && opts.controlConfig !== false) agent.service = await startControlService(publisher.connection, agent);
     else if (publisher.connection) agent.service = await startControlService(publisher.connection, agent, { config: false });
+    agent.reading = true;
     return agent;
   }
 
@@ -293,7 +302,10 @@ export class Agent {
     this.batching.flushed('dwell');
     if (n === 0) return;
     const header = this.header();
-    this.put('dwell', header, this.dwellRows.encode(header), n);
+    // The rows' cgroup dictionary, appended: protobuf merges it into the same DwellBatch.
+    const rows = this.dwellRows.encode(header);
+    const dict = encodeDwellCgroups(this.containers.takeDwell(), this.publisher.maxPayload - 1024 - rows.length);
+    this.put('dwell', header, dict.length ? Buffer.concat([rows, dict]) : rows, n);
   }
 
   /** Publishes what has been batched so far. */
@@ -360,13 +372,16 @@ export class Agent {
     this.flush();
     const header = this.header();
     const s = this.spool.stats();
+    const histograms = this.tracker.takeHistograms().encode();
+    const stuck = this.tracker.stuck({ perState: 5 });
     const payload = encodeSummary(header, {
       table: this.tracker.table(),
-      histograms: this.tracker.takeHistograms().encode(),
-      stuck: this.tracker.stuck({ perState: 5 }),
+      histograms,
+      stuck,
       eventsTotal: this.events,
       spoolBytes: s.bytes,
       spoolMessages: s.messages,
+      cgroups: this.containers.forSummary(stuck, histograms),
     });
     this.put('summary', header, payload, 0);
     this.publishAlerts();
@@ -377,7 +392,7 @@ export class Agent {
     this.pollListeners();
     this.alerts.update(this.tracker.evaluate(), clockBoottimeNs(), (a, severity) => {
       const header = this.header();
-      this.put('alerts', header, encodeAlert(header, a, severity), 0);
+      this.put('alerts', header, encodeAlert(header, a, severity, this.containers.forAlert(a, severity)), 0);
     });
   }
 
@@ -393,6 +408,16 @@ export class Agent {
   /** Changes detector thresholds (control service `config`); returns them all. */
   setThresholds(t: Partial<DetectorThresholds>): DetectorThresholds {
     return this.tracker.setThresholds(t);
+  }
+
+  /** Alerts firing now, per detector (the metrics' tcpdwell_detector_alerts_firing). */
+  alertsByDetector(): Map<string, number> {
+    return this.alerts.byDetector();
+  }
+
+  /** Live sockets per container (bounded; the metrics' tcpdwell_container_sockets). */
+  containerSockets() {
+    return this.containers.sockets(this.tracker.byCgroup());
   }
 
   /** The live socket table now (control service `states`). */
@@ -424,8 +449,8 @@ export class Agent {
       events: this.events,
       batches: this.batches,
       drops: { ...k, malformed: this.decodeStats.malformed, spoolDropped: s.dropped, spoolDroppedEvents: s.droppedEvents, spoolCorrupt: s.corrupt },
-      spool: { messages: s.messages, bytes: s.bytes },
-      nats: { connected: p.connected, published: p.published, publishErrors: p.publishErrors },
+      spool: { messages: s.messages, bytes: s.bytes, maxBytes: this.opts.spoolMaxBytes ?? DEFAULT_SPOOL_MAX_BYTES },
+      nats: { connected: p.connected, streamMissing: p.streamMissing, published: p.published, publishErrors: p.publishErrors },
       filters: this.filters,
       tracker: this.tracker.stats(),
       alertsFiring: this.alerts.size,

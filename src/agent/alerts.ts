@@ -29,4 +29,11 @@ export class AlertTransitions {
   get size(): number {
     return this.firing.size;
   }
+
+  /** Alerts firing now, per detector. */
+  byDetector(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const a of this.firing.values()) out.set(a.detector, (out.get(a.detector) ?? 0) + 1);
+    return out;
+  }
 }

@@ -1,28 +1,36 @@
 /**
- * Prometheus metrics of a running agent (`tcpdwell run --metrics-listen HOST:PORT`, path /metrics).
- * Label sets are bounded: state, network namespace, detector, loss reason — never pids or ports.
+ * Prometheus metrics of a running agent (`tcpdwell run --metrics-listen [HOST:PORT]`, path
+ * /metrics; /healthz, /readyz and / beside it). Label sets are bounded: state, network namespace,
+ * detector, loss reason — never pids or ports.
  */
 import type { Server } from 'node:http';
-import { Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { LOSS_REASONS } from '../kernel/abi.js';
-import { DWELL_BUCKETS_S, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
-import { lossesOf, type AgentStatus } from '../publish/service.js';
-import { stateName, stateValue } from '../decode/index.js';
-import type { DwellPrecision, DwellRecord, DwellRow, LiveTableSnapshot } from '../track/index.js';
+import { AGENT_METRICS_PORT, DWELL_BUCKETS_S, instrumentProcess, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
+import { lossesOf } from '../publish/service.js';
+import { errnoName, stateName, stateValue } from '../decode/index.js';
+import { DETECTORS, type DwellPrecision, type DwellRecord, type DwellRow, type LiveTableSnapshot } from '../track/index.js';
+import type { ContainerSockets } from './containers.js';
+import { agentHealth, type HealthTarget } from './health.js';
+
+const SYN_SENT = stateValue('SYN_SENT');
 
 /** What the metrics read from the agent at scrape time. */
-export interface MetricsSource {
+export interface MetricsSource extends HealthTarget {
   states(): LiveTableSnapshot;
-  status(): AgentStatus;
+  containerSockets(): ContainerSockets[];
+  alertsByDetector(): Map<string, number>;
 }
 
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly dwell: Histogram<'state'>;
+  private readonly connectFailures: Counter<'reason'>;
   private server: Server | null = null;
 
-  constructor(source: MetricsSource) {
+  constructor(private readonly source: MetricsSource) {
     const r = this.registry;
+    instrumentProcess(r, 'agent');
     new Gauge({
       name: 'tcpdwell_sockets',
       help: 'TCP sockets per state right now, per network namespace (timewait socks under their substate, as ss shows them)',
@@ -32,6 +40,18 @@ export class AgentMetrics {
         this.reset();
         for (const { netns, counts } of source.states().byNetns) {
           for (const [state, n] of Object.entries(counts)) this.set({ state, netns: String(netns) }, n);
+        }
+      },
+    });
+    new Gauge({
+      name: 'tcpdwell_container_sockets',
+      help: 'TCP sockets per state right now, per container (the socket\'s cgroup: short container id, systemd unit or cgroup path; at most 50 containers, the rest as "other")',
+      labelNames: ['container', 'runtime', 'pod_uid', 'state'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const c of source.containerSockets()) {
+          for (const [state, n] of Object.entries(c.counts)) this.set({ container: c.container, runtime: c.runtime, pod_uid: c.podUid, state }, n);
         }
       },
     });
@@ -50,7 +70,47 @@ export class AgentMetrics {
     mirrorCounter(r, 'tcpdwell_state_gaps_total', 'Transitions that followed a missed one (their dwell unknown)', [], () => [
       [{}, source.status().drops.state_gaps],
     ]);
+    new Gauge({
+      name: 'tcpdwell_spool_bytes',
+      help: 'Bytes waiting in the store-and-forward spool (sent when NATS takes them; the oldest dropped past tcpdwell_spool_max_bytes)',
+      registers: [r],
+      collect() {
+        this.set(source.status().spool.bytes);
+      },
+    });
+    new Gauge({
+      name: 'tcpdwell_spool_max_bytes',
+      help: 'The spool bound (--spool-max-bytes)',
+      registers: [r],
+      collect() {
+        this.set(source.status().spool.maxBytes);
+      },
+    });
+    new Gauge({
+      name: 'tcpdwell_nats_connected',
+      help: '1 while the agent is connected to NATS, 0 while it spools',
+      registers: [r],
+      collect() {
+        this.set(source.status().nats.connected ? 1 : 0);
+      },
+    });
     mirrorCounter(r, 'tcpdwell_alerts_fired_total', 'Detector alerts that started firing', [], () => [[{}, source.status().tracker.alertsFired]]);
+    new Gauge({
+      name: 'tcpdwell_detector_alerts_firing',
+      help: 'Detector alerts firing now, per detector (every detector shown, 0 when quiet)',
+      labelNames: ['detector'],
+      registers: [r],
+      collect() {
+        const firing = source.alertsByDetector();
+        for (const d of DETECTORS) this.set({ detector: d.name }, firing.get(d.name) ?? 0);
+      },
+    });
+    this.connectFailures = new Counter({
+      name: 'tcpdwell_connect_failures_total',
+      help: 'Connects that failed (the error on leaving SYN_SENT), by errno name: ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ...',
+      labelNames: ['reason'],
+      registers: [r],
+    });
     new Gauge({
       name: 'tcpdwell_alerts_firing',
       help: 'Detector alerts firing now',
@@ -63,11 +123,13 @@ export class AgentMetrics {
 
   /** Feeds one dwell record into the dwell histogram (lower bounds are not dwells). */
   observeDwell(rec: DwellRecord): void {
+    if (rec.state === 'SYN_SENT' && rec.error !== null && !rec.timewait) this.connectFailures.inc({ reason: rec.error });
     this.observe(stateValue(rec.state), rec.timewait, Number(rec.dwellNs), rec.precision);
   }
 
   /** observeDwell of a dwell row (the agent's path). */
   observeRow(row: Readonly<DwellRow>): void {
+    if (row.errno !== 0 && row.state === SYN_SENT && !row.timewait) this.connectFailures.inc({ reason: errnoName(row.errno) });
     this.observe(row.state, row.timewait, row.dwellNs, row.precision);
   }
 
@@ -82,9 +144,9 @@ export class AgentMetrics {
     child.observe(dwellNs / 1e9);
   }
 
-  /** Serves /metrics on HOST:PORT; returns the URL. */
-  async listen(spec: string): Promise<string> {
-    this.server = await serveMetrics(this.registry, spec, 'tcpdwell');
+  /** Serves /metrics, /healthz, /readyz and / on HOST:PORT (true: 0.0.0.0:19464); returns the URL of /metrics. */
+  async listen(spec: string | true): Promise<string> {
+    this.server = await serveMetrics(this.registry, spec, { who: 'tcpdwell run', defaultPort: AGENT_METRICS_PORT, health: agentHealth(this.source) });
     return metricsUrl(this.server);
   }
 

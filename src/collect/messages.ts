@@ -3,6 +3,7 @@
  * reason to set it aside. Pure: no I/O. Nothing here throws on bad input.
  */
 import protobuf from 'protobufjs/minimal.js';
+import type { CgroupInfo } from '../kernel/cgroups.js';
 import { endpoint, errnoName, type TcpEvent } from '../decode/index.js';
 import { isConnectFailure, type DwellRecord } from '../track/index.js';
 import { FLEET_ALERT_SUBJECT, parseAgentSubject } from '../publish/subjects.js';
@@ -36,7 +37,7 @@ export interface Failure {
  */
 export type CollectedMessage =
   | { kind: 'transitions' | 'snapshot'; id: MessageId; header: Header; rows: number; failures: Failure[]; events: TcpEvent[] | null }
-  | { kind: 'dwell'; id: MessageId; header: Header; rows: number; records: DwellRecord[] | null }
+  | { kind: 'dwell'; id: MessageId; header: Header; rows: number; records: DwellRecord[] | null; cgroups: Map<bigint, CgroupInfo> | null }
   | { kind: 'summary'; id: MessageId; header: Header; summary: tcpdwell.v1.Summary }
   | { kind: 'alerts'; id: MessageId; header: Header; alert: tcpdwell.v1.Alert };
 
@@ -80,12 +81,12 @@ export function classify(subject: string, data: Uint8Array, fromCollector = fals
         if (depth === 'views') {
           const d = scanCount(data, 'DwellBatch');
           header = d.header;
-          message = { kind, id: idOf(host, header), header, rows: d.rows, records: null };
+          message = { kind, id: idOf(host, header), header, rows: d.rows, records: null, cgroups: null };
           break;
         }
         const d = decodeDwell(data);
         header = d.header;
-        message = { kind, id: idOf(host, header), header, rows: d.records.length, records: d.records };
+        message = { kind, id: idOf(host, header), header, rows: d.records.length, records: d.records, cgroups: d.cgroups };
         break;
       }
       case 'summary': {

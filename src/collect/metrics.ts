@@ -1,5 +1,6 @@
 /**
- * Prometheus metrics of a collector instance (`tcpdwell collect --metrics-listen HOST:PORT`, /metrics).
+ * Prometheus metrics of a collector instance (`tcpdwell collect --metrics-listen [HOST:PORT]`,
+ * /metrics; /healthz, /readyz and / beside it).
  *
  * - `tcpdwell_collect_*` are this instance's share (counters): the fleet is
  *   `sum without (instance) (...)` over all instances, since each message is counted by one.
@@ -11,9 +12,11 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Registry } from 'prom-client';
 import * as hdr from 'hdr-histogram-js';
-import { DWELL_BUCKETS_S, metricsUrl, serveMetrics } from '../publish/metrics.js';
+import { COLLECT_METRICS_PORT, DWELL_BUCKETS_S, instrumentProcess, metricsUrl, serveMetrics, type HealthSource } from '../publish/metrics.js';
+import { pb } from '../publish/wire.js';
 import { HistogramSet } from '../track/index.js';
 import type { Collector } from './collector.js';
+import { FLEET_RULES } from './rules.js';
 import { isReadOnlySql, type Store } from './store.js';
 
 /**
@@ -56,12 +59,54 @@ export function hdrToBuckets(h: hdr.Histogram, bounds: readonly number[] = DWELL
   return { le: [...bounds], counts, sum, count: h.totalCount };
 }
 
+/** The names of Header.drops' counters (a header leaves zeros out: protobuf's defaults). */
+const DROP_COUNTERS = Object.keys(pb.Drops.toObject(pb.Drops.create(), { defaults: true }));
+
+/** Fetch or processing failures this recent make the instance unready (NATS away or refusing). */
+export const COLLECT_READY_QUIET_MS = 10_000;
+
+/**
+ * Readiness of a collector instance: started (streams, bucket and consumer in place), NATS
+ * reachable now (`connected`: the status of a connection to the same servers), and no fetch or
+ * processing failure within COLLECT_READY_QUIET_MS. Fetches wait quietly while the client
+ * reconnects, so failures alone do not tell a collector cut off from NATS.
+ */
+export function collectorHealth(c: Pick<Collector, 'stats'>, connected: () => boolean, nowMs: () => number = Date.now): HealthSource {
+  let errors = c.stats().errors;
+  let lastErrorAtMs = -Infinity;
+  return {
+    ready: () => {
+      const now = nowMs();
+      const e = c.stats().errors;
+      if (e > errors) lastErrorAtMs = now;
+      errors = e;
+      const up = connected();
+      const quiet = now - lastErrorAtMs >= COLLECT_READY_QUIET_MS;
+      return [
+        {
+          name: 'nats',
+          ok: up && quiet,
+          detail: !up
+            ? 'NATS is unreachable: reconnecting (the consumer resumes where it was)'
+            : quiet
+              ? `consuming; ${c.stats().counted} messages counted`
+              : `fetch or processing failed ${Math.round((now - lastErrorAtMs) / 1000)} s ago (${e} failures in all): NATS is refusing or failing requests; see the log`,
+        },
+      ];
+    },
+  };
+}
+
 export class CollectorMetrics {
   readonly registry = new Registry();
   private server: Server | null = null;
+  private readonly health: HealthSource;
 
-  constructor(c: Collector) {
+  /** `connected`: whether NATS is reachable now (see collectorHealth; without it, only failures count) */
+  constructor(c: Collector, connected: () => boolean = () => true) {
     const r = this.registry;
+    this.health = collectorHealth(c, connected);
+    instrumentProcess(r, 'collector');
     // One snapshot per scrape: every family below reads the same picture, taken once (a scrape
     // at 5,000 hosts took 1.6–2.9 s when each family took its own).
     let cached: { atMs: number; views: ReturnType<Collector['snapshot']>; live: ReturnType<Collector['liveHosts']>; runs: ReturnType<Collector['agentRuns']> } | null = null;
@@ -164,29 +209,40 @@ export class CollectorMetrics {
     gauge(r, 'tcpdwell_collect_continuity_ranges', 'Disjoint ranges of arrived messages kept above the agents\' contiguous prefixes (the memory holes cost; 0 once every hole is filled or declared lost)', [], () => [
       [{}, scrape().runs.reduce((n, s) => n + s.ranges, 0)],
     ]);
-    gauge(r, 'tcpdwell_fleet_agent_drops', "The agents' loss counters (Header.drops), summed over each host's runs", ['host', 'reason'], () => {
-      const m = new Map<string, number>();
-      for (const s of scrape().runs) for (const [k, v] of Object.entries(s.drops)) m.set(`${s.host}\t${k}`, (m.get(`${s.host}\t${k}`) ?? 0) + v);
+    gauge(r, 'tcpdwell_fleet_agent_drops', "The agents' loss counters (Header.drops), summed over each host's runs (host=\"\": the fleet, every counter, 0 when nothing was lost; hosts listed where not 0)", ['host', 'reason'], () => {
+      const m = new Map<string, number>(DROP_COUNTERS.map((k) => [`\t${k}`, 0]));
+      for (const s of scrape().runs) {
+        for (const [k, v] of Object.entries(s.drops)) {
+          if (v === 0) continue;
+          m.set(`${s.host}\t${k}`, (m.get(`${s.host}\t${k}`) ?? 0) + v);
+          m.set(`\t${k}`, (m.get(`\t${k}`) ?? 0) + v);
+        }
+      }
       return [...m].map(([k, v]) => {
         const [host, reason] = k.split('\t');
         return [{ host: host!, reason: reason! }, v];
       });
     });
-    gauge(r, 'tcpdwell_fleet_alerts_firing', 'Fleet alerts firing now, by rule', ['rule'], () => {
-      const m = new Map<string, number>();
+    gauge(r, 'tcpdwell_fleet_alerts_firing', 'Fleet alerts firing now, by rule (every rule shown, 0 when quiet)', ['rule'], () => {
+      const m = new Map<string, number>(FLEET_RULES.map((rule) => [rule, 0]));
       for (const a of c.firing()) m.set(a.rule, (m.get(a.rule) ?? 0) + 1);
       return [...m].map(([rule, n]) => [{ rule }, n]);
     });
   }
 
-  /** Serves /metrics on HOST:PORT; returns the URL. */
   /**
-   * Serves /metrics on HOST:PORT, and POST /sql when there is a store: one read-only statement
-   * (what `tcpdwell query|sql --store http://HOST:PORT` send), JSON { columns, rows } with 64-bit
-   * integers as strings. Returns the metrics URL.
+   * Serves /metrics, /healthz, /readyz and / on HOST:PORT (true: 0.0.0.0:19465), and POST /sql
+   * when there is a store: one read-only statement (what `tcpdwell query|sql --store
+   * http://HOST:PORT` send), JSON { columns, rows } with 64-bit integers as strings. Returns the
+   * URL of /metrics.
    */
-  async listen(spec: string, store?: Store): Promise<string> {
-    this.server = await serveMetrics(this.registry, spec, 'tcpdwell collect', store ? (req, res) => sqlRoute(store, req, res) : undefined);
+  async listen(spec: string | true, store?: Store): Promise<string> {
+    this.server = await serveMetrics(this.registry, spec, {
+      who: 'tcpdwell collect',
+      defaultPort: COLLECT_METRICS_PORT,
+      health: this.health,
+      extra: store ? (req, res) => sqlRoute(store, req, res) : undefined,
+    });
     return metricsUrl(this.server);
   }
 

@@ -11,7 +11,8 @@ import { formatDuration, type TcpEvent } from '../decode/index.js';
 import { EnvironmentError, UsageError } from '../common/errors.js';
 import { connectNats, type ConnectionSettings } from '../publish/connection.js';
 import { hostSubjects, HOST_TOKEN, parseAgentSubject, STREAM } from '../publish/subjects.js';
-import { big } from '../publish/wire.js';
+import { big, cgroupsById } from '../publish/wire.js';
+import { cgroupLabel, type CgroupInfo } from '../kernel/cgroups.js';
 import type { DwellRecord } from '../track/index.js';
 import { classify } from './messages.js';
 
@@ -34,6 +35,8 @@ export interface QueryInput {
   bootToUnixNs: bigint;
   events: readonly TcpEvent[];
   records: readonly DwellRecord[];
+  /** what the run's cgroup ids name (dictionaries of its dwell batches and summaries) */
+  cgroups?: ReadonlyMap<bigint, CgroupInfo>;
 }
 
 export interface TimelineStep {
@@ -72,6 +75,8 @@ export interface ConnectionTimeline {
   remote: string;
   ownerPid: number | null;
   ownerComm: string | null;
+  /** the socket's cgroup and the container, pod or unit it names (resolved on the agent's host), when known */
+  cgroup: { id: string; path: string; runtime: string; containerId: string; podUid: string; unit: string } | null;
   first: string;
   last: string;
   /** every transition, timewait start and end (and snapshot row), in time order */
@@ -97,6 +102,15 @@ export function buildTimelines(inputs: readonly QueryInput[], f: QueryFilter): C
     records: DwellRecord[];
   }
   const groups = new Map<string, Group>();
+  const cgroupNames = new Map<string, Map<bigint, CgroupInfo>>();
+  for (const i of inputs) {
+    const run = `${i.host}\t${i.bootId}`;
+    for (const [id, c] of i.cgroups ?? []) {
+      let m = cgroupNames.get(run);
+      if (!m) cgroupNames.set(run, (m = new Map()));
+      m.set(id, c);
+    }
+  }
   const group = (i: QueryInput, cookie: bigint) => {
     const k = `${i.host}\t${i.bootId}\t${cookie}`;
     let g = groups.get(k);
@@ -128,6 +142,8 @@ export function buildTimelines(inputs: readonly QueryInput[], f: QueryFilter): C
     if (!events.some((e) => e.tsNs + g.offset >= sinceNs && e.tsNs + g.offset <= untilNs)) continue;
     const named = [...events].reverse().find((e) => e.sport !== 0) ?? events[events.length - 1]!;
     const owner = [...events].reverse().find((e) => e.ownerPid !== null);
+    const cgroupId = events.find((e) => e.cgroupId !== 0n)?.cgroupId ?? 0n;
+    const cg = cgroupNames.get(`${g.host}\t${g.bootId}`)?.get(cgroupId);
     const precisionOf = (e: TcpEvent) =>
       g.records.find((r) => !r.timewait && r.leftNs === e.tsNs && r.state === (e.type === 'transition' ? e.oldState : null))?.precision ?? null;
     out.push({
@@ -140,6 +156,7 @@ export function buildTimelines(inputs: readonly QueryInput[], f: QueryFilter): C
       remote: ep(named.daddr, named.dport, named.family),
       ownerPid: owner?.ownerPid ?? null,
       ownerComm: owner?.ownerComm ?? null,
+      cgroup: cg ? { ...cg, id: cg.id.toString() } : null,
       first: isoNs(events[0]!.tsNs + g.offset),
       last: isoNs(events[events.length - 1]!.tsNs + g.offset),
       steps: events.map((e) => ({
@@ -187,7 +204,8 @@ export function buildTimelines(inputs: readonly QueryInput[], f: QueryFilter): C
 /** A timeline as readable text: a header line, then one line per step. */
 export function renderTimeline(t: ConnectionTimeline): string {
   const owner = t.ownerPid !== null ? `${t.ownerComm}/${t.ownerPid}` : 'owner unknown';
-  const lines = [`${t.host}  socket ${t.cookie}  ${t.local} -> ${t.remote}  ${owner}  netns ${t.netns}  (${t.first} .. ${t.last})`];
+  const container = t.cgroup ? `  ${t.cgroup.containerId ? `${t.cgroup.runtime || 'container'} ${cgroupLabel(t.cgroup)}${t.cgroup.podUid ? ` pod ${t.cgroup.podUid}` : ''}` : cgroupLabel(t.cgroup)}` : '';
+  const lines = [`${t.host}  socket ${t.cookie}  ${t.local} -> ${t.remote}  ${owner}${container}  netns ${t.netns}  (${t.first} .. ${t.last})`];
   for (const s of t.steps) {
     const dwell =
       s.type === 'timewait_start'
@@ -245,7 +263,7 @@ export async function readQueryInputs(o: StreamQuery): Promise<{ inputs: QueryIn
         n++;
         if (BigInt(m.info.timestampNanos) > stopNs) done = true;
         const kind = parseAgentSubject(m.subject)?.kind;
-        if (kind !== 'transitions' && kind !== 'snapshot' && kind !== 'dwell') continue;
+        if (kind !== 'transitions' && kind !== 'snapshot' && kind !== 'dwell' && kind !== 'summary') continue;
         messages++;
         const r = classify(m.subject, m.data);
         if (!r.ok) {
@@ -259,6 +277,7 @@ export async function readQueryInputs(o: StreamQuery): Promise<{ inputs: QueryIn
           bootToUnixNs: big(msg.header.bootToUnixNs as number),
           events: (msg.kind === 'transitions' || msg.kind === 'snapshot' ? msg.events : null) ?? [],
           records: (msg.kind === 'dwell' ? msg.records : null) ?? [],
+          cgroups: msg.kind === 'dwell' ? (msg.cgroups ?? undefined) : msg.kind === 'summary' ? cgroupsById(msg.summary.cgroups) : undefined,
         });
         if (m.info.pending === 0) done = true;
       }

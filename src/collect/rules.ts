@@ -21,6 +21,8 @@ export interface FleetRuleThresholds {
 export const DEFAULT_FLEET_THRESHOLDS: FleetRuleThresholds = { closeWaitAgeS: 60, closeWaitMinHosts: 2, timeWaitSockets: 20_000, hostStaleS: 300 };
 
 export type FleetRule = 'fleet_close_wait_leak' | 'time_wait_pressure';
+/** Every fleet rule (metrics show each, 0 when quiet). */
+export const FLEET_RULES: readonly FleetRule[] = ['fleet_close_wait_leak', 'time_wait_pressure'];
 
 /** A rule's finding. `key` is stable while the condition lasts. */
 export interface FleetAlert {

@@ -73,3 +73,16 @@ export async function connectNats(s: ConnectionSettings, over: Partial<Connectio
     throw new EnvironmentError(`cannot reach NATS at ${s.servers.join(',')}: ${(err as Error).message}`, { cause: err });
   }
 }
+
+/** Follows a connection's status events: whether it is connected right now (readiness). */
+export function watchConnection(nc: NatsConnection): { readonly connected: boolean } {
+  const state = { connected: !nc.isClosed() };
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') state.connected = false;
+      else if (s.type === 'reconnect') state.connected = true;
+    }
+    state.connected = false;
+  })();
+  return state;
+}

@@ -10,7 +10,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { EnvironmentError } from '../common/errors.js';
 import { natsConnectOptions, type ConnectionSettings } from './connection.js';
 import type { Spool } from './spool.js';
-import { ensureAgentStream } from './streams.js';
+import { ensureAgentStream, StreamMissingError } from './streams.js';
 import { STREAM, STREAM_SUBJECTS } from './subjects.js';
 
 export interface PublisherOptions {
@@ -18,7 +18,12 @@ export interface PublisherOptions {
   spool: Spool;
   /** JetStream stream capturing tcpdwell.v1.> (created if missing) */
   stream?: string;
-  /** stream retention: max age in seconds (default 7 days) and max bytes (default 1 GiB) */
+  /**
+   * Create the stream when it is missing (default true). False (`tcpdwell run` without
+   * --create-stream): a missing stream is waited for, spooling, and checked again every 2 s.
+   */
+  createStream?: boolean;
+  /** stream retention when it creates it: max age in seconds (default 7 days) and max bytes (default 1 GiB) */
   streamMaxAgeS?: number;
   streamMaxBytes?: number;
   /** de-duplication window (default 10 min: longer than an outage we expect to ride out) */
@@ -37,7 +42,10 @@ export interface PublisherOptions {
 }
 
 export interface PublisherStats {
+  /** connected and publishing */
   connected: boolean;
+  /** connected, but the stream is missing and not ours to create: spooling until it appears */
+  streamMissing: boolean;
   published: number;
   publishErrors: number;
   maxPayload: number;
@@ -60,9 +68,11 @@ export class Publisher {
   private stopped = false;
   private wake: () => void = () => {};
   private loop: Promise<void> | null = null;
-  private readonly stats_: PublisherStats = { connected: false, published: 0, publishErrors: 0, maxPayload: 1 << 20 };
+  private readonly stats_: PublisherStats = { connected: false, streamMissing: false, published: 0, publishErrors: 0, maxPayload: 1 << 20 };
   private readonly log: (line: string) => void;
   private readonly stream: string;
+  /** the last failure to look up the stream, said once */
+  private attachError = '';
 
   private constructor(private readonly opts: PublisherOptions) {
     this.log = opts.log ?? (() => {});
@@ -106,12 +116,8 @@ export class Publisher {
       const nc = await connect({ ...natsConnectOptions(this.opts.connection), maxReconnectAttempts: -1, reconnectTimeWait: 1000, pingInterval: this.opts.pingIntervalMs ?? 20_000, maxPingOut: 2 });
       this.nc = nc;
       this.stats_.maxPayload = nc.info?.max_payload ?? this.stats_.maxPayload;
-      await this.ensureStream(nc);
-      this.js = jetstream(nc);
-      this.stats_.connected = true;
-      this.log(`connected to NATS at ${servers}`);
       void this.watch(nc);
-      return true;
+      return await this.attachStream(nc);
     } catch (err) {
       if (err instanceof EnvironmentError) throw err;
       const fatal = fatalConnectError(err);
@@ -123,9 +129,31 @@ export class Publisher {
     }
   }
 
+  /**
+   * Publishing starts once the stream is there: made here when missing (createStream), else
+   * waited for — connected meanwhile (the control service answers), spooling, and checked again
+   * by the run loop; said once.
+   */
+  private async attachStream(nc: NatsConnection): Promise<boolean> {
+    try {
+      await this.ensureStream(nc);
+    } catch (err) {
+      if (!(err instanceof StreamMissingError)) throw err;
+      if (!this.stats_.streamMissing) this.log(`${err.message}; spooling to ${this.opts.spool.dir} meanwhile`);
+      this.stats_.streamMissing = true;
+      return false;
+    }
+    this.stats_.streamMissing = false;
+    this.js = jetstream(nc);
+    this.stats_.connected = true;
+    this.log(`connected to NATS at ${this.opts.connection.servers.join(',')}`);
+    return true;
+  }
+
   private async ensureStream(nc: NatsConnection): Promise<void> {
     const created = await ensureAgentStream(await jetstreamManager(nc), {
       name: this.stream,
+      create: this.opts.createStream,
       maxAgeS: this.opts.streamMaxAgeS,
       maxBytes: this.opts.streamMaxBytes,
       duplicateWindowS: this.opts.duplicateWindowS,
@@ -138,7 +166,7 @@ export class Publisher {
       if (s.type === 'disconnect') {
         if (this.stats_.connected) this.log('NATS connection lost: spooling until it is back');
         this.stats_.connected = false;
-      } else if (s.type === 'reconnect') {
+      } else if (s.type === 'reconnect' && this.js) {
         this.stats_.connected = true;
         this.log('NATS connection back: re-sending the spool');
         this.wake();
@@ -150,6 +178,17 @@ export class Publisher {
     while (!this.stopped) {
       if (!this.nc) {
         if (!(await this.connectOnce(false).catch((e) => (this.log(`tcpdwell: ${(e as Error).message}`), false)))) {
+          await this.idle(2000);
+          continue;
+        }
+      } else if (!this.js) {
+        // Connected, but the stream was missing (or JetStream did not answer): look again.
+        const attached = await this.attachStream(this.nc).catch((e: Error) => {
+          if (e.message !== this.attachError) this.log(`JetStream stream ${this.stream}: ${e.message}: retrying`);
+          this.attachError = e.message;
+          return false;
+        });
+        if (!attached) {
           await this.idle(2000);
           continue;
         }

@@ -21,8 +21,10 @@ export interface AgentStatus {
   events: number;
   batches: number;
   drops: KernelCounters & { malformed: number; spoolDropped: number; spoolDroppedEvents: number; spoolCorrupt: number };
-  spool: { messages: number; bytes: number };
-  nats: { connected: boolean; published: number; publishErrors: number };
+  /** maxBytes: the spool's bound (--spool-max-bytes), past which the oldest messages are dropped */
+  spool: { messages: number; bytes: number; maxBytes: number };
+  /** streamMissing: connected, but waiting for the stream to be created (no --create-stream) */
+  nats: { connected: boolean; streamMissing?: boolean; published: number; publishErrors: number };
   filters: KernelFilters;
   tracker: TrackerStats;
   alertsFiring: number;

@@ -10,6 +10,8 @@ import { capturesAgentSubjects, STREAM_SUBJECTS } from './subjects.js';
 
 export interface AgentStreamOptions {
   name: string;
+  /** make it when missing (default true); false: a missing stream is a StreamMissingError */
+  create?: boolean;
   replicas?: number;
   maxAgeS?: number;
   maxBytes?: number;
@@ -18,6 +20,19 @@ export interface AgentStreamOptions {
 
 const nanos = (s: number) => Math.round(s * 1e9);
 
+/**
+ * The stream is missing and this process may not make it: fleets provision it centrally (the
+ * collector makes it, or an operator), and agents wait for it, spooling meanwhile.
+ */
+export class StreamMissingError extends EnvironmentError {
+  constructor(readonly stream: string) {
+    super(
+      `JetStream stream ${stream} does not exist and this agent does not create it: start tcpdwell collect (which creates it), ` +
+        `create it yourself (subjects ${STREAM_SUBJECTS}), or give the agent --create-stream (its NATS user then needs $JS.API.STREAM.CREATE.${stream})`,
+    );
+  }
+}
+
 /** Makes sure the stream exists and captures tcpdwell.v1.>; true when this call created it. */
 export async function ensureAgentStream(jsm: JetStreamManager, o: AgentStreamOptions): Promise<boolean> {
   let subjects: string[] | undefined;
@@ -25,6 +40,7 @@ export async function ensureAgentStream(jsm: JetStreamManager, o: AgentStreamOpt
     subjects = (await jsm.streams.info(o.name)).config.subjects;
   } catch (err) {
     if (!/not found/i.test((err as Error).message)) throw err;
+    if (o.create === false) throw new StreamMissingError(o.name);
     try {
       await jsm.streams.add({
         name: o.name,

@@ -5,6 +5,7 @@
 import Long from 'long';
 import { tcpdwell } from './pb/tcpdwell.js';
 import { AF_INET, AF_INET6, errnoName, formatAddress, stateName, stateValue, type TcpEvent } from '../decode/index.js';
+import type { CgroupInfo } from '../kernel/cgroups.js';
 import type { Alert, DwellRecord, EncodedHistogram, LiveTableSnapshot, StuckSocket } from '../track/index.js';
 
 export const pb = tcpdwell.v1;
@@ -298,7 +299,7 @@ export function encodeDwell(records: readonly DwellRecord[], header: Header): Ui
 }
 
 /** Rows of a DwellBatch back as DwellRecords. Throws if the columns disagree with count. */
-export function decodeDwell(bytes: Uint8Array): { header: Header; records: DwellRecord[] } {
+export function decodeDwell(bytes: Uint8Array): { header: Header; records: DwellRecord[]; cgroups: Map<bigint, CgroupInfo> } {
   const m = decodeMessage(pb.DwellBatch, 'DwellBatch', bytes);
   const n = m.count;
   if ([m.cookie, m.state, m.leftDeltaNs, m.dwellNs, m.netns, m.family, m.saddr, m.daddr].some((c) => c.length !== n)) {
@@ -334,13 +335,54 @@ export function decodeDwell(bytes: Uint8Array): { header: Header; records: Dwell
       error: err ? errnoName(err) : null,
     });
   }
-  return { header: m.header ?? {}, records };
+  return { header: m.header ?? {}, records, cgroups: cgroupsById(m.cgroups) };
+}
+
+// ---- cgroups: what the ids name, shipped beside them (readers elsewhere cannot look them up) ----
+
+const cgroupMessage = (c: CgroupInfo): tcpdwell.v1.ICgroupInfo => ({ id: u64(c.id), path: c.path, runtime: c.runtime, containerId: c.containerId, podUid: c.podUid, unit: c.unit });
+
+function cgroupFromMessage(m: tcpdwell.v1.ICgroupInfo): CgroupInfo {
+  return { id: big(m.id as number | Long), path: m.path ?? '', runtime: m.runtime ?? '', containerId: m.containerId ?? '', podUid: m.podUid ?? '', unit: m.unit ?? '' };
+}
+
+/** A message's cgroup dictionary, by id. */
+export function cgroupsById(list: readonly tcpdwell.v1.ICgroupInfo[] | null | undefined): Map<bigint, CgroupInfo> {
+  return new Map((list ?? []).map((m) => [big(m.id as number | Long), cgroupFromMessage(m)]));
+}
+
+/**
+ * A DwellBatch's cgroup dictionary (field 24) on its own. Protobuf merges repeated fields of
+ * concatenated encodings, so these bytes appended to any DwellBatch encoding (src/publish/columns.ts
+ * writes the rows) add the dictionary without touching the rows' bytes.
+ */
+export function encodeDwellCgroups(cgroups: readonly CgroupInfo[], maxBytes = Infinity): Uint8Array {
+  // Entries that do not fit are left out: names are metadata (the summary carries them too),
+  // and a message past the server's max payload would not be published at all.
+  const parts: Uint8Array[] = [];
+  let bytes = 0;
+  for (const c of cgroups) {
+    const part = pb.DwellBatch.encode({ cgroups: [cgroupMessage(c)] }).finish();
+    if (bytes + part.length > maxBytes) break;
+    parts.push(part);
+    bytes += part.length;
+  }
+  return Buffer.concat(parts);
 }
 
 /** Encodes a summary: live table, the interval's histograms, the oldest sockets, loss. */
 export function encodeSummary(
   header: Header,
-  s: { table: LiveTableSnapshot; histograms: readonly EncodedHistogram[]; stuck: readonly StuckSocket[]; eventsTotal: number; spoolBytes: number; spoolMessages: number },
+  s: {
+    table: LiveTableSnapshot;
+    histograms: readonly EncodedHistogram[];
+    stuck: readonly StuckSocket[];
+    eventsTotal: number;
+    spoolBytes: number;
+    spoolMessages: number;
+    /** what the stuck sockets' and the "cgroup" distributions' ids name */
+    cgroups?: readonly CgroupInfo[];
+  },
 ): Uint8Array {
   const counts = (c: Record<string, number>) => Object.entries(c).map(([state, count]) => ({ state: stateValue(state), count }));
   return pb.Summary.encode({
@@ -377,11 +419,12 @@ export function encodeSummary(
     eventsTotal: s.eventsTotal,
     spoolBytes: s.spoolBytes,
     spoolMessages: s.spoolMessages,
+    cgroups: (s.cgroups ?? []).map(cgroupMessage),
   }).finish();
 }
 
 /** Encodes an alert, firing or resolved. */
-export function encodeAlert(header: Header, a: Alert, severity: 'firing' | 'resolved'): Uint8Array {
+export function encodeAlert(header: Header, a: Alert, severity: 'firing' | 'resolved', cgroup?: CgroupInfo | null): Uint8Array {
   return pb.Alert.encode({
     header,
     kind: a.detector,
@@ -397,5 +440,6 @@ export function encodeAlert(header: Header, a: Alert, severity: 'firing' | 'reso
     netns: a.netns,
     ownerPid: a.ownerPid ?? 0,
     ownerComm: a.ownerComm ?? '',
+    cgroup: cgroup ? cgroupMessage(cgroup) : null,
   }).finish();
 }

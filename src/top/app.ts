@@ -10,6 +10,7 @@ import { resolveNetns, type Netns } from '../kernel/namespaces.js';
 import type { ConnectionSettings } from '../publish/connection.js';
 import type { DetectorThresholds, StateName } from '../track/index.js';
 import { untilStopped } from '../common/lifecycle.js';
+import { logger } from '../common/log.js';
 import type { TopData } from './model.js';
 import { render, visibleCounts, type RenderOptions } from './render.js';
 import { Screen, frame } from './terminal.js';
@@ -50,7 +51,7 @@ export async function runTop(opts: TopOptions): Promise<void> {
     source = { tick: (now) => fleet.tick(now), close: () => fleet.close() };
   } else {
     const { LocalSource } = await import('./local.js');
-    const local = LocalSource.open({ netns: opts.netns, ports: opts.ports, family: opts.family, ringBytes: opts.ringBytes, thresholds: opts.thresholds, objectPath: opts.objectPath, peerPinDir: opts.agentPinDir, log: (l) => opts.err.write(`tcpdwell top: ${l}\n`) });
+    const local = LocalSource.open({ netns: opts.netns, ports: opts.ports, family: opts.family, ringBytes: opts.ringBytes, thresholds: opts.thresholds, objectPath: opts.objectPath, peerPinDir: opts.agentPinDir, log: (l) => logger('top', opts.err).warn(l) });
     source = { tick: (now, view) => local.tick(now, view), close: () => local.close() };
   }
 
@@ -73,7 +74,7 @@ export async function runTop(opts: TopOptions): Promise<void> {
     if (!data) return;
     const lines = render(data, view, renderOpts());
     if (screen) screen.draw(lines);
-    else opts.out.write(`${frame(lines, false).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')}\n\n`);
+    else opts.out.write(`${frame(lines, 'plain').replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')}\n\n`);
   };
   const tick = () => {
     try {

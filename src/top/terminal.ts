@@ -26,6 +26,18 @@ const SGR: Record<LineStyle, string> = {
   prompt: `${CSI}7m`,
 };
 
+/**
+ * NO_COLOR (no-color.org: set and not empty) asks for no colour: red is the only one, so alerts
+ * stay bold; reverse video, bold and underline are attributes, not colours, and keep the layout legible.
+ */
+const SGR_NO_COLOR: Record<LineStyle, string> = { ...SGR, alert: `${CSI}1m` };
+
+/** How a frame is drawn: with colour, attributes only (NO_COLOR), or as plain text (not a terminal). */
+export type FrameStyle = 'color' | 'no-color' | 'plain';
+
+/** The frame style for a terminal, from the environment (NO_COLOR set and not empty: no colour). */
+export const terminalStyle = (env: NodeJS.ProcessEnv = process.env): FrameStyle => (env.NO_COLOR ? 'no-color' : 'color');
+
 /** Raw-mode input → keys. Escape sequences of arrow and function keys become one name each. */
 export function parseKeys(data: string): Key[] {
   const keys: Key[] = [];
@@ -51,8 +63,9 @@ export function parseKeys(data: string): Key[] {
 }
 
 /** A frame as one write: every line overwritten in place, the rest of the screen cleared. */
-export function frame(lines: readonly Line[], styled: boolean): string {
-  const body = lines.map((l) => (styled && l.style ? `${SGR[l.style]}${l.text}${RESET}` : l.text) + CLEAR_EOL).join('\r\n');
+export function frame(lines: readonly Line[], style: FrameStyle): string {
+  const sgr = style === 'no-color' ? SGR_NO_COLOR : SGR;
+  const body = lines.map((l) => (style !== 'plain' && l.style ? `${sgr[l.style]}${l.text}${RESET}` : l.text) + CLEAR_EOL).join('\r\n');
   return `${HOME}${body}${CLEAR_BELOW}`;
 }
 
@@ -64,6 +77,7 @@ export class Screen {
   constructor(
     private readonly out: NodeJS.WriteStream,
     private readonly input: NodeJS.ReadStream,
+    private readonly style: FrameStyle = terminalStyle(),
   ) {}
 
   get cols(): number {
@@ -91,7 +105,7 @@ export class Screen {
   }
 
   draw(lines: readonly Line[]): void {
-    if (this.active) this.out.write(frame(lines, true));
+    if (this.active) this.out.write(frame(lines, this.style));
   }
 
   /** Leaves the alternate screen, shows the cursor, ends raw mode. Idempotent. */

@@ -395,9 +395,6 @@ export class LiveTable {
   cookieNumber(slot: number): number {
     return this.cookieHi[slot]! * TWO32 + this.cookieLo[slot]!;
   }
-  cgroupOf(slot: number): number {
-    return this.cgroups[slot]!;
-  }
   commId(slot: number): number {
     return this.comms[slot]!;
   }
@@ -413,6 +410,10 @@ export class LiveTable {
   }
   entered(slot: number): number {
     return this.enteredNs[slot]!;
+  }
+  /** The socket's cgroup v2 id (ids stay far below 2^53: inode numbers). */
+  cgroupOf(slot: number): number {
+    return this.cgroups[slot]!;
   }
   netnsOf(slot: number): number {
     return this.netns[slot]!;

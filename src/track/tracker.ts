@@ -345,6 +345,18 @@ export class Tracker {
     return { atNs, total, byNetns: byNetns.filter((r) => Object.keys(r.counts).length > 0).sort((a, b) => a.netns - b.netns), sockets };
   }
 
+  /** Live sockets per cgroup (the socket's container) and state, as `ss` counts them: one pass over the table. */
+  byCgroup(): Map<number, Record<string, number>> {
+    const counts = new Map<number, Int32Array>();
+    this.live.scan((slot, state) => {
+      const id = this.live.cgroupOf(slot);
+      let c = counts.get(id);
+      if (!c) counts.set(id, (c = new Int32Array(STATE_SLOTS)));
+      c[state]!++;
+    });
+    return new Map([...counts].map(([id, c]) => [id, LiveTable.named(c)]));
+  }
+
   /** The oldest sockets still in each state, oldest first within a state (one pass over the table). */
   stuck(opts: StuckOptions = {}): StuckSocket[] {
     const k = opts.perState ?? 5;

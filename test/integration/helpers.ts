@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
+import { onTestFinished } from 'vitest';
 import { startLocalNats, type LocalNats } from '../../src/publish/nats-server.js';
+import { TestNetns } from '../kernel/helpers.js';
 import { decodeTransitions, pb, type Header } from '../../src/publish/wire.js';
 import type { TcpEvent } from '../../src/decode/index.js';
 
@@ -117,4 +119,60 @@ export async function spawnUntil(cmd: string, args: string[], ready: string): Pr
   child.stdout.on('data', (d) => (out += d));
   await new Promise<void>((resolve) => child.stderr.on('data', (d) => (err += d) && err.includes(ready) && resolve()));
   return { child, out: () => out, err: () => err };
+}
+
+/**
+ * The service manager's end of sd_notify: a real AF_UNIX datagram socket (Python's: Node has no
+ * unix datagram sockets) at a fresh path; each datagram received is one entry of `messages`.
+ */
+export async function startNotifySocket(): Promise<{ path: string; messages: string[]; close(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tcpdwell-notify-'));
+  const path = join(dir, 'notify');
+  const py = [
+    'import json, socket, sys',
+    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+    's.bind(sys.argv[1])',
+    'print(json.dumps("bound"), flush=True)',
+    'while True:',
+    '    print(json.dumps(s.recv(8192).decode()), flush=True)',
+  ].join('\n');
+  const child = spawn('/usr/bin/python3', ['-c', py, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const messages: string[] = [];
+  let buf = '';
+  await new Promise<void>((resolve, reject) => {
+    child.on('error', reject);
+    child.stdout.on('data', (d) => {
+      buf += d;
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const m = JSON.parse(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+        if (m === 'bound') resolve();
+        else messages.push(m);
+      }
+    });
+  });
+  return {
+    path,
+    messages,
+    close: () => {
+      child.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * What an agent test needs: its own nats-server, network namespace and spool directory, all
+ * removed when the test finishes (registered with onTestFinished).
+ */
+export async function agentFixture(): Promise<{ nats: TestNats; netns: TestNetns; spoolDir: string }> {
+  const nats = await startNats();
+  const netns = new TestNetns();
+  const spoolDir = mkdtempSync(join(tmpdir(), 'tcpdwell-spool-'));
+  onTestFinished(async () => {
+    netns.delete();
+    await nats.cleanup();
+    rmSync(spoolDir, { recursive: true, force: true });
+  });
+  return { nats, netns, spoolDir };
 }

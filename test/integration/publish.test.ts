@@ -13,6 +13,8 @@ import { toSsCounts } from '../../src/track/index.js';
 import { decodeSnapshot } from '../../src/publish/wire.js';
 import { contiguousOnce, readStream, seqsByEpoch, spawnUntil, startNats, transitionEvents, type TestNats } from './helpers.js';
 import { until } from './collect-helpers.js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { ensureAgentStream } from '../../src/publish/streams.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
 
@@ -123,7 +125,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     onTestFinished(() => void removePinned(killPinDir));
     const run = () => {
       // Its own pin dir: the per-socket state survives the SIGKILL too, and no other test shares it.
-      const child = spawn(bin, ['run', '--nats', nats.url, '--spool-dir', spoolDir, '--pin-dir', killPinDir, '--netns', netns.name, '--host', 'killed', '--status-interval', '60'], {
+      const child = spawn(bin, ['run', '--nats', nats.url, '--spool-dir', spoolDir, '--pin-dir', killPinDir, '--netns', netns.name, '--host', 'killed', '--status-interval', '60', '--create-stream'], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let err = '';
@@ -468,7 +470,7 @@ authorization {
   users = [
     { user: host1, password: pw1,
       permissions: {
-        publish: { allow: ["tcpdwell.v1.host1.>", "tcpdwell.control.host1.>", "$JS.API.INFO", "$JS.API.STREAM.INFO.TCPDWELL", "$JS.API.STREAM.CREATE.TCPDWELL", "$SRV.>"] },
+        publish: { allow: ["tcpdwell.v1.host1.>", "tcpdwell.control.host1.>", "$JS.API.INFO", "$JS.API.STREAM.INFO.TCPDWELL", "$SRV.>"] },
         allow_responses: true,
         subscribe: { allow: ["_INBOX_host1.>", "$SRV.>", "tcpdwell.control.host1.>"] } } },
     { user: admin, password: adminpw }
@@ -484,12 +486,17 @@ authorization {
         Agent.start({ host: 'host1', connection: { servers: [nats.url], user: 'host1', password: 'wrong' }, spoolDir, tracer: { netns: [netns.ns.inode] } }),
       ).rejects.toThrow(/NATS refused our credentials/);
 
+      // The stream is provisioned centrally (admin here; tcpdwell collect in a fleet): host1 may not create it.
+      const admin = await connect({ servers: nats.url, user: 'admin', pass: 'adminpw' });
+      await ensureAgentStream(await jetstreamManager(admin), { name: 'TCPDWELL' });
+      await admin.close();
       const agent = await Agent.start({
         host: 'host1',
         connection: { servers: [nats.url], user: 'host1', password: 'pw1' },
         spoolDir,
         flushIntervalMs: 50,
         tracer: { netns: [netns.ns.inode] },
+        stream: { createStream: false },
       });
       await netns.run('client-first', '127.0.0.1', 8541);
       await sleep(300);

@@ -61,7 +61,7 @@ describe.skipIf(!kernelAvailable || !asRoot)('tcpdwell run as a non-root uid wit
       'setpriv',
       [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`,
         bin, 'run', '--nats', nats.url, '--spool-dir', join(dir, 'spool'), '--pin-dir', pinDir, '--netns', netns.name,
-        '--host', host, '--status-interval', '60', ...extra],
+        '--host', host, '--status-interval', '60', '--create-stream', ...extra],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let err = '';

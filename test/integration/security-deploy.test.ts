@@ -12,12 +12,16 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { kernelAvailable, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
-import { readStream, startNats, transitionEvents } from './helpers.js';
+import { readStream, startNats, startNotifySocket, transitionEvents } from './helpers.js';
+import { until } from './collect-helpers.js';
 import { START_CAPABILITIES } from '../../src/kernel/privileges.js';
+import { AGENT_METRICS_PORT } from '../../src/publish/metrics.js';
+import { VERSION } from '../../src/common/version.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(root, 'bin/tcpdwell');
 const UNIT = readFileSync(join(root, 'deploy/systemd/tcpdwell.service'), 'utf8');
+const COLLECT_UNIT = readFileSync(join(root, 'deploy/systemd/tcpdwell-collect.service'), 'utf8');
 const MANIFEST = join(root, 'deploy/kubernetes/daemonset.yaml');
 const PREFIX = '/opt/tcpdwell';
 
@@ -53,10 +57,17 @@ describe('deploy/systemd/tcpdwell.service', () => {
       const analyze = spawnSync('systemd-analyze', ['--version']);
       expect(analyze.status, 'systemd-analyze is missing: apt-get install systemd').toBe(0);
       // verify checks that ExecStart exists: point it at this checkout instead of the prefix.
-      writeFileSync(join(dir, 'tcpdwell.service'), UNIT.replaceAll(`${PREFIX}/bin/tcpdwell`, bin));
-      const r = spawnSync('systemd-analyze', ['verify', join(dir, 'tcpdwell.service')], { encoding: 'utf8' });
-      expect(r.status).toBe(0);
-      expect(`${r.stdout}${r.stderr}`.trim()).toBe('');
+      // The collector's unit (shipped by make deb) too.
+      for (const [name, text] of [['tcpdwell.service', UNIT], ['tcpdwell-collect.service', COLLECT_UNIT]] as const) {
+        writeFileSync(join(dir, name), text.replaceAll(`${PREFIX}/bin/tcpdwell`, bin));
+        const r = spawnSync('systemd-analyze', ['verify', join(dir, name)], { encoding: 'utf8' });
+        expect(r.status, name).toBe(0);
+        expect(`${r.stdout}${r.stderr}`.trim(), name).toBe('');
+      }
+      const collect = unitService(COLLECT_UNIT);
+      expect(collect.get('User')).toEqual(['tcpdwell']); // it needs no privilege at all
+      expect(collect.get('CapabilityBoundingSet')).toEqual(['']);
+      expect(collect.get('ExecStart')![0]!.split(/\s+/).slice(0, 2)).toEqual([`${PREFIX}/bin/tcpdwell`, 'collect']);
       // verify exits 0 on unknown keys and bad values, but says so: that is what is checked above.
       writeFileSync(join(dir, 'broken.service'), '[Service]\nExecStart=/bin/true\nNoNewPrivileges=perhaps\nCapabilityBoundingSett=CAP_BPF\n');
       const bad = spawnSync('systemd-analyze', ['verify', join(dir, 'broken.service')], { encoding: 'utf8' });
@@ -78,6 +89,10 @@ describe('deploy/systemd/tcpdwell.service', () => {
     for (const k of ['ProtectKernelLogs', 'ProtectKernelTunables', 'ProtectProc', 'PrivateNetwork', 'PrivateUsers', 'MemoryDenyWriteExecute']) {
       expect(s.has(k), k).toBe(false);
     }
+    // systemd's side of health: READY=1 and watchdog pings (src/agent/watchdog.ts), run below.
+    expect(s.get('Type')).toEqual(['notify']);
+    expect(s.get('NotifyAccess')).toEqual(['main']);
+    expect(Number(/^(\d+)s$/.exec(s.get('WatchdogSec')![0]!)?.[1])).toBeGreaterThanOrEqual(10);
     const exec = s.get('ExecStart')![0]!.split(/\s+/);
     expect(exec[0]).toBe(`${PREFIX}/bin/tcpdwell`);
     expect(exec[1]).toBe('run');
@@ -86,13 +101,18 @@ describe('deploy/systemd/tcpdwell.service', () => {
     for (const f of flagsOf(exec)) expect(known, f).toContain(f);
   });
 
-  it.skipIf(!kernelAvailable)("its capability set runs the agent: uid 0, that bounding set, no_new_privs; all dropped after start, bounding set included", async () => {
+  it.skipIf(!kernelAvailable)("its capability set runs the agent: uid 0, that bounding set, no_new_privs; all dropped after start, bounding set included; READY=1 and the watchdog's pings still reach systemd's socket", async () => {
     const nats = await startNats();
     const netns = new TestNetns();
+    const notify = await startNotifySocket();
     const dir = mkdtempSync(join(tmpdir(), 'tcpdwell-unit-run-'));
-    const caps = unitService(UNIT).get('CapabilityBoundingSet')![0]!.split(/\s+/).map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`).join(',');
-    const child = spawn('setpriv', ['--no-new-privs', `--bounding-set=-all,${caps}`, '--inh-caps=-all', bin, 'run', '--nats', nats.url, '--spool-dir', join(dir, 'spool'), '--no-pin', '--netns', netns.name, '--host', 'unit', '--status-interval', '60'], {
+    const service = unitService(UNIT);
+    const caps = service.get('CapabilityBoundingSet')![0]!.split(/\s+/).map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`).join(',');
+    // What systemd hands a Type=notify unit with WatchdogSec= (scaled down: pings every third of it).
+    const env = { ...process.env, NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '900000' };
+    const child = spawn('setpriv', ['--no-new-privs', `--bounding-set=-all,${caps}`, '--inh-caps=-all', bin, 'run', '--nats', nats.url, '--spool-dir', join(dir, 'spool'), '--no-pin', '--netns', netns.name, '--host', 'unit', '--status-interval', '60', '--create-stream'], {
       stdio: ['ignore', 'ignore', 'pipe'],
+      env,
     });
     try {
       let err = '';
@@ -104,6 +124,10 @@ describe('deploy/systemd/tcpdwell.service', () => {
       expect(/^CapEff:\s*0+$/m.test(status), status).toBe(true);
       expect(/^CapBnd:\s*0+$/m.test(status), status).toBe(true);
       expect(/^NoNewPrivs:\s*1$/m.test(status)).toBe(true);
+      await until(() => notify.messages.length > 0, 5000, 'READY=1');
+      expect(notify.messages[0]).toBe('READY=1');
+      const before = notify.messages.length;
+      await until(() => notify.messages.slice(before).filter((m) => m === 'WATCHDOG=1').length >= 2, 5000, 'watchdog pings after the drop');
       await netns.run('client-first', '127.0.0.1', 8801);
       await sleep(400);
       child.kill('SIGTERM');
@@ -112,8 +136,10 @@ describe('deploy/systemd/tcpdwell.service', () => {
       expect(events).toHaveLength(EVENTS_PER_CONNECTION + 2); // as root: the server's accept() is traced
       expect(events.filter((e) => e.type === 'accept')).toHaveLength(1);
       expect(events.some((e) => e.type === 'timewait_start')).toBe(true);
+      await until(() => notify.messages.at(-1) === 'STOPPING=1', 2000, 'STOPPING=1');
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
+      notify.close();
       netns.delete();
       await nats.cleanup();
       rmSync(dir, { recursive: true, force: true });
@@ -166,6 +192,16 @@ describe('deploy/kubernetes/daemonset.yaml', () => {
     expect(cm.data[url.key]).toMatch(/^(nats|tls):\/\//);
     expect(c.env.find((e: K8s) => e.name === 'TCPDWELL_HOST').valueFrom.fieldRef.fieldPath).toBe('spec.nodeName');
 
+    // Probes: liveness and startup on /healthz, readiness on /readyz, on the port --metrics-listen serves.
+    const metricsPort = c.ports.find((p: K8s) => p.name === 'metrics');
+    expect(Number(arg('--metrics-listen').split(':').pop())).toBe(metricsPort.containerPort);
+    expect(metricsPort.containerPort).toBe(AGENT_METRICS_PORT);
+    for (const [probe, path] of [['livenessProbe', '/healthz'], ['startupProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
+      expect(c[probe].httpGet, probe).toEqual({ path, port: 'metrics' });
+    }
+
+    // The image make image builds (scripts/make-image.sh names it), whose entrypoint is this command.
+    expect(c.image).toBe(`localhost/tcpdwell:${VERSION}`);
     expect(c.command).toEqual([`${PREFIX}/bin/tcpdwell`]);
     expect(c.args[0]).toBe('run');
     const known = runFlags();

@@ -17,6 +17,9 @@ import { createUser } from '@nats-io/nkeys';
 import { kernelAvailable, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
 import { startNats, type TestNats } from './helpers.js';
 import { decodeTransitions } from '../../src/publish/wire.js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { ensureAgentStream } from '../../src/publish/streams.js';
+import { until } from './collect-helpers.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
 const AUTH_CONF = fileURLToPath(new URL('../../deploy/nats/tcpdwell-auth.conf', import.meta.url));
@@ -91,7 +94,7 @@ describe.skipIf(!kernelAvailable)('NATS security: TLS, NKeys, secrets', () => {
   const withPlaceholders = (nkey: string) =>
     readFileSync(AUTH_CONF, 'utf8').replace('AGENT_WEB_1_NKEY_PUBLIC_KEY', nkey).replace('READER_PASSWORD', 'reader-pw');
 
-  it('TLS with a CA and an NKey under the example permissions: the agent publishes, its control service answers, config is refused when disabled, its inbox is its own, the seed appears nowhere', async () => {
+  it('TLS with a CA and an NKey under the example permissions: the agent waits for the stream (it may not create it), then publishes; its control service answers, config is refused when disabled, its inbox is its own, the seed appears nowhere', async () => {
     const tls = makeCa(dir);
     const user = createUser();
     const seed = new TextDecoder().decode(user.getSeed());
@@ -101,9 +104,19 @@ describe.skipIf(!kernelAvailable)('NATS security: TLS, NKeys, secrets', () => {
 
     const a = agent(['--nats', nats.url, '--tls-ca', tls.ca, '--nkey-seed', seedFile, '--host', 'web-1', '--no-control-config']);
     expect(await a.ready, a.output()).toBe(true);
+    // No stream yet, and the agent's user may not make one (fleets provision it): it says what to
+    // do and spools what it captures meanwhile.
+    await until(() => /JetStream stream TCPDWELL does not exist and this agent does not create it: start tcpdwell collect/.test(a.output()), 5000, 'the missing-stream line');
     await netns.run('client-first', '127.0.0.1', 8701);
-    await sleep(600);
     const reader: ConnectionOptions = { servers: nats.url, user: 'reader', pass: 'reader-pw', tls: { caFile: tls.ca } };
+    const operator = await connect(reader);
+    try {
+      expect(await ensureAgentStream(await jetstreamManager(operator), { name: 'TCPDWELL' })).toBe(true); // as tcpdwell collect makes it
+    } finally {
+      await operator.close();
+    }
+    await until(() => a.output().includes('connected to NATS'), 10_000, 'the agent to find the stream');
+    await sleep(600);
     const nc = await connect(reader);
     try {
       const status = (await nc.request('tcpdwell.control.web-1.status', '', { timeout: 3000 })).json<{ host: string }>();
@@ -191,7 +204,7 @@ describe.skipIf(!kernelAvailable)('NATS security: TLS, NKeys, secrets', () => {
     const config = join(dir, 'agent.json');
     writeFileSync(config, JSON.stringify({ nats: { servers: [nats.url], user: 'agent', password } }));
     chmodSync(config, 0o644);
-    const a = agent(['--config', config, '--host', 'pw-host']);
+    const a = agent(['--config', config, '--host', 'pw-host', '--create-stream']);
     expect(await a.ready, a.output()).toBe(true);
     expect(a.output()).toMatch(new RegExp(`warning: ${config} holds a NATS secret and is world-readable: chmod 600`));
     await netns.run('client-first', '127.0.0.1', 8702);
@@ -208,7 +221,7 @@ describe.skipIf(!kernelAvailable)('NATS security: TLS, NKeys, secrets', () => {
     const token = 'tok-Hh4pW1sN7eYc';
     nats = await startNats(`authorization { token: "${token}" }`);
     chmodSync(config, 0o600);
-    const b = agent(['--nats', nats.url, '--host', 'tok-host'], { TCPDWELL_NATS_TOKEN: token });
+    const b = agent(['--nats', nats.url, '--host', 'tok-host', '--create-stream'], { TCPDWELL_NATS_TOKEN: token });
     expect(await b.ready, b.output()).toBe(true);
     await sleep(300);
     b.child.kill('SIGTERM');

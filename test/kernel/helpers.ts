@@ -45,16 +45,26 @@ export class TestNetns {
     this.ns = resolveNetns(this.name);
   }
 
-  /** Runs a workload scenario inside the namespace; resolves with its JSON summary line. */
-  run(scenario: string, host: string, port: number, arg?: string | number): Promise<Record<string, unknown>> {
+  /**
+   * The workload process: `ip netns exec NS node workload.mjs …`, started inside the cgroup v2
+   * directory `cgroup` when given (the shell moves itself there before exec, so every socket
+   * the workload opens carries that cgroup).
+   */
+  private spawnWorkload(scenario: string, host: string, port: number, arg: string | number | undefined, stdio: ('ignore' | 'pipe' | 'inherit')[], cgroup?: string) {
+    const args = ['netns', 'exec', this.name, process.execPath, WORKLOAD, scenario, host, String(port)];
+    if (arg !== undefined) args.push(String(arg));
+    if (!cgroup) return spawn('ip', args, { stdio });
+    return spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec ip "$@"', cgroup, ...args], { stdio });
+  }
+
+  /** Runs a workload scenario inside the namespace (and `cgroup`, a v2 directory); resolves with its JSON summary line. */
+  run(scenario: string, host: string, port: number, arg?: string | number, cgroup?: string): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
-      const args = ['netns', 'exec', this.name, process.execPath, WORKLOAD, scenario, host, String(port)];
-      if (arg !== undefined) args.push(String(arg));
-      const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = this.spawnWorkload(scenario, host, port, arg, ['ignore', 'pipe', 'pipe'], cgroup);
       let out = '';
       let err = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (err += d));
+      child.stdout!.on('data', (d) => (out += d));
+      child.stderr!.on('data', (d) => (err += d));
       child.on('close', (code) => {
         if (code !== 0) reject(new Error(`workload ${scenario} exited ${code}: ${err}`));
         else resolve(JSON.parse(out.trim().split('\n').pop() ?? '{}'));
@@ -62,14 +72,12 @@ export class TestNetns {
     });
   }
 
-  /** Starts a long-running scenario; returns its summary and a function that ends it. */
-  start(scenario: string, host: string, port: number, arg?: string | number) {
-    const args = ['netns', 'exec', this.name, process.execPath, WORKLOAD, scenario, host, String(port)];
-    if (arg !== undefined) args.push(String(arg));
-    const child = spawn('ip', args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  /** Starts a long-running scenario (in `cgroup`, when given); returns its summary and a function that ends it. */
+  start(scenario: string, host: string, port: number, arg?: string | number, cgroup?: string) {
+    const child = this.spawnWorkload(scenario, host, port, arg, ['pipe', 'pipe', 'inherit'], cgroup);
     const ready = new Promise<Record<string, unknown>>((resolve) => {
       let out = '';
-      child.stdout.on('data', (d) => {
+      child.stdout!.on('data', (d) => {
         out += d;
         if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0] ?? '{}'));
       });
@@ -77,7 +85,7 @@ export class TestNetns {
     const stop = () =>
       new Promise<void>((resolve) => {
         child.on('close', () => resolve());
-        child.stdin.end();
+        child.stdin!.end();
       });
     return { ready, stop };
   }

@@ -32,6 +32,10 @@ class Tmux {
   screen(): string[] {
     return this.t('capture-pane', '-p', '-t', 'top').split('\n');
   }
+  /** The screen with its attributes, as tmux redraws them (SGR escape sequences). */
+  styled(): string[] {
+    return this.t('capture-pane', '-p', '-e', '-t', 'top').split('\n');
+  }
   alternateOn(): boolean {
     return this.t('display-message', '-p', '-t', 'top', '#{alternate_on}').trim() === '1';
   }
@@ -132,6 +136,37 @@ describe.skipIf(!kernelAvailable || !haveTmux)('tcpdwell top in a terminal', () 
     } finally {
       tmux.kill();
       await hold?.stop();
+      netns.delete();
+    }
+  });
+
+  it('NO_COLOR: the same screen with bold, underline and reverse video but no colour', async () => {
+    const netns = new TestNetns();
+    const tmux = new Tmux();
+    try {
+      // A message in the alert style (bold red) on demand: a port filter that is not a port.
+      const messageLine = async (env: string) => {
+        tmux.type(`${env} ${bin} top --netns ${netns.name}`);
+        tmux.key('Enter');
+        await tmux.waitFor((s) => s[0]!.startsWith('tcpdwell top'), 'top to start');
+        tmux.type('pxyz');
+        tmux.key('Enter');
+        await tmux.waitFor((s) => s.some((l) => l.includes("'xyz' is not a port")), 'the message');
+        const styled = tmux.styled();
+        tmux.type('q');
+        await tmux.waitFor((s) => !s[0]!.startsWith('tcpdwell top'), 'top to exit');
+        return { message: styled.find((l) => l.includes("'xyz' is not a port"))!, header: styled.find((l) => l.includes('tcpdwell top'))! };
+      };
+      const colour = await messageLine('');
+      const plain = await messageLine('NO_COLOR=1');
+      // no foreground colour at all (30–38; 39 is tmux resetting to the default)
+      const colours = (l: string) => [...l.matchAll(/\x1b\[([0-9;]*)m/g)].flatMap((m) => m[1]!.split(';')).filter((p) => /^3[0-8]$/.test(p));
+      expect(colours(colour.message)).toContain('31');
+      expect(colours(plain.message)).toEqual([]);
+      expect(plain.message).toMatch(/\x1b\[[0-9;]*1[;m]/); // still bold
+      expect(plain.header).toMatch(/\x1b\[[0-9;]*7[;m]/); // still reverse video
+    } finally {
+      tmux.kill();
       netns.delete();
     }
   });

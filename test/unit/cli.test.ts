@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
@@ -58,5 +58,29 @@ describe.skipIf(!built && !process.env.CI)('tcpdwell trace without privileges', 
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/needs root, or the capabilities CAP_BPF and CAP_PERFMON/);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+describe.skipIf(!built && !process.env.CI)('conventions: --version, --log-format json', () => {
+  it('--version prints the version and the Node.js it runs on, and exits 0', () => {
+    const r = run('--version');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(`tcpdwell ${JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')).version} (Node.js ${process.versions.node}, ${process.platform}-${process.arch})`);
+  });
+
+  it('--log-format json (or TCPDWELL_LOG_FORMAT=json): every stderr line is one JSON object, usage errors and command lines alike', () => {
+    const lines = (stderr: string) => stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const usage = run('--log-format', 'json', 'trace', '--port', '70000');
+    expect(usage.code).toBe(2);
+    expect(lines(usage.stderr)).toEqual([{ time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/), level: 'error', msg: expect.stringMatching(/not a port/) }]);
+    const after = run('uninstall', '--pin-dir', '/nonexistent/tcpdwell', '--log-format=json');
+    expect(after.code).toBe(0);
+    expect(lines(after.stderr)).toEqual([{ time: expect.any(String), level: 'info', command: 'uninstall', msg: 'nothing pinned in /nonexistent/tcpdwell' }]);
+    const env = spawnSync(bin, ['query', '--nats', 'nats://127.0.0.1:1', '--since', '1m'], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, TCPDWELL_LOG_FORMAT: 'json' } });
+    expect(env.status).toBe(1);
+    expect(lines(env.stderr)).toEqual([expect.objectContaining({ level: 'error', msg: expect.stringMatching(/^cannot reach NATS at nats:\/\/127\.0\.0\.1:1/) })]);
+    // Text stays what people read.
+    expect(run('uninstall', '--pin-dir', '/nonexistent/tcpdwell').stderr).toBe('tcpdwell uninstall: nothing pinned in /nonexistent/tcpdwell\n');
+    expect(run('--log-format', 'xml', 'explain').stderr).toMatch(/argument 'xml' is invalid\. Allowed choices are text, json/);
   });
 });

@@ -150,8 +150,8 @@ describe('top: the frame', () => {
   it('plain text: no key help, no escape codes', () => {
     const lines = render(data(), initialView(), { ...opts, rows: Infinity, interactive: false });
     expect(lines[1]!.text).not.toMatch(/keys:/);
-    expect(frame(lines, false)).not.toMatch(/\x1b\[[0-9;]*m/);
-    expect(frame(lines, true)).toMatch(/\x1b\[7mtcpdwell top/);
+    expect(frame(lines, 'plain')).not.toMatch(/\x1b\[[0-9;]*m/);
+    expect(frame(lines, 'color')).toMatch(/\x1b\[7mtcpdwell top/);
   });
 
   it('draws bars and sparklines in blocks or ASCII', () => {

@@ -4,6 +4,7 @@ import { LOSS_REASONS } from '../../kernel/abi.js';
 import { listAgents } from '../../collect/agents.js';
 import { lossesOf } from '../../publish/service.js';
 import { addConnectionOptions, addFormatOption, outputFormat, parseSeconds, resolveConnection, type ConnectionFlags } from '../options.js';
+import { logger } from '../../common/log.js';
 
 const num = (v: unknown) => (typeof v === 'number' ? v : 0);
 
@@ -15,7 +16,7 @@ export function register(program: Command): void {
     2,
   );
   addFormatOption(cmd, 'a table or JSON lines').action(async (o: ConnectionFlags & { timeout: number; format?: 'json' | 'text' }) => {
-    const agents = await listAgents(resolveConnection(o), o.timeout * 1000);
+    const agents = await listAgents(resolveConnection(o, undefined, logger('agents')), o.timeout * 1000);
     const out = process.stdout;
     if (outputFormat(o.format) === 'json') {
       for (const a of agents) out.write(`${JSON.stringify(a)}\n`);
@@ -36,6 +37,6 @@ export function register(program: Command): void {
         );
       }
     }
-    process.stderr.write(`tcpdwell agents: ${agents.length} agent${agents.length === 1 ? '' : 's'} answered\n`);
+    logger('agents')(`${agents.length} agent${agents.length === 1 ? '' : 's'} answered`);
   });
 }

@@ -1,11 +1,12 @@
 /** `tcpdwell collect`: the fleet collector (src/collect/), with its metrics and a status line. */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { UsageError } from '../../common/errors.js';
 import { untilStopped } from '../../common/lifecycle.js';
 import type { CollectorMetrics } from '../../collect/metrics.js';
 import { DEFAULT_FLEET_THRESHOLDS, type FleetRuleThresholds } from '../../collect/rules.js';
 import { COLLECT_BUCKET, COLLECT_DURABLE, STREAM } from '../../publish/subjects.js';
-import { addConnectionOptions, addDurationOption, parseSeconds, positiveInt, resolveConnection, type ConnectionFlags } from '../options.js';
+import { applyConfigFile, connectionSettings, loadConfigFile, type FileConfig } from '../config.js';
+import { addConnectionOptions, addDurationOption, connectionFlags, parseSeconds, positiveInt, type ConnectionFlags } from '../options.js';
+import { logger } from '../../common/log.js';
 
 const RULE_NAMES = Object.keys(DEFAULT_FLEET_THRESHOLDS).join(', ');
 
@@ -29,7 +30,7 @@ interface CollectFlags extends ConnectionFlags {
   evaluateInterval: number;
   gapGrace: number;
   rule: Partial<FleetRuleThresholds>;
-  metricsListen?: string;
+  metricsListen?: string | true;
   statusInterval: number;
   duration?: number;
 }
@@ -52,17 +53,27 @@ export function register(program: Command): void {
     .option('--evaluate-interval <seconds>', 'evaluate the fleet rules this often', parseSeconds, 5)
     .option('--gap-grace <seconds>', 'declare a sequence hole lost (reported once) when missing this long', parseSeconds, 60)
     .option('--rule <name=value>', `fleet rule threshold (repeatable), names: ${RULE_NAMES}`, parseRule, {})
-    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--metrics-listen [host:port]', 'serve Prometheus metrics at http://HOST:PORT/metrics, /healthz, /readyz and a landing page at / (the flag alone: 0.0.0.0:19465)')
     .option('--status-interval <seconds>', 'print a status line this often', parseSeconds, 10);
-  addDurationOption(cmd).action((o: CollectFlags) => runCollect(o));
+  addDurationOption(cmd).action((flags: CollectFlags, c: Command) => {
+    const file = flags.config ? loadConfigFile(flags.config, logger('collect').warn) : {};
+    applyConfigFile(c, 'collect', file);
+    return runCollect(c.opts<CollectFlags>(), file);
+  });
 }
 
-async function runCollect(o: CollectFlags): Promise<void> {
-  const log = (l: string) => process.stderr.write(`tcpdwell collect: ${l}\n`);
-  const conn = resolveConnection(o);
+async function runCollect(o: CollectFlags, file: FileConfig): Promise<void> {
+  const log = logger('collect');
+  const conn = connectionSettings(connectionFlags(o), process.env, file, ['nats://127.0.0.1:4222']);
   const metricsSpec = o.metricsListen;
-  if (metricsSpec && !/^(.*):(\d+)$/.test(metricsSpec)) throw new UsageError(`--metrics-listen ${metricsSpec}: give HOST:PORT, e.g. 127.0.0.1:9465`);
-  const [{ Collector }, { CollectorMetrics }, { openStore }] = await Promise.all([import('../../collect/collector.js'), import('../../collect/metrics.js'), import('../../collect/open-store.js')]);
+  const [{ Collector }, { CollectorMetrics }, { openStore }, { COLLECT_METRICS_PORT, listenAddress }, { connectNats, watchConnection }] = await Promise.all([
+    import('../../collect/collector.js'),
+    import('../../collect/metrics.js'),
+    import('../../collect/open-store.js'),
+    import('../../publish/metrics.js'),
+    import('../../publish/connection.js'),
+  ]);
+  if (metricsSpec !== undefined) listenAddress(metricsSpec, COLLECT_METRICS_PORT); // a usage error before connecting
   const store = o.store ? await openStore(o.store) : undefined;
   if (store) log(`storing into ${store.kind} ${store.location}`);
   const c = await Collector.start({
@@ -85,12 +96,18 @@ async function runCollect(o: CollectFlags): Promise<void> {
     throw err;
   });
   let metrics: CollectorMetrics | null = null;
+  // /readyz asks whether NATS is reachable now: a connection of its own to the same servers
+  // follows that (the collector's connection is its own business; see collectorHealth).
+  let probe: Awaited<ReturnType<typeof connectNats>> | null = null;
   try {
-    if (metricsSpec) {
-      metrics = new CollectorMetrics(c);
+    if (metricsSpec !== undefined) {
+      probe = await connectNats(conn, { name: 'tcpdwell-collect-health', maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+      const link = watchConnection(probe);
+      metrics = new CollectorMetrics(c, () => link.connected);
       log(`metrics at ${await metrics.listen(metricsSpec, store)}${store ? ' (and POST /sql: tcpdwell query|sql --store http://HOST:PORT)' : ''}`);
     }
   } catch (err) {
+    await probe?.close();
     await c.stop();
     await store?.close();
     throw err;
@@ -108,6 +125,7 @@ async function runCollect(o: CollectFlags): Promise<void> {
   await untilStopped({ durationS: o.duration });
   clearInterval(timer);
   await metrics?.close();
+  await probe?.close();
   await c.stop();
   await store?.close();
   status();

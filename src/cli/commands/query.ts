@@ -7,6 +7,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { buildTimelines, readQueryInputs, renderTimeline, type ConnectionTimeline } from '../../collect/query.js';
 import { STREAM } from '../../publish/subjects.js';
 import { UsageError } from '../../common/errors.js';
+import { logger } from '../../common/log.js';
 import { addConnectionOptions, addFormatOption, outputFormat, parsePort, parseSpan, parseTime, positiveInt, resolveConnection, type ConnectionFlags } from '../options.js';
 
 function parseCookie(v: string): bigint {
@@ -75,8 +76,8 @@ export function register(program: Command): void {
         const { inputs, sockets, truncated } = await readStoreInputs(store, { ...filter, state: o.state, error: o.error, owner: o.owner, cgroupId: o.cgroup, contextMs, limit: o.limit });
         const timelines = buildTimelines(inputs, filter);
         print(timelines);
-        process.stderr.write(
-          `tcpdwell query: ${timelines.length} connections from ${store.kind} ${store.location} in ${((performance.now() - t0) / 1000).toFixed(2)} s${truncated ? ` (more than --limit ${o.limit} sockets matched: narrow the filter or raise --limit)` : ''}\n`,
+        logger('query')(
+          `${timelines.length} connections from ${store.kind} ${store.location} in ${((performance.now() - t0) / 1000).toFixed(2)} s${truncated ? ` (more than --limit ${o.limit} sockets matched: narrow the filter or raise --limit)` : ''}`,
         );
         void sockets;
       } finally {
@@ -87,9 +88,9 @@ export function register(program: Command): void {
     for (const [flag, v] of [['--state', o.state], ['--error', o.error], ['--owner', o.owner], ['--cgroup', o.cgroup]] as const) {
       if (v !== undefined) throw new UsageError(`${flag} needs --store (the stream is read by host and time only)`);
     }
-    const { inputs, messages, undecodable } = await readQueryInputs({ ...filter, connection: resolveConnection(o), stream: o.stream, contextMs });
+    const { inputs, messages, undecodable } = await readQueryInputs({ ...filter, connection: resolveConnection(o, undefined, logger('query')), stream: o.stream, contextMs });
     const timelines = buildTimelines(inputs, filter);
     print(timelines);
-    process.stderr.write(`tcpdwell query: ${timelines.length} connections from ${messages} messages${undecodable ? `, ${undecodable} undecodable (skipped)` : ''}\n`);
+    logger('query')(`${timelines.length} connections from ${messages} messages${undecodable ? `, ${undecodable} undecodable (skipped)` : ''}`);
   });
 }

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { Writable } from 'node:stream';
 import { type Command, InvalidArgumentError } from 'commander';
 import { untilStopped } from '../../common/lifecycle.js';
+import { logger } from '../../common/log.js';
 import { DEFAULT_FLUSH_MS, DEFAULT_HEAL_MS, DEFAULT_SPOOL_DIR } from '../../agent/defaults.js';
 import { DEFAULT_PIN_DIR } from '../../kernel/pins.js';
 import type { Family } from '../../kernel/filters.js';
@@ -11,7 +12,7 @@ import type { ConnectionSettings } from '../../publish/connection.js';
 import { lossesOf, type AgentStatus } from '../../publish/service.js';
 import { agentSubjects } from '../../publish/subjects.js';
 import { DEFAULT_THRESHOLDS, parseThresholdValue, type DetectorThresholds } from '../../track/index.js';
-import { connectionSettings, loadConfigFile } from '../config.js';
+import { applyConfigFile, connectionSettings, loadConfigFile, type FileConfig } from '../config.js';
 import {
   addConnectionOptions,
   addDurationOption,
@@ -46,10 +47,11 @@ type RunFlags = ConnectionFlags &
     pinDir: string;
     pin: boolean;
     resnapshot?: boolean;
-    metricsListen?: string;
+    metricsListen?: string | true;
     threshold: Partial<DetectorThresholds>;
     streamMaxAge?: number;
     streamMaxBytes?: number;
+    createStream?: boolean;
     host?: string;
     spoolDir?: string;
     spoolMaxBytes?: number;
@@ -78,19 +80,23 @@ export function register(program: Command): void {
     .option('--heal-interval <seconds>', "re-read the traced namespaces' sockets this often and put right what the live table missed (0 = never)", parseSecondsOrOff, DEFAULT_HEAL_MS / 1000)
     .option('--flush-interval <seconds>', 'latency budget: a batch is published once its oldest event has waited this long, or at 4096 events, whichever comes first', parseSeconds, DEFAULT_FLUSH_MS / 1000)
     .option('--no-control-config', "refuse the control service's config endpoint")
-    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--metrics-listen [host:port]', 'serve Prometheus metrics at http://HOST:PORT/metrics, /healthz, /readyz and a landing page at / (the flag alone: 0.0.0.0:19464)')
     .option('--pin-dir <dir>', 'bpffs directory keeping per-socket state across agent restarts (dwells stay exact)', DEFAULT_PIN_DIR)
     .option('--no-pin', 'keep no per-socket state across restarts')
     .option('--resnapshot', 'keep CAP_SYS_ADMIN and CAP_SYS_PTRACE after start, so the control service can snapshot other network namespaces later (otherwise dropped)')
     .option('--threshold <name=value>', `detector threshold (repeatable), e.g. closeWaitAgeNs=30s; names: ${Object.keys(DEFAULT_THRESHOLDS).join(', ')}`, parseThreshold, {})
+    .option('--create-stream', 'create the JetStream stream if it is missing (default: wait for it, spooling: fleets provision it centrally, e.g. tcpdwell collect creates it; on when no --nats is given)')
     .option('--stream-max-age <seconds>', 'retention of the JetStream stream when the agent creates it (default 7 days)', parseSeconds)
     .option('--stream-max-bytes <n>', 'size bound of the JetStream stream when the agent creates it (default 1GiB)', parseBytes)
     .option('--store <file>', 'also run a collector beside the agent, storing every message into this DuckDB file (forensics on one machine: tcpdwell query --store FILE)')
-    .action(async (o: RunFlags) => {
+    .action(async (flags: RunFlags, cmd: Command) => {
+      const file = flags.config ? loadConfigFile(flags.config, logger('run').warn) : {};
+      applyConfigFile(cmd, 'run', file);
+      const o = cmd.opts<RunFlags>();
       await runAgent({
         ...filtersFrom(o),
         connection: connectionFlags(o),
-        configPath: o.config,
+        file,
         host: o.host,
         spoolDir: o.spoolDir,
         spoolMaxBytes: o.spoolMaxBytes,
@@ -108,6 +114,7 @@ export function register(program: Command): void {
         resnapshot: o.resnapshot ?? false,
         streamMaxBytes: o.streamMaxBytes,
         store: o.store,
+        createStream: o.createStream,
         err: process.stderr,
       });
     });
@@ -115,7 +122,8 @@ export function register(program: Command): void {
 
 export interface RunOptions {
   connection: Partial<ConnectionSettings>;
-  configPath?: string;
+  /** the config file, loaded (its host, nats, spool, filters and control; the rest fill flags) */
+  file?: FileConfig;
   host?: string;
   spoolDir?: string;
   spoolMaxBytes?: number;
@@ -134,7 +142,9 @@ export interface RunOptions {
   healIntervalS?: number;
   streamMaxAgeS?: number;
   streamMaxBytes?: number;
-  metricsListen?: string;
+  /** create the stream when missing (default: only with the embedded server) */
+  createStream?: boolean;
+  metricsListen?: string | true;
   /** a DuckDB file: run a collector beside the agent, storing into it */
   store?: string;
   thresholds?: Partial<DetectorThresholds>;
@@ -147,17 +157,21 @@ export interface RunOptions {
 }
 
 export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
-  const [{ Agent }, { startLocalNats }, { dropAfterStart }, { checkEnvironment }] = await Promise.all([
+  const [{ Agent }, { startLocalNats }, { dropAfterStart }, { AGENT_METRICS_PORT, listenAddress }, { agentHealth }, { startServiceNotify }, { checkEnvironment }] = await Promise.all([
     import('../../agent/agent.js'),
     import('../../publish/nats-server.js'),
     import('../../kernel/privileges.js'),
+    import('../../publish/metrics.js'),
+    import('../../agent/health.js'),
+    import('../../agent/watchdog.js'),
     import('../../kernel/preflight.js'),
   ]);
+  if (opts.metricsListen !== undefined) listenAddress(opts.metricsListen, AGENT_METRICS_PORT); // a usage error before anything loads
   // Before the embedded server and the spool touch any file: without the privileges, what is
   // needed is the one thing to say, not the EACCES of whichever directory came first.
   checkEnvironment();
-  const say = (line: string) => opts.err.write(`tcpdwell run: ${line}\n`);
-  const file = opts.configPath ? loadConfigFile(opts.configPath, (l) => opts.err.write(`${l}\n`)) : {};
+  const say = logger('run', opts.err);
+  const file = opts.file ?? {};
   const env = opts.env ?? process.env;
   let local: Awaited<ReturnType<typeof startLocalNats>> | null = null;
   let connection = connectionSettings(opts.connection, env, file, []);
@@ -188,7 +202,8 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
       log: say,
     },
     controlConfig: opts.controlConfig && file.control?.config !== false,
-    stream: { streamMaxAgeS: opts.streamMaxAgeS, streamMaxBytes: opts.streamMaxBytes },
+    // An embedded server is this agent's own: it makes its stream there (make run).
+    stream: { streamMaxAgeS: opts.streamMaxAgeS, streamMaxBytes: opts.streamMaxBytes, createStream: opts.createStream === true || local !== null },
     metricsListen: opts.metricsListen,
     thresholds: opts.thresholds,
     log: say,
@@ -222,9 +237,15 @@ export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
     store = await openStore(opts.store);
     collector = await Collector.start({ connection, store: store as Awaited<ReturnType<typeof openStore>>, log: (l) => say(`collect: ${l}`) });
   }
-  const ticker = setInterval(() => say(line(agent.status())), opts.statusIntervalS * 1000);
+  const systemd = startServiceNotify({ health: agentHealth(agent), log: say.warn, env });
+  const ticker = setInterval(() => {
+    const l = line(agent.status());
+    say(l);
+    systemd?.status(l);
+  }, opts.statusIntervalS * 1000);
   await untilStopped({ durationS: opts.durationS });
   clearInterval(ticker);
+  systemd?.stop();
   const final = await agent.stop();
   say(`stopped: ${line(final)}`);
   await collector?.stop();

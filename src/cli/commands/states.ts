@@ -5,6 +5,7 @@ import type { Netns } from '../../kernel/namespaces.js';
 import { decodeRecordList, type DecodeStats } from '../../decode/index.js';
 import { Tracker, type LiveTableSnapshot } from '../../track/index.js';
 import { addAgentPinOption, addFilterOptions, addFormatOption, filtersFrom, outputFormat, type FilterFlags } from '../options.js';
+import { logger } from '../../common/log.js';
 
 export interface StatesOptions {
   netns: Netns[];
@@ -43,7 +44,7 @@ export async function snapshotTable(opts: Pick<StatesOptions, 'netns' | 'objectP
 
 export async function runStates(opts: StatesOptions): Promise<LiveTableSnapshot> {
   const stats: DecodeStats = { records: 0, malformed: 0 };
-  const table = await snapshotTable({ ...opts, log: (l) => opts.err.write(`tcpdwell states: ${l}\n`) }, stats);
+  const table = await snapshotTable({ ...opts, log: (l) => logger('states', opts.err).warn(l) }, stats);
   if (opts.format === 'json') {
     opts.out.write(`${JSON.stringify({ total: table.total, byNetns: table.byNetns, sockets: table.sockets })}\n`);
   } else {
@@ -54,6 +55,6 @@ export async function runStates(opts: StatesOptions): Promise<LiveTableSnapshot>
     for (const [state, n] of Object.entries(table.total).sort()) rows.push(`${'total'.padEnd(12)} ${state.padEnd(14)} ${n}`);
     opts.out.write(`${rows.join('\n')}\n`);
   }
-  if (stats.malformed) opts.err.write(`tcpdwell states: ${stats.malformed} malformed records skipped\n`);
+  if (stats.malformed) logger('states', opts.err).warn(`${stats.malformed} malformed records skipped`);
   return table;
 }

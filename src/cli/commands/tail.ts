@@ -1,4 +1,5 @@
 /** `tcpdwell tail`: subscribe to the fleet's subjects and print what arrives, decoded. */
+import { cgroupLabel } from '../../kernel/cgroups.js';
 import type { Writable } from 'node:stream';
 import { type Command, Option } from 'commander';
 import { UsageError } from '../../common/errors.js';
@@ -8,6 +9,7 @@ import { connectNats, type ConnectionSettings } from '../../publish/connection.j
 import { agentSubjects, KINDS } from '../../publish/subjects.js';
 import { big, decodeDwell, decodeMessage, decodeSnapshot, decodeTransitions, pb } from '../../publish/wire.js';
 import { addConnectionOptions, addDurationOption, addFormatOption, outputFormat, resolveConnection, type ConnectionFlags } from '../options.js';
+import { logger } from '../../common/log.js';
 
 export interface TailOptions {
   connection: ConnectionSettings;
@@ -52,13 +54,15 @@ export function renderMessage(subject: string, data: Uint8Array, format: 'json' 
     );
   }
   if (kind === 'dwell') {
-    const { header, records } = decodeDwell(data);
-    return records.map((r) =>
-      format === 'json'
-        ? JSON.stringify({ host, seq: Number(header.seq), kind, ...r }, bigints)
+    const { header, records, cgroups } = decodeDwell(data);
+    return records.map((r) => {
+      // The batch names its rows' cgroups: the container, pod or unit, resolved on the agent's host.
+      const cgroup = cgroups.get(r.cgroupId) ?? null;
+      return format === 'json'
+        ? JSON.stringify({ host, seq: Number(header.seq), kind, ...r, cgroup }, bigints)
         : `${String(host).padEnd(16)} dwell ${(r.timewait ? `${r.state}(tw)` : r.state).padEnd(16)} ${formatDuration(r.dwellNs).padEnd(9)} ${r.precision.padEnd(11)} ` +
-          `${r.saddr}:${r.sport} -> ${r.daddr}:${r.dport} ${r.ownerComm ?? '-'}/${r.ownerPid ?? '-'} ${r.nextState ?? r.timewaitEnd ?? ''} ${r.error ?? ''}`.trimEnd(),
-    );
+            `${r.saddr}:${r.sport} -> ${r.daddr}:${r.dport} ${r.ownerComm ?? '-'}/${r.ownerPid ?? '-'}${cgroup ? ` [${cgroupLabel(cgroup)}]` : ''} ${r.nextState ?? r.timewaitEnd ?? ''} ${r.error ?? ''}`.trimEnd();
+    });
   }
   const type = kind === 'summary' ? pb.Summary : kind === 'alerts' ? pb.Alert : null;
   if (!type) return [JSON.stringify({ host, kind, bytes: data.length, note: 'unknown kind' })];
@@ -73,7 +77,8 @@ export async function runTail(opts: TailOptions): Promise<{ messages: number; un
   const nc = await connectNats(opts.connection);
   const subject = agentSubjects(opts.host, opts.kind);
   const sub = nc.subscribe(subject);
-  opts.err.write(`tcpdwell tail: listening on ${subject} (Ctrl-C to stop)\n`);
+  const log = logger('tail', opts.err);
+  log(`listening on ${subject} (Ctrl-C to stop)`);
   let messages = 0;
   let undecodable = 0;
   const stopping = untilStopped({ durationS: opts.durationS, also: sub.closed }).then(() => sub.unsubscribe());
@@ -84,11 +89,11 @@ export async function runTail(opts: TailOptions): Promise<{ messages: number; un
       if (lines.length) opts.out.write(`${lines.join('\n')}\n`);
     } catch (err) {
       undecodable++;
-      opts.err.write(`tcpdwell tail: ${m.subject}: cannot decode (${(err as Error).message}); skipped\n`);
+      log.warn(`${m.subject}: cannot decode (${(err as Error).message}); skipped`);
     }
   }
   await stopping;
   await nc.close();
-  opts.err.write(`tcpdwell tail: ${messages} messages, ${undecodable} undecodable\n`);
+  log(`${messages} messages, ${undecodable} undecodable`);
   return { messages, undecodable };
 }

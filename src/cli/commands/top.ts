@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../common/errors.js';
 import { addAgentPinOption, addConnectionOptions, addDurationOption, addFilterOptions, filtersFrom, parseRingBytes, parseSeconds, resolveConnection, type ConnectionFlags, type FilterFlags } from '../options.js';
+import { logger } from '../../common/log.js';
 
 interface TopFlags extends ConnectionFlags, FilterFlags {
   host?: string;
@@ -27,7 +28,7 @@ export function register(program: Command): void {
       throw new UsageError('--netns, --port, --family and --ring-bytes load the kernel program on this host; with --nats, filter in the view (keys n, p, c)');
     }
     if (!fleet && o.host) throw new UsageError('--host picks one host of the fleet: give --nats too');
-    const connection = fleet ? resolveConnection(o, []) : null;
+    const connection = fleet ? resolveConnection(o, [], logger('top')) : null;
     const { runTop } = await import('../../top/app.js');
     await runTop({
       ...filtersFrom(o),

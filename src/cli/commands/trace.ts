@@ -26,6 +26,7 @@ import {
   type TcpEvent,
 } from '../../decode/index.js';
 import { addAgentPinOption, addDurationOption, addFilterOptions, addFormatOption, filtersFrom, outputFormat, parseRingBytes, type FilterFlags } from '../options.js';
+import { logger } from '../../common/log.js';
 
 export function register(program: Command): void {
   const cmd = program.command('trace').description('print every TCP state transition, timewait phase and (at start) existing socket');
@@ -82,6 +83,7 @@ export interface TraceSummary {
 }
 
 export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
+  const log = logger('trace', opts.err);
   const [{ Tracer }, { bootToEpochOffsetNs }] = await Promise.all([import('../../kernel/tracer.js'), import('../../kernel/clock.js')]);
   const tracer = Tracer.open({
     netns: opts.netns.map((n) => n.inode),
@@ -91,7 +93,7 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
     wakeupBytes: opts.wakeupBytes,
     objectPath: opts.objectPath,
     peerPinDir: opts.agentPinDir,
-    log: (l) => opts.err.write(`tcpdwell trace: ${l}\n`),
+    log: (l) => log.warn(l),
   });
   const offset = bootToEpochOffsetNs();
   const clock = wallClock(offset);
@@ -148,11 +150,11 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
         }
       });
       snapshotSkipped = noPath.length;
-      for (const ns of noPath) opts.err.write(`tcpdwell trace: no path opens network namespace ${ns.inode}; its existing sockets are not listed\n`);
+      for (const ns of noPath) log.warn(`no path opens network namespace ${ns.inode}; its existing sockets are not listed`);
     } else {
       tracer.socketFiles({ listenersOnly: false }); // not listed, but their holders are their owners in the events to come
     }
-    opts.err.write('tcpdwell trace: tracing TCP state transitions (Ctrl-C to stop)\n');
+    log('tracing TCP state transitions (Ctrl-C to stop)');
     opts.onReady?.();
 
     await untilStopped({ durationS: opts.durationS, also: opts.stop ? Promise.race([stopped, opts.stop]) : stopped });
@@ -183,9 +185,7 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
         ? `; the kernel also skipped ${summary.skipped} transitions and ${k.skipped_timer} timer events host-wide (nested runs; some may be yours)`
         : `, ${summary.skipped} skipped by the kernel (nested runs)${k.skipped_timer ? `; ${k.skipped_timer} timer events skipped` : ''}`
       : '';
-    opts.err.write(
-      `tcpdwell trace: ${summary.events} events seen, ${lost} lost (${summary.lostRingFull} ring full, ${summary.malformed} malformed${skippedNote})\n`,
-    );
+    log(`${summary.events} events seen, ${lost} lost (${summary.lostRingFull} ring full, ${summary.malformed} malformed${skippedNote})`);
     return summary;
   } finally {
     tracer.close();
