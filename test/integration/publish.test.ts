@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vit
 import { connect } from '@nats-io/transport-node';
 import { Svcm } from '@nats-io/services';
 import { Agent } from '../../src/agent/agent.js';
+import { DEFAULT_FLUSH_MS } from '../../src/agent/defaults.js';
 import { kernelAvailable, ssCounts, TestNetns } from '../kernel/helpers.js';
 import { toSsCounts } from '../../src/track/index.js';
 import { decodeSnapshot } from '../../src/publish/wire.js';
@@ -138,12 +139,14 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     await nats.stop();
     await netns.run('burst', '127.0.0.1', 8522, 30);
     // Let the last batch reach the spool before the kill (under a loaded test run 500 ms was not
-    // always enough: 30 events missing): wait for the spool to stay unchanged for 500 ms.
-    const spoolNow = () => readdirSync(spoolDir).sort().join();
-    for (let last = '', since = Date.now(), deadline = Date.now() + 5000; Date.now() < deadline; await sleep(50)) {
+    // always enough: 30 events missing): wait for the spool to stay unchanged — its segments'
+    // names and sizes (messages are appended to a segment) — for longer than the latency budget
+    // a batch may wait in memory (500 ms by default), twice over.
+    const spoolNow = () => readdirSync(spoolDir).sort().map((f) => `${f}:${statSync(join(spoolDir, f)).size}`).join();
+    for (let last = '', since = Date.now(), deadline = Date.now() + 8000; Date.now() < deadline; await sleep(50)) {
       const now = spoolNow();
       if (now !== last) [last, since] = [now, Date.now()];
-      else if (Date.now() - since >= 500) break;
+      else if (Date.now() - since >= 2 * DEFAULT_FLUSH_MS + 200) break;
     }
     first.child.kill('SIGKILL');
     await first.closed;
