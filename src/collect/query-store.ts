@@ -7,6 +7,7 @@
  */
 import { UsageError } from '../common/errors.js';
 import { stateValue, type SocketIdentity, type TcpEvent } from '../decode/index.js';
+import type { CgroupInfo } from '../kernel/cgroups.js';
 import type { DwellPrecision, DwellRecord } from '../track/index.js';
 import type { QueryFilter, QueryInput } from './query.js';
 import type { Store } from './store.js';
@@ -142,6 +143,32 @@ export async function readStoreInputs(store: Store, f: StoreFilter): Promise<{ i
       error: s(error),
       ...socketOf(r.slice(11)),
     });
+  }
+  // What their cgroups name (the agents' dictionaries, stored in `cgroups`), as the stream path
+  // reads them from the dwell batches and summaries.
+  const ids = new Map<string, Set<bigint>>();
+  for (const i of inputs.values()) {
+    for (const x of [...i.events, ...i.records]) {
+      if (x.cgroupId === 0n) continue;
+      const k = `${i.host}\t${i.bootId}`;
+      if (!ids.has(k)) ids.set(k, new Set());
+      ids.get(k)!.add(x.cgroupId);
+    }
+  }
+  if (ids.size > 0) {
+    const where = [...ids].map(([k, set]) => {
+      const [h, bo] = k.split('\t');
+      return `(host = '${h}' AND boot_id = '${bo}' AND cgroup_id IN (${[...set].join(', ')}))`;
+    });
+    const names = await store.sql(`SELECT DISTINCT host, boot_id, cgroup_id, path, runtime, container_id, pod_uid, unit FROM cgroups WHERE ${where.join(' OR ')}`);
+    const byRun = new Map<string, Map<bigint, CgroupInfo>>();
+    for (const [h, bo, id, path, runtime, containerId, podUid, unit] of names.rows) {
+      const k = `${h}\t${bo}`;
+      if (!byRun.has(k)) byRun.set(k, new Map());
+      const cid = BigInt(id as bigint);
+      byRun.get(k)!.set(cid, { id: cid, path: String(path), runtime: String(runtime), containerId: String(containerId), podUid: String(podUid), unit: String(unit) });
+    }
+    for (const i of inputs.values()) i.cgroups = byRun.get(`${i.host}\t${i.bootId}`);
   }
   return { inputs: [...inputs.values()], sockets: chosen.length, truncated };
 }

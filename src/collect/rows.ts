@@ -2,7 +2,8 @@
  * A decoded agent message as store rows, in the column order of schema.ts. Pure.
  */
 import type { SocketIdentity } from '../decode/index.js';
-import { big } from '../publish/wire.js';
+import type { CgroupInfo } from '../kernel/cgroups.js';
+import { big, cgroupsById } from '../publish/wire.js';
 import { dropsOf, type CollectedMessage } from './messages.js';
 import type { Row, TableName } from './schema.js';
 import { hostRecordFromSummary } from './views.js';
@@ -13,6 +14,16 @@ export interface MessageRows {
   message: Row;
   table: TableName | null;
   rows: Row[];
+  /** rows of the `cgroups` table: the message's cgroup dictionary (dwell batches, summaries) */
+  cgroups: Row[];
+}
+
+/** Every table a message adds rows to, with its rows. */
+export function tablesOf(m: MessageRows): [TableName, Row[]][] {
+  const out: [TableName, Row[]][] = [];
+  if (m.table && m.rows.length) out.push([m.table, m.rows]);
+  if (m.cgroups.length) out.push(['cgroups', m.cgroups]);
+  return out;
 }
 
 const PRECISION = ['exact', 'lower_bound', 'estimated', 'upper_bound'] as const;
@@ -34,6 +45,7 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
   const lead = (i: number, bootNs: bigint): Row => [...id, i, unix(bootNs)];
   let table: TableName | null = null;
   let rows: Row[] = [];
+  let names: ReadonlyMap<bigint, CgroupInfo> | null = null;
   switch (m.kind) {
     case 'transitions':
     case 'snapshot':
@@ -67,11 +79,13 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
         r.error,
         ...socketRow(r),
       ]);
+      names = m.cgroups;
       break;
     case 'summary': {
       table = 'summaries';
       const rec = hostRecordFromSummary(host, h, m.summary);
       rows = [[...id, unix(big(m.summary.atNs as number)), JSON.stringify(rec.states), JSON.stringify(rec.stuck), BigInt(rec.eventsTotal)]];
+      names = cgroupsById(m.summary.cgroups);
       break;
     }
     case 'alerts': {
@@ -91,5 +105,7 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
     h.agentVersion ?? '',
     JSON.stringify(dropsOf(h)),
   ];
-  return { key: messageKey(host, bootId, epoch, seq), message, table, rows };
+  const sentNs = unix(big(h.sentAtBootNs as number));
+  const cgroups: Row[] = [...(names?.values() ?? [])].map((c, i) => [...id, i, sentNs, c.id, c.path, c.runtime, c.containerId, c.podUid, c.unit]);
+  return { key: messageKey(host, bootId, epoch, seq), message, table, rows, cgroups };
 }

@@ -34,7 +34,7 @@ export interface Table {
   timeColumn: string;
 }
 
-export type TableName = 'messages' | 'events' | 'dwell' | 'summaries' | 'alerts' | 'holes';
+export type TableName = 'messages' | 'events' | 'dwell' | 'summaries' | 'alerts' | 'cgroups' | 'holes';
 
 const id: Column[] = [
   { name: 'host', type: 'str', lowCardinality: true, doc: 'host id (the subject token)' },
@@ -116,6 +116,15 @@ export const TABLES: readonly Table[] = [
       { name: 'labels', type: 'str', doc: 'JSON object' },
       { name: 'value', type: 'f64', doc: 'the measured value' },
       { name: 'threshold', type: 'f64', doc: 'the threshold' },
+  ]),
+  perRow('cgroups', "what the agents' cgroup ids name, resolved on each agent's host: the dictionary each dwell batch and summary carries (a cgroup appears once per message that mentions it; join on host, boot_id, cgroup_id)", 'at_ns', [
+      { name: 'at_ns', type: 'i64', doc: 'when the agent built the message' },
+      { name: 'cgroup_id', type: 'u64', doc: 'the cgroup v2 id, as in the socket columns' },
+      { name: 'path', type: 'str', doc: 'relative to the cgroup v2 root, e.g. /system.slice/docker-4f…e1.scope' },
+      label('runtime', "docker, containerd, cri-o, podman, systemd; '' when none is recognised"),
+      { name: 'container_id', type: 'str', doc: "the container id for a container runtime, else ''" },
+      { name: 'pod_uid', type: 'str', doc: "the Kubernetes pod UID for a pod's containers, else ''" },
+      { name: 'unit', type: 'str', doc: "the systemd unit the cgroup is or lies in, else ''" },
   ]),
   {
     name: 'holes',

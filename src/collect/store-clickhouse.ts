@@ -19,7 +19,7 @@ import { Readable } from 'node:stream';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { EnvironmentError, UsageError } from '../common/errors.js';
 import type { DeclaredHole } from './continuity.js';
-import { messageKey, type MessageRows } from './rows.js';
+import { messageKey, tablesOf, type MessageRows } from './rows.js';
 import { TABLES, type Column, type ColumnType, type Row, type TableName } from './schema.js';
 import { baselineQueries, isReadOnlySql, knownHolesQuery, type RunBaseline, type RunId, type SqlResult, type Store, type StoredMessageId, type StoreOptions } from './store.js';
 import type { HostRecord } from './views.js';
@@ -116,10 +116,10 @@ export class ClickHouseStore implements Store {
       if (stored.has(m.key) || fresh.has(m.key)) continue;
       fresh.add(m.key);
       messages.push(m.message);
-      if (m.table) {
-        let list = byTable.get(m.table);
-        if (!list) byTable.set(m.table, (list = []));
-        for (const r of m.rows) list.push(r);
+      for (const [table, rows] of tablesOf(m)) {
+        let list = byTable.get(table);
+        if (!list) byTable.set(table, (list = []));
+        for (const r of rows) list.push(r);
       }
     }
     await Promise.all([...byTable].map(([t, rows]) => this.insert(t, rows)));

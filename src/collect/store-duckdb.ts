@@ -15,7 +15,7 @@
 import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection } from '@duckdb/node-api';
 import { EnvironmentError, UsageError } from '../common/errors.js';
 import type { DeclaredHole } from './continuity.js';
-import { messageKey, type MessageRows } from './rows.js';
+import { messageKey, tablesOf, type MessageRows } from './rows.js';
 import { TABLES, type Column, type ColumnType, type Row, type TableName } from './schema.js';
 import { baselineQueries, isReadOnlySql, knownHolesQuery, type RunBaseline, type RunId, type SqlResult, type Store, type StoredMessageId, type StoreOptions } from './store.js';
 import type { HostRecord } from './views.js';
@@ -137,13 +137,15 @@ export class DuckDbStore implements Store {
         for (const [h, b, e, s] of r.getRows()) fresh.add(messageKey(String(h), String(b), Number(e), Number(s)));
         const used = new Set<DuckDBAppender>();
         for (const m of unique) {
-          if (!m.table || !fresh.has(m.key) || m.rows.length === 0) continue;
-          const t = TABLES.find((x) => x.name === m.table)!;
-          const a = await this.appender(m.table);
-          used.add(a);
-          for (const row of m.rows) {
-            for (let i = 0; i < t.columns.length; i++) append(a, row[i]!, t.columns[i]!);
-            a.endRow();
+          if (!fresh.has(m.key)) continue;
+          for (const [name, rows] of tablesOf(m)) {
+            const t = TABLES.find((x) => x.name === name)!;
+            const a = await this.appender(name);
+            used.add(a);
+            for (const row of rows) {
+              for (let i = 0; i < t.columns.length; i++) append(a, row[i]!, t.columns[i]!);
+              a.endRow();
+            }
           }
         }
         for (const a of used) a.flushSync();
