@@ -92,7 +92,11 @@ describe.skipIf(!kernelAvailable || !clickHouseAvailable)('a three-node NATS clu
     // Every event read by the agents first (the spools can be empty before the second burst's
     // last events reach them: 30 were missing once), then they ride out the failover on their
     // spools (an agent connected to the stopped node reconnects first).
-    await until(() => agents.every((a) => a.status().tracker.events >= 2 * (30 * EVENTS_PER_CONNECTION + 2)), 15_000, 'every event in the agents');
+    await until(
+      () => agents.every((a) => a.status().tracker.events >= 2 * (30 * EVENTS_PER_CONNECTION + 2)),
+      15_000,
+      () => `every event in the agents: ${JSON.stringify(agents.map((a) => ((s) => ({ events: s.events, tracker: s.tracker, drops: s.drops }))(a.status())))}`,
+    );
     await until(() => agents.every((a) => a.status().spool.messages === 0), 30_000, 'spools drained');
     const finals = await Promise.all(agents.map((a) => a.stop(20_000)));
     for (const s of finals) expect(s.spool.messages).toBe(0);
