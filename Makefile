@@ -42,8 +42,10 @@ node_headers = $(shell p=$$(dirname $$(dirname $(NODE))); for d in $$p $$p/node_
                  [ -f $$d/include/node/node_api.h ] && { echo $$d; break; }; done)
 
 # What a fresh Debian machine lacks. Checked by `make deps`, which `make run` and `make test` call.
-DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl prometheus clickhouse-server clickhouse-client
-DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl promtool prometheus clickhouse-server clickhouse-client
+# nginx-light, redis-server, memcached: the real servers the owner tests run (test/kernel/servers.test.ts); Debian's
+# policy-rc.d (made for the install when missing) keeps their services from starting.
+DEB_PKGS   := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 nats-server pkg-config nftables tmux python3-yaml systemd openssl prometheus clickhouse-server clickhouse-client nginx-light redis-server redis-tools memcached
+DEB_CHECK  := clang llvm-strip bpftool ip nats-server pkg-config nft tmux systemd-analyze openssl promtool prometheus clickhouse-server clickhouse-client nginx redis-server redis-benchmark memcached
 # A nats-server with the fix for the clustered expected-sequence race (#4320) for the cluster
 # tests (bookworm's 2.9.10 has it): Debian trixie's, unpacked under .cache/ (scripts/fetch-nats-server.sh).
 NATS_CLUSTER_VERSION := 2.10.27
@@ -73,7 +75,9 @@ $(NATS_CLUSTER_BIN): scripts/fetch-nats-server.sh | .deps.stamp
 	/usr/bin/python3 -c 'import yaml' 2>/dev/null || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "tcpdwell: missing Debian packages; run as root or: sudo apt-get install $(DEB_PKGS)" >&2; exit 1; fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) >/dev/null; \
+	  own_policy=""; [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; own_policy=1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) >/dev/null; st=$$?; \
+	  [ -z "$$own_policy" ] || rm -f /usr/sbin/policy-rc.d; [ $$st = 0 ] || exit $$st; \
 	fi
 	$(Q)command -v npm >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" != 0 ]; then echo "tcpdwell: npm is missing; run as root or: sudo apt-get install npm" >&2; exit 1; fi; \

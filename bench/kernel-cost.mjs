@@ -8,6 +8,8 @@
 // is for some other timer), KCOST_RATE=<conn/s> (churn --rate; default unpaced), KCOST_SECONDS=5,
 // KCOST_EMIT=1 (filter on the churn's namespace instead of a port nothing uses: every record is
 // written to the ring and read, as under `tcpdwell run`), KCOST_OBJECT=<path of a .bpf.o>.
+// Besides ns per run it prints the programs' time per connection (the sum over programs of run
+// time, over the connections made).
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Tracer } from '../dist/kernel/tracer.js';
@@ -54,6 +56,9 @@ try {
   for (const p of stats) {
     console.log(`${p.name.padEnd(22)} runs ${String(p.runCount).padStart(9)}  ns/run ${(p.runTimeNs / Math.max(1, p.runCount)).toFixed(0).padStart(5)}  skipped ${p.recursionMisses}`);
   }
+  const connections = JSON.parse(r.stdout.trim().split('\n').pop() || '{}').connections ?? 0;
+  const total = stats.reduce((s, p) => s + p.runTimeNs, 0);
+  console.log(`connections ${connections}  programs' time per connection ${(total / Math.max(1, connections)).toFixed(0)} ns (object ${env.KCOST_OBJECT || 'this build'})`);
   const readerNsPerRecord = records ? Math.round(((cpu.user + cpu.system) * 1000) / records) : null;
   console.log(`reader: ${records} records, ${readerNsPerRecord ?? '—'} ns CPU per record (the loader's copy and hand-over, nothing decoded)`);
   console.log(JSON.stringify({ args, emit: env.KCOST_EMIT === '1', records, lost, readerNsPerRecord, churn: r.stdout.trim().split('\n').pop(), programs: stats.map((p) => ({ name: p.name, runs: p.runCount, nsPerRun: Math.round(p.runTimeNs / Math.max(1, p.runCount)) })) }));

@@ -35,13 +35,16 @@ extern unsigned int CONFIG_HZ __kconfig;
  * its listener's owner (the child's first transitions run in softirq, where the current
  * task is whoever the packet interrupted). */
 struct sk_info {
-	__u64 entered_ns; /* boot ns the socket entered its current state */
-	__u64 cookie;     /* whose entry this is: differs after a clone from the listener */
-	__u32 owner_pid;
+	__u64 entered_ns; /* boot ns the socket entered its current state; with cookie 0 (an entry made by the
+			   * dump_files walk, owner only) unknown */
+	__u64 cookie;     /* whose entry this is: differs after a clone from the listener; 0: made by the walk */
+	__u32 owner_pid;  /* tgid */
 	__s32 pending_err; /* sk_err from inet_sk_error_report, carried to the next transition */
-	char owner_comm[16];
+	char owner_comm[16]; /* the owner's process name (its thread group leader's comm, as ps and ss -p show) */
 	__u8 state;        /* the state we saw it enter, to notice a transition we never saw */
-	__u8 _pad[7];
+	__u8 owner_inherited; /* the owner is its listener's (cloned): the acceptor, when accept() reports it, replaces it */
+	__u8 owner_walk;   /* the dump_files walk that last set the owner (walk_state.gen): its first holder wins */
+	__u8 _pad[5];      /* pinned entries of older versions hold zeros in the bytes above (same size) */
 };
 
 struct {
@@ -68,6 +71,29 @@ struct {
 	__type(key, __u64);
 	__type(value, struct tw_info);
 } tw_state SEC(".maps");
+
+/*
+ * Another tracer's per-socket state: the running agent's pinned sk_state and tw_state, which
+ * `top`, `trace` and `states` reuse through these two maps (src/kernel/tracer.ts, peerPinDir)
+ * so that sockets older than them show their real entry time and owner. Read by the snapshot
+ * only, never written: two programs updating one socket's entry at the same transition would
+ * each take the other's update for a transition they missed. Definitions must stay those of
+ * sk_state and tw_state (libbpf reuses a pin only when type, sizes and flags match); peer_tw_state
+ * is sized like tw_state only when there is a pin to reuse, so it costs nothing otherwise.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct sk_info);
+} peer_sk_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1); /* set to tw_state's before load when reusing a pin */
+	__type(key, __u64);
+	__type(value, struct tw_info);
+} peer_tw_state SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -288,6 +314,58 @@ static __always_inline void flush_tw_start(struct pcpu_handoff *h)
 	h->tw_start_cookie = 0;
 }
 
+/* ---- owners: the process `ss -p` names (the holder of the socket's file) ---- */
+
+/* The acceptor of each socket accept() returned, until the socket's next transition claims it
+ * (the accept tracepoint has no trusted socket to reach its storage with). LRU: a socket that
+ * closes in process context, or never transitions again, cannot leak an entry. */
+struct accept_owner {
+	__u32 pid;     /* tgid */
+	char comm[16]; /* the thread group leader's comm */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* socket cookie */
+	__type(value, struct accept_owner);
+} accepted SEC(".maps");
+
+/* Which dump_files walk this is (user space bumps gen before each): the first holder of a
+ * socket a walk meets, in pid order, becomes its owner — a prefork parent for the listener its
+ * children inherited, the child for the connection it accepted. */
+struct walk_state {
+	__u32 gen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_state);
+} walk_state SEC(".maps");
+
+/* A process's name: its thread group leader's comm. bpf_get_current_comm() is the thread's
+ * (memcached's mc-worker, tokio-runtime-w), which neither ps nor ss -p shows. */
+static __always_inline void process_comm(const struct task_struct *t, char comm[16])
+{
+	/* Plain loads (the leader is RCU-protected and the task trusted here): no helper call. */
+	const struct task_struct *leader = t->group_leader;
+	__builtin_memcpy(comm, leader->comm, 16);
+}
+
+/* The acceptor replaces the listener's owner a socket was cloned with (see handle_accept*). */
+static __always_inline void claim_accepted(struct sk_info *si, __u64 cookie)
+{
+	struct accept_owner *a = bpf_map_lookup_elem(&accepted, &cookie);
+	if (!a)
+		return;
+	si->owner_pid = a->pid;
+	__builtin_memcpy(si->owner_comm, a->comm, sizeof(si->owner_comm));
+	si->owner_inherited = 0;
+	bpf_map_delete_elem(&accepted, &cookie);
+}
+
 /* What the agent's filters say of a socket, from the fields they look at (wanted() for a record). */
 static __always_inline bool wanted_socket(const struct tcpdwell_config *cfg, __u16 family, __u32 netns, __u16 sport, __u16 dport)
 {
@@ -337,16 +415,26 @@ static __always_inline void track(struct sock *sk, struct tcpdwell_event *ev, __
 		 * unknown, the owner (if any) is the listener's. */
 		if (si->cookie)
 			ev->flags |= TCPDWELL_F_CHILD;
+		si->owner_inherited = si->cookie != 0;
 		si->cookie = cookie;
 		si->pending_err = 0;
 	}
 	ev->error = si->pending_err;
 	si->pending_err = 0;
-	si->entered_ns = now;
+	/* A same-state transition (FIN_WAIT1 -> FIN_WAIT1: close() after shutdown(SHUT_WR)
+	 * before the FIN is acked; LAST_ACK, FIN_WAIT2 alike) leaves nothing: the entry time stays. */
+	if (oldstate != newstate || !(ev->flags & TCPDWELL_F_ENTERED_KNOWN))
+		si->entered_ns = now;
 	si->state = newstate;
 	if (proc) {
 		si->owner_pid = ev->pid;
-		__builtin_memcpy(si->owner_comm, ev->comm, sizeof(si->owner_comm));
+		process_comm(bpf_get_current_task_btf(), si->owner_comm);
+		if (si->owner_inherited) {
+			si->owner_inherited = 0;
+			bpf_map_delete_elem(&accepted, &cookie);
+		}
+	} else if (si->owner_inherited && oldstate != TCP_LISTEN && oldstate != TCP_SYN_RECV) {
+		claim_accepted(si, cookie); /* accepted since its handshake? (not before it completed) */
 	}
 	if (si->owner_pid) {
 		ev->owner_pid = si->owner_pid;
@@ -650,9 +738,16 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 			e.substate = ttw->tw_sk.tw_substate;
 			e.expires_ns = jiffies_to_boot_ns(ttw->tw_sk.tw_timer.expires, now);
 			struct tw_info *ti = bpf_map_lookup_elem(&tw_state, &addr);
+			if (!ti)
+				ti = bpf_map_lookup_elem(&peer_tw_state, &addr);
 			if (ti) {
 				e.entered_ns = ti->start_ns;
 				e.flags |= TCPDWELL_F_ENTERED_KNOWN;
+				if (ti->owner_pid) {
+					e.owner_pid = ti->owner_pid;
+					__builtin_memcpy(e.owner_comm, ti->owner_comm, sizeof(e.owner_comm));
+					e.flags |= TCPDWELL_F_OWNER_KNOWN;
+				}
 			}
 		}
 	} else if (e.new_state != TCP_NEW_SYN_RECV) {
@@ -661,18 +756,311 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 			struct sock *sk = (struct sock *)tp;
 			e.cgroup_id = sk_cgroup_id(sk);
 			struct sk_info *si = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+			/* The agent's (peer_sk_state) for what our own entry does not know: ours may
+			 * be one the dump_files walk made (cookie 0), which knows the owner only. */
+			struct sk_info *pi = !si || si->cookie != e.cookie ? bpf_sk_storage_get(&peer_sk_state, sk, 0, 0) : NULL;
 			if (si && si->cookie == e.cookie && si->state == e.new_state) {
 				e.entered_ns = si->entered_ns;
 				e.flags |= TCPDWELL_F_ENTERED_KNOWN;
-				if (si->owner_pid) {
-					e.owner_pid = si->owner_pid;
-					__builtin_memcpy(e.owner_comm, si->owner_comm, sizeof(e.owner_comm));
-					e.flags |= TCPDWELL_F_OWNER_KNOWN;
-				}
+			} else if (pi && pi->cookie == e.cookie && pi->state == e.new_state) {
+				e.entered_ns = pi->entered_ns;
+				e.flags |= TCPDWELL_F_ENTERED_KNOWN;
+			}
+			if (!(si && (si->cookie == e.cookie || !si->cookie) && si->owner_pid))
+				si = pi && pi->cookie == e.cookie && pi->owner_pid ? pi : NULL;
+			if (si) {
+				e.owner_pid = si->owner_pid;
+				__builtin_memcpy(e.owner_comm, si->owner_comm, sizeof(e.owner_comm));
+				e.flags |= TCPDWELL_F_OWNER_KNOWN;
 			}
 		}
 	}
 	if (wanted(&e))
 		bpf_seq_write(ctx->meta->seq, &e, sizeof(e));
 	return 0;
+}
+
+/* ---- listeners and who holds each socket (iter/task_file) ---- */
+
+/* Per listener, what the SYN pressure detector needs beyond the socket's own fields. Freed with
+ * the listener; not cloned into accepted children. */
+struct listen_info {
+	__u64 synack_retrans; /* tcp:tcp_retransmit_synack runs for its request socks */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct listen_info);
+} listen_state SEC(".maps");
+
+/* A SYN-ACK sent again because the handshake's final ACK has not come (tcp_rtx_synack): the
+ * half-open connections of this listener are not completing — lost ACKs, or spoofed SYNs. */
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(handle_synack_retrans, const struct sock *csk, const struct request_sock *req)
+{
+	struct sock *sk = (struct sock *)csk; /* the listener (or a Fast Open child in SYN_RECV) */
+	struct listen_info *li = bpf_sk_storage_get(&listen_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (li)
+		__sync_fetch_and_add(&li->synack_retrans, 1);
+	return 0;
+}
+
+/* What a listener's queues hold now. qlen counts its request socks; sk_drops is bumped by
+ * tcp_listendrop() for every SYN or completed handshake dropped with a full accept or SYN queue
+ * (ListenOverflows, TCPReqQFullDrop, ...: the namespace's counters say which). */
+static __always_inline void fill_listener(struct tcpdwell_sockfile *r, struct sock *sk)
+{
+	const struct inet_connection_sock *icsk = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct inet_connection_sock));
+	r->ack_backlog = sk->sk_ack_backlog;
+	r->max_ack_backlog = sk->sk_max_ack_backlog;
+	r->request_socks = icsk->icsk_accept_queue.qlen.counter;
+	r->drops = sk->sk_drops.counter;
+	struct listen_info *li = bpf_sk_storage_get(&listen_state, sk, 0, 0);
+	if (li)
+		r->synack_retrans = li->synack_retrans;
+}
+
+/* One TCP socket file of a process: the holder as `ss -p` names it (the process, by its thread
+ * group leader's name), and for a listener its queues. Threads sharing a file table are walked
+ * once (the kernel skips them), a socket shared by several processes once per process. */
+static __always_inline int dump_file(struct bpf_iter__task_file *ctx, bool listeners_only)
+{
+	struct file *file = ctx->file;
+	struct task_struct *task = ctx->task;
+	if (!file || !task)
+		return 0;
+	struct socket *sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	struct sock *sk = sock->sk;
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	__u8 state = sk->__sk_common.skc_state;
+	if (listeners_only && state != TCP_LISTEN)
+		return 0;
+	struct tcpdwell_sockfile r = {};
+	r.ts_ns = bpf_ktime_get_boot_ns();
+	r.cookie = bpf_get_socket_cookie(sk);
+	r.netns = sk->__sk_common.skc_net.net->ns.inum;
+	r.pid = task->tgid;
+	r.fd = ctx->fd;
+	r.sport = sk_local_port(sk);
+	r.family = family;
+	r.state = state;
+	if (family == AF_INET6) {
+		const __u64 *s6 = (const __u64 *)sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8;
+		((__u64 *)r.saddr)[0] = s6[0];
+		((__u64 *)r.saddr)[1] = s6[1];
+	} else {
+		*(__u32 *)r.saddr = sk->__sk_common.skc_rcv_saddr;
+	}
+	process_comm(task, r.comm);
+	if (state == TCP_LISTEN)
+		fill_listener(&r, sk);
+	if (!listeners_only) {
+		/* The holder is the owner, for sockets older than us (no transition seen) and for any
+		 * whose owner changed hands since (accepted, inherited, passed over a unix socket). */
+		__u32 zero = 0;
+		struct walk_state *w = bpf_map_lookup_elem(&walk_state, &zero);
+		struct sk_info *si = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		__u8 gen = w ? w->gen : 0;
+		if (si && (si->owner_walk != gen || !si->owner_pid)) {
+			si->owner_pid = r.pid;
+			__builtin_memcpy(si->owner_comm, r.comm, sizeof(si->owner_comm));
+			si->owner_walk = gen;
+			si->owner_inherited = 0;
+		}
+	}
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	return 0;
+}
+
+SEC("iter/task_file")
+int dump_files(struct bpf_iter__task_file *ctx)
+{
+	return dump_file(ctx, false);
+}
+
+SEC("iter/task_file")
+int dump_listeners(struct bpf_iter__task_file *ctx)
+{
+	return dump_file(ctx, true);
+}
+
+/* ---- resets (tcp:tcp_send_reset, tcp:tcp_receive_reset) ---- */
+
+/* The local and remote ends of a segment this host answers with an RST when no socket wanted
+ * it (tcp_v4_send_reset / tcp_v6_send_reset with sk NULL): its destination is our end. The
+ * headers are read from the packet with probe reads (packet bytes at a variable offset). */
+static __always_inline void fill_from_segment(struct tcpdwell_event *e, const struct sk_buff *skb)
+{
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header, th = skb->transport_header;
+	struct tcphdr tcp;
+	if (skb->dev)
+		e->netns = skb->dev->nd_net.net->ns.inum;
+	if (bpf_probe_read_kernel(&tcp, sizeof(tcp), head + th))
+		return;
+	e->sport = bpf_ntohs(tcp.dest);
+	e->dport = bpf_ntohs(tcp.source);
+	if (skb->protocol == bpf_htons(0x86DD)) { /* ETH_P_IPV6 */
+		struct ipv6hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return;
+		e->family = AF_INET6;
+		__builtin_memcpy(e->saddr, &ip6.daddr, 16);
+		__builtin_memcpy(e->daddr, &ip6.saddr, 16);
+	} else {
+		struct iphdr ip;
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return;
+		e->family = AF_INET;
+		*(__u32 *)e->saddr = ip.daddr;
+		*(__u32 *)e->daddr = ip.saddr;
+	}
+}
+
+/* One RESET record: which socket (a full, timewait or request sock, or none), which way, and its owner. */
+static __always_inline void emit_reset(const struct sock *sk, const struct sk_buff *skb, __u8 direction)
+{
+	struct tcpdwell_event ev = {};
+	ev.type = TCPDWELL_EV_RESET;
+	ev.reason = direction;
+	ev.ts_ns = bpf_ktime_get_boot_ns();
+	ev.pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
+	if (!sk || (skb && sk->__sk_common.skc_state == TCP_LISTEN)) {
+		/* No socket, or a listener answering a segment of no connection of its own: the
+		 * segment's ends say which connection the RST was for (a listener's are wildcards). */
+		if (skb)
+			fill_from_segment(&ev, skb);
+		if (sk)
+			ev.new_state = TCP_LISTEN;
+	} else {
+		__u8 state = sk->__sk_common.skc_state;
+		ev.new_state = state;
+		fill_common(&ev, &sk->__sk_common);
+		if (state == TCP_TIME_WAIT) {
+			const struct inet_timewait_sock *tw = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct inet_timewait_sock));
+			__u64 addr = (__u64)sk;
+			ev.sport = bpf_ntohs(tw->tw_sport);
+			ev.cookie = sk->__sk_common.skc_cookie.counter;
+			struct tw_info *ti = bpf_map_lookup_elem(&tw_state, &addr);
+			if (ti && ti->owner_pid) {
+				ev.owner_pid = ti->owner_pid;
+				__builtin_memcpy(ev.owner_comm, ti->owner_comm, sizeof(ev.owner_comm));
+				ev.flags |= TCPDWELL_F_OWNER_KNOWN;
+			}
+		} else if (state == TCP_NEW_SYN_RECV) {
+			ev.sport = sk->__sk_common.skc_num; /* a request sock: its listener's port */
+		} else {
+			struct sock *full = (struct sock *)sk;
+			ev.sport = sk_local_port(full);
+			ev.cookie = bpf_get_socket_cookie(full);
+			ev.cgroup_id = sk_cgroup_id(full);
+			struct sk_info *si = bpf_sk_storage_get(&sk_state, full, 0, 0);
+			if (si && si->owner_pid) {
+				ev.owner_pid = si->owner_pid;
+				__builtin_memcpy(ev.owner_comm, si->owner_comm, sizeof(ev.owner_comm));
+				ev.flags |= TCPDWELL_F_OWNER_KNOWN;
+			}
+		}
+	}
+	if (ev.family && wanted(&ev))
+		emit(&ev);
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(handle_send_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
+{
+	emit_reset(sk, skb, TCPDWELL_RST_SENT);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(handle_receive_reset, struct sock *sk)
+{
+	emit_reset(sk, NULL, TCPDWELL_RST_RECEIVED);
+	return 0;
+}
+
+/* ---- accept(): the acceptor becomes the owner (syscalls:sys_exit_accept4 / sys_exit_accept) ---- */
+
+/* The socket behind a new fd of the current process, as a plain address: the fd table is an
+ * array indexed at run time, which only probe reads may walk, so what comes out is untrusted
+ * (no socket storage through it: the owner waits in `accepted` for the socket's next
+ * transition). A socket's file points back at it: that check rules out anything else. */
+static __always_inline const struct sock *socket_of_fd(const struct task_struct *t, long nfd)
+{
+	/* Plain loads through BTF pointers (exception-table guarded, no helper call each: the same
+	 * as for handle_set_state); only the slot of the fd array needs a probe read. */
+	const struct fdtable *fdt = t->files->fdt;
+	if (!fdt || nfd < 0 || nfd >= fdt->max_fds)
+		return NULL;
+	struct file *fp = NULL;
+	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fdt->fd[nfd]) || !fp)
+		return NULL;
+	const struct file *f = bpf_rdonly_cast(fp, bpf_core_type_id_kernel(struct file));
+	const struct socket *sock = bpf_rdonly_cast(f->private_data, bpf_core_type_id_kernel(struct socket));
+	if (!sock || sock->file != fp || !sock->sk)
+		return NULL;
+	return bpf_rdonly_cast(sock->sk, bpf_core_type_id_kernel(struct sock));
+}
+
+/* accept() returned fd in the acceptor's context: remember the acceptor for the socket's next
+ * transition, and tell user space at once (its live table and top then name it). */
+static __always_inline int on_accept(long nfd)
+{
+	if (nfd < 0)
+		return 0;
+	struct task_struct *t = bpf_get_current_task_btf();
+	const struct sock *sk = socket_of_fd(t, nfd);
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	/* The cookie the transition program gave it at its handshake; 0 when it completed before
+	 * we were attached (the dump_files walk names its holder instead). */
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
+	if (!cookie)
+		return 0;
+	struct accept_owner a = { .pid = t->tgid };
+	process_comm(t, a.comm);
+	bpf_map_update_elem(&accepted, &cookie, &a, BPF_ANY);
+
+	struct tcpdwell_event ev = {};
+	ev.type = TCPDWELL_EV_ACCEPT;
+	ev.ts_ns = bpf_ktime_get_boot_ns();
+	ev.cookie = cookie;
+	ev.pid = a.pid;
+	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
+	ev.owner_pid = a.pid;
+	__builtin_memcpy(ev.owner_comm, a.comm, sizeof(ev.owner_comm));
+	ev.flags = TCPDWELL_F_OWNER_KNOWN | TCPDWELL_F_PROCESS_CTX;
+	ev.new_state = sk->__sk_common.skc_state;
+	ev.cgroup_id = sk_cgroup_id(sk);
+	fill_common(&ev, &sk->__sk_common);
+	ev.sport = sk_local_port(sk);
+	if (wanted(&ev))
+		emit(&ev);
+	return 0;
+}
+
+/* Classic tracepoints (tracefs must be readable to attach them): off unless the tracer turns them on. */
+SEC("?tp/syscalls/sys_exit_accept4")
+int handle_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+SEC("?tp/syscalls/sys_exit_accept")
+int handle_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
 }

@@ -17,6 +17,16 @@ enum tcpdwell_event_type {
 	TCPDWELL_EV_TIMEWAIT_START = 2, /* a timewait sock was scheduled (timer:timer_start, tw_timer_handler) */
 	TCPDWELL_EV_TIMEWAIT_END = 3,   /* the timewait sock ended: timer expired, or it was killed early */
 	TCPDWELL_EV_SNAPSHOT = 4,       /* a socket that existed when tracing started (iter/tcp) */
+	TCPDWELL_EV_RESET = 5,          /* an RST sent (tcp:tcp_send_reset) or received (tcp:tcp_receive_reset); reason says which */
+	TCPDWELL_EV_ACCEPT = 6,         /* accept() handed the socket to a process (syscalls:sys_exit_accept4/accept): owner_* is
+					 * the acceptor, pid/comm its thread; the socket's later events carry that owner */
+};
+
+/* Which way an RST went (RESET only, in tcpdwell_event.reason). */
+enum tcpdwell_rst_direction {
+	TCPDWELL_RST_SENT = 1,     /* this host sent it: an abort (close with unread data, SO_LINGER 0, ...) or the answer to a
+				    * segment no socket wanted (then cookie 0, owner unknown, the addresses those of that segment) */
+	TCPDWELL_RST_RECEIVED = 2, /* a full socket received it (tcp_reset): the peer aborted, or refused the connect */
 };
 
 /* How a timewait sock ended (TIMEWAIT_END only). */
@@ -70,11 +80,39 @@ struct tcpdwell_event {
 	__u16 family;      /* AF_INET (2) or AF_INET6 (10) */
 	__u8 type;         /* enum tcpdwell_event_type */
 	__u8 old_state;    /* TRANSITION: kernel TCP_* state left; else 0 */
-	__u8 new_state;    /* TRANSITION: state entered; SNAPSHOT: current state; TIMEWAIT_*: TCP_TIME_WAIT */
+	__u8 new_state;    /* TRANSITION: state entered; SNAPSHOT: current state; TIMEWAIT_*: TCP_TIME_WAIT;
+			    * RESET: the socket's state at the RST (0: no socket) */
 	__u8 substate;     /* TIMEWAIT_*: tw_substate (TCP_TIME_WAIT or TCP_FIN_WAIT2); SNAPSHOT of a timewait sock too */
-	__u8 reason;       /* TIMEWAIT_END: enum tcpdwell_tw_reason; else 0 */
+	__u8 reason;       /* TIMEWAIT_END: enum tcpdwell_tw_reason; RESET: enum tcpdwell_rst_direction; else 0 */
 	__u8 flags;        /* enum tcpdwell_event_flags */
 	__u8 _pad[4];      /* zero */
+};
+
+/*
+ * One TCP socket file held by a process, from the iter/task_file walks dump_files (every socket:
+ * who holds it, as `ss -p` names it) and dump_listeners (listening sockets only, with their
+ * queues: what the kernel offers about SYN pressure, since no tracepoint marks a SYN's arrival).
+ * A socket shared by several processes (a listener inherited by prefork workers) comes once per
+ * holder. Not a ring record: the iterator's output, read by runIterator.
+ */
+struct tcpdwell_sockfile {
+	__u64 ts_ns;           /* bpf_ktime_get_boot_ns() at the walk, ns since boot */
+	__u64 cookie;          /* socket cookie, as in struct tcpdwell_event */
+	__u64 synack_retrans;  /* LISTEN: SYN-ACKs retransmitted to its half-open connections while this object's
+				* programs (or, pinned, the agent's) were attached (tcp:tcp_retransmit_synack); else 0 */
+	__u32 netns;           /* inode of the socket's network namespace */
+	__u32 pid;             /* tgid of the process holding the file */
+	__u32 fd;              /* the file's descriptor in that process */
+	__u32 ack_backlog;     /* LISTEN: connections waiting in the accept queue (sk_ack_backlog; ss Recv-Q) */
+	__u32 max_ack_backlog; /* LISTEN: the accept queue's bound (sk_max_ack_backlog: the listen(2) backlog capped by somaxconn; ss Send-Q) */
+	__u32 request_socks;   /* LISTEN: half-open connections, request socks (icsk_accept_queue.qlen; ss SYN-RECV) */
+	__u32 drops;           /* LISTEN: SYNs and completed handshakes it dropped, accept or SYN queue full (sk_drops: its part of ListenDrops) */
+	__u16 sport;           /* local port, host byte order */
+	__u16 family;          /* AF_INET (2) or AF_INET6 (10) */
+	__u8 saddr[16];        /* local address, network byte order; IPv4 in the first 4 bytes */
+	char comm[16];         /* the holder's process name: its thread group leader's comm (what ss -p and ps show), NUL-padded */
+	__u8 state;            /* kernel TCP_* state */
+	__u8 _pad[7];          /* zero */
 };
 
 /* Per-CPU counters (map "counters", one slot per CPU); the agent sums the CPUs. */
@@ -99,11 +137,14 @@ struct tcpdwell_config {
 struct tcpdwell_abi {
 	enum tcpdwell_event_type type;
 	enum tcpdwell_tw_reason reason;
+	enum tcpdwell_rst_direction rst;
 	enum tcpdwell_event_flags flags;
 	enum tcpdwell_loss_reason loss;
+	struct tcpdwell_sockfile sockfile;
 };
 
 _Static_assert(sizeof(struct tcpdwell_event) == 136, "tcpdwell_event layout changed: regenerate src/kernel/abi.ts");
+_Static_assert(sizeof(struct tcpdwell_sockfile) == 96, "tcpdwell_sockfile layout changed: regenerate src/kernel/abi.ts");
 _Static_assert(sizeof(struct tcpdwell_counters) == 48, "tcpdwell_counters layout changed");
 _Static_assert(sizeof(struct tcpdwell_config) == 8, "tcpdwell_config layout changed");
 

@@ -114,6 +114,8 @@ export interface FieldLayout {
 
 /** struct tcpdwell_event */
 ${layout('EVENT', struct('tcpdwell_event'))}
+/** struct tcpdwell_sockfile (the output of the iter/task_file programs dump_files and dump_listeners) */
+${layout('SOCKFILE', struct('tcpdwell_sockfile'))}
 /** struct tcpdwell_counters (per-CPU map "counters") */
 ${layout('COUNTERS', struct('tcpdwell_counters'))}
 /** struct tcpdwell_config (map "dwell_config") */
@@ -122,6 +124,8 @@ ${layout('CONFIG', struct('tcpdwell_config'))}
 ${constObj('EventType', enumValues('tcpdwell_event_type', 'TCPDWELL_EV_'))}
 /** enum tcpdwell_tw_reason */
 ${constObj('TwReason', enumValues('tcpdwell_tw_reason', 'TCPDWELL_TW_'))}
+/** enum tcpdwell_rst_direction */
+${constObj('RstDirection', enumValues('tcpdwell_rst_direction', 'TCPDWELL_RST_'))}
 /** enum tcpdwell_event_flags */
 ${constObj('EventFlags', enumValues('tcpdwell_event_flags', 'TCPDWELL_F_'))}
 /** enum tcpdwell_loss_reason: every way an event can be lost, with what it means (its comment in the header) */

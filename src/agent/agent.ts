@@ -7,11 +7,12 @@ import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { VERSION } from '../common/version.js';
 import { bootToEpochOffsetNs, clockBoottimeNs } from '../kernel/clock.js';
-import type { KernelFilters } from '../kernel/filters.js';
+import { passesFilters, type KernelFilters } from '../kernel/filters.js';
 import { namespacesToWalk, type Netns } from '../kernel/namespaces.js';
 import { ownNetnsSysctls } from '../kernel/sysctl.js';
 import { Tracer, type TracerOptions } from '../kernel/tracer.js';
-import { decodeRecordList, forEachRingRecord, RecordView, type DecodeStats, type TcpEvent } from '../decode/index.js';
+import { netstatByNetns } from '../kernel/netstat.js';
+import { decodeRecordList, decodeSockFiles, forEachRingRecord, RecordView, type DecodeStats, type TcpEvent } from '../decode/index.js';
 import { Tracker, type DetectorThresholds, type DwellRowSink, type LiveTableSnapshot } from '../track/index.js';
 import { DwellColumns, TransitionColumns } from '../publish/columns.js';
 import type { ConnectionSettings } from '../publish/connection.js';
@@ -216,6 +217,7 @@ export class Agent {
       { release: true },
     );
     this.publishSnapshot();
+    this.pollListeners(); // the baseline the first evaluation's drop counts start from
     this.flushTimer = setInterval(() => {
       // Rows also arrive outside ring batches (heal, overdue timewaits): their wait starts here.
       this.batching.note('transitions', this.transitions.length);
@@ -347,7 +349,7 @@ export class Agent {
   private reseed(netns?: Netns[], quiet = false): TcpEvent[] {
     const events: TcpEvent[] = [];
     const wanted = netns ?? namespacesToWalk((this.filters.netns ?? []).map((inode) => ({ inode, path: '' })));
-    const { unreachable } = this.tracer.snapshotNamespaces(
+    const { unreachable, files } = this.tracer.snapshotNamespaces(
       wanted,
       (ns, records) => {
         const mine = decodeRecordList(records, this.decodeStats);
@@ -356,6 +358,8 @@ export class Agent {
       },
       { drainFirst: true, ownOnly: !this.enterNetns },
     );
+    // The walk of the socket files names the holders of the sockets of namespaces not walked too.
+    this.tracker.observeHolders(decodeSockFiles(files, this.decodeStats));
     if (unreachable.length > 0 && !(quiet && this.unreachableLogged)) {
       this.opts.log?.(`snapshot: ${unreachable.length} other network namespaces skipped (capabilities dropped; start with --resnapshot to keep CAP_SYS_ADMIN for this)`);
       this.unreachableLogged = true;
@@ -385,10 +389,20 @@ export class Agent {
 
   /** Publishes each alert once when it starts firing, and once when it is resolved. */
   private publishAlerts(): void {
+    this.pollListeners();
     this.alerts.update(this.tracker.evaluate(), clockBoottimeNs(), (a, severity) => {
       const header = this.header();
       this.put('alerts', header, encodeAlert(header, a, severity, this.containers.forAlert(a, severity)), 0);
     });
+  }
+
+  /**
+   * What the kernel says about SYN pressure now — every listener's queues (a walk of the host's
+   * socket files: no setns, no capability) and each namespace's netstat counters — for the detectors.
+   */
+  pollListeners(): void {
+    const listeners = decodeSockFiles(this.tracer.socketFiles({ listenersOnly: true }), this.decodeStats).filter((l) => passesFilters(this.filters, l));
+    this.tracker.observeListeners({ atNs: clockBoottimeNs(), listeners, netstat: netstatByNetns(listeners) });
   }
 
   /** Changes detector thresholds (control service `config`); returns them all. */

@@ -6,6 +6,7 @@ import { type Command, Option } from 'commander';
 import { logger, type Logger } from '../common/log.js';
 import { familyOf, type Family } from '../kernel/filters.js';
 import { resolveNetns, type Netns } from '../kernel/namespaces.js';
+import { DEFAULT_PIN_DIR } from '../kernel/pins.js';
 import type { ConnectionSettings } from '../publish/connection.js';
 import { connectionSettings, loadConfigFile } from './config.js';
 import { parseBytes, parsePort, parseRingBytes, parseSeconds, parseSecondsOrOff, parseSpan, parseTime, positiveInt, repeatable } from './parsers.js';
@@ -33,10 +34,21 @@ export function addFilterOptions(cmd: Command, o: { scope?: string; netnsHelp?: 
   return cmd;
 }
 
-/** The filter flags resolved: namespaces found (UsageError when one is not), ports, family. */
-export function filtersFrom(o: Partial<FilterFlags>): { netns: Netns[]; ports: number[]; family: Family | null } {
-  return { netns: (o.netns ?? []).map((spec) => resolveNetns(spec)), ports: o.port ?? [], family: familyOf(o.family) };
+/**
+ * The filter flags resolved: namespaces found (UsageError when one is not; with `needPath`, also
+ * when no path on this host opens it, for commands that walk its sockets), ports, family.
+ */
+export function filtersFrom(o: Partial<FilterFlags>, opts: { needPath?: boolean } = {}): { netns: Netns[]; ports: number[]; family: Family | null } {
+  return { netns: (o.netns ?? []).map((spec) => resolveNetns(spec, undefined, opts)), ports: o.port ?? [], family: familyOf(o.family) };
 }
+
+/** --agent-pin-dir: where a running agent keeps its per-socket state, read by trace, states and top. */
+export const addAgentPinOption = (cmd: Command): Command =>
+  cmd.option(
+    '--agent-pin-dir <dir>',
+    "read a running agent's pinned per-socket state (its run --pin-dir), so sockets older than this command show their real age and owner; read only",
+    DEFAULT_PIN_DIR,
+  );
 
 // ---- output ----------------------------------------------------------------------------
 

@@ -172,7 +172,11 @@ export function buildTimelines(inputs: readonly QueryInput[], f: QueryFilter): C
                 : `TIME_WAIT(${e.substate}) start`
               : e.type === 'timewait_end'
                 ? `TIME_WAIT(${e.substate}) ${e.reason ?? 'end'}`
-                : `${e.substate ? `${e.newState}(${e.substate})` : e.newState} (existing)`,
+                : e.type === 'reset'
+                  ? `RST ${e.reason ?? ''} in ${e.newState}`
+                  : e.type === 'accept'
+                    ? `accepted by ${e.ownerComm}/${e.ownerPid}`
+                    : `${e.substate ? `${e.newState}(${e.substate})` : e.newState} (existing)`,
         oldState: e.oldState,
         newState: e.newState,
         substate: e.substate,

@@ -2,7 +2,7 @@
 import type { Family } from '../kernel/filters.js';
 
 export type { Family };
-export type EventKind = 'transition' | 'timewait_start' | 'timewait_end' | 'snapshot';
+export type EventKind = 'transition' | 'timewait_start' | 'timewait_end' | 'snapshot' | 'reset' | 'accept';
 
 /** Which socket: its cookie, namespace, cgroup, ends and owner. Every per-socket record carries these. */
 export interface SocketIdentity {
@@ -38,12 +38,12 @@ export interface TcpEvent extends SocketIdentity {
   comm: string;
   /** transition: state left; other kinds: null */
   oldState: string | null;
-  /** transition: state entered; snapshot: current state; timewait: TIME_WAIT */
+  /** transition: state entered; snapshot: current state; timewait: TIME_WAIT; reset: the socket's state at the RST (UNKNOWN(0): no socket); accept: its state when accepted */
   newState: string;
   /** timewait events, timewait snapshots: TIME_WAIT or FIN_WAIT2 */
   substate: string | null;
-  /** timewait_end: how it ended */
-  reason: 'expired' | 'killed' | null;
+  /** timewait_end: how it ended; reset: which way the RST went (sent by this host, or received) */
+  reason: 'expired' | 'killed' | 'sent' | 'received' | null;
   /** errno name from sk_err that preceded this transition, e.g. ECONNREFUSED */
   error: string | null;
   /** the current task held the socket lock: pid/comm acted on the socket */

@@ -3,6 +3,7 @@
  * names and text forms people read them in. Pure: no I/O.
  */
 export type { DecodeStats, EventKind, Family, SocketIdentity, TcpEvent } from './event.js';
+export { decodeSockFiles, type ListenerQueues, type SockFile } from './sockfiles.js';
 export { decodeEvent, decodeRecordList, decodeRecords, decodeRingBatch, frameRecords, RING_HEADER_BYTES } from './records.js';
 export { forEachRingRecord, I as RECORD_INDEX, RecordEvent, RecordView } from './view.js';
 export { AF_INET, AF_INET6, endpoint, errnoName, formatAddress, stateName, stateValue } from './names.js';

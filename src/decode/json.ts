@@ -22,6 +22,8 @@ export function toJson(e: TcpEvent, time?: string): Record<string, unknown> {
     case 'timewait_start': o.substate = e.substate; o.expiresNs = expires; o.flip = e.flip; o.enteredNs = entered; break;
     case 'timewait_end': o.substate = e.substate; o.reason = e.reason; o.dwellNs = dwell; o.enteredNs = entered; break;
     case 'snapshot': o.state = e.newState; o.substate = e.substate; o.enteredNs = entered; o.expiresNs = expires; break;
+    case 'reset': o.direction = e.reason; o.state = e.newState; break;
+    case 'accept': o.state = e.newState; break;
   }
   // A snapshot is no event: nobody acted, so it has no pid or comm.
   if (e.type !== 'snapshot') {

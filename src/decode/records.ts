@@ -4,7 +4,7 @@
  * Every offset and enum value comes from src/kernel/abi.ts, which is generated from
  * bpf/tcpdwell.h; nothing about the record layout is written here by hand.
  */
-import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, TwReason } from '../kernel/abi.js';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
 import type { DecodeStats, EventKind, TcpEvent } from './event.js';
 import { AF_INET, AF_INET6, errnoName, formatAddress, stateName } from './names.js';
 
@@ -13,6 +13,8 @@ const KIND: Record<number, EventKind | undefined> = {
   [EventType.TIMEWAIT_START]: 'timewait_start',
   [EventType.TIMEWAIT_END]: 'timewait_end',
   [EventType.SNAPSHOT]: 'snapshot',
+  [EventType.RESET]: 'reset',
+  [EventType.ACCEPT]: 'accept',
 };
 
 function cString(buf: Buffer, offset: number, size: number): string {
@@ -114,7 +116,12 @@ export function decodeEvent(buf: Buffer, offset: number): TcpEvent | null {
     oldState: kind === 'transition' ? stateName(buf.readUInt8(offset + F.old_state.offset)) : null,
     newState: stateName(buf.readUInt8(offset + F.new_state.offset)),
     substate: isTimewait || substate !== 0 ? stateName(substate) : null,
-    reason: kind === 'timewait_end' ? (reason === TwReason.EXPIRED ? 'expired' : reason === TwReason.KILLED ? 'killed' : null) : null,
+    reason:
+      kind === 'timewait_end'
+        ? reason === TwReason.EXPIRED ? 'expired' : reason === TwReason.KILLED ? 'killed' : null
+        : kind === 'reset'
+          ? reason === RstDirection.SENT ? 'sent' : reason === RstDirection.RECEIVED ? 'received' : null
+          : null,
     error: errno > 0 ? errnoName(errno) : null,
     actorIsOwner: (flags & EventFlags.PROCESS_CTX) !== 0,
     child: (flags & EventFlags.CHILD) !== 0,

@@ -43,9 +43,15 @@ export function formatText(e: TcpEvent, clock: (bootNs: bigint) => string): stri
       state = e.substate ? `${e.newState}(${e.substate})` : e.newState;
       dwell = e.enteredNs !== null ? `${formatDuration(e.tsNs - e.enteredNs)}+` : '';
       break;
+    case 'reset':
+      state = `RST ${e.reason} in ${e.newState}`;
+      break;
+    case 'accept':
+      state = `accepted in ${e.newState}`;
+      break;
   }
   const owner = e.ownerPid !== null ? `${e.ownerComm}/${e.ownerPid}` : '-';
-  const kind = { transition: 'transition', timewait_start: 'tw-start', timewait_end: 'tw-end', snapshot: 'snapshot' }[e.type];
+  const kind = { transition: 'transition', timewait_start: 'tw-start', timewait_end: 'tw-end', snapshot: 'snapshot', reset: 'reset', accept: 'accept' }[e.type];
   return [
     clock(e.tsNs).padEnd(16),
     kind.padEnd(11),

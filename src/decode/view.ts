@@ -12,7 +12,7 @@
  * `u8(...)` / `u64(off, I.field)`: `I` below is derived from the generated EVENT_FIELDS, so the
  * field needs no code here.
  */
-import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, TwReason } from '../kernel/abi.js';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
 import type { DecodeStats, EventKind, TcpEvent } from './event.js';
 import { AF_INET, AF_INET6, errnoName, stateName } from './names.js';
 import { address, comm, RING_HEADER_BYTES } from './records.js';
@@ -170,7 +170,7 @@ export class RecordView {
   valid(off: number): boolean {
     const t = this.u8[off + I.type]!;
     const f = this.u16[(off >> 1) + I.family]!;
-    return t >= EventType.TRANSITION && t <= EventType.SNAPSHOT && (f === AF_INET || f === AF_INET6);
+    return KIND[t] !== undefined && (f === AF_INET || f === AF_INET6);
   }
 }
 
@@ -203,11 +203,13 @@ export function forEachRingRecord(batch: Buffer, view: RecordView, stats: Decode
   }
 }
 
-const KIND: Record<number, EventKind> = {
+const KIND: Record<number, EventKind | undefined> = {
   [EventType.TRANSITION]: 'transition',
   [EventType.TIMEWAIT_START]: 'timewait_start',
   [EventType.TIMEWAIT_END]: 'timewait_end',
   [EventType.SNAPSHOT]: 'snapshot',
+  [EventType.RESET]: 'reset',
+  [EventType.ACCEPT]: 'accept',
 };
 
 const big = (lo: number, hi: number): bigint => (hi < HI53 ? BigInt(hi * TWO32 + lo) : (BigInt(hi) << 32n) | BigInt(lo));
@@ -295,10 +297,12 @@ export class RecordEvent implements TcpEvent {
     const s = this.v.substate(this.off);
     return t === EventType.TIMEWAIT_START || t === EventType.TIMEWAIT_END || s !== 0 ? stateName(s) : null;
   }
-  get reason(): 'expired' | 'killed' | null {
-    if (this.v.type(this.off) !== EventType.TIMEWAIT_END) return null;
+  get reason(): TcpEvent['reason'] {
+    const t = this.v.type(this.off);
     const r = this.v.u8at(this.off, I.reason);
-    return r === TwReason.EXPIRED ? 'expired' : r === TwReason.KILLED ? 'killed' : null;
+    if (t === EventType.TIMEWAIT_END) return r === TwReason.EXPIRED ? 'expired' : r === TwReason.KILLED ? 'killed' : null;
+    if (t === EventType.RESET) return r === RstDirection.SENT ? 'sent' : r === RstDirection.RECEIVED ? 'received' : null;
+    return null;
   }
   get error(): string | null {
     const e = this.v.errno(this.off);

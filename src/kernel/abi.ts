@@ -38,6 +38,27 @@ export const EVENT_FIELDS = {
   _pad: { offset: 132, size: 4, kind: 'bytes' },
 } as const satisfies Record<string, FieldLayout>;
 
+/** struct tcpdwell_sockfile (the output of the iter/task_file programs dump_files and dump_listeners) */
+export const SOCKFILE_SIZE = 96;
+export const SOCKFILE_FIELDS = {
+  ts_ns: { offset: 0, size: 8, kind: 'u' },
+  cookie: { offset: 8, size: 8, kind: 'u' },
+  synack_retrans: { offset: 16, size: 8, kind: 'u' },
+  netns: { offset: 24, size: 4, kind: 'u' },
+  pid: { offset: 28, size: 4, kind: 'u' },
+  fd: { offset: 32, size: 4, kind: 'u' },
+  ack_backlog: { offset: 36, size: 4, kind: 'u' },
+  max_ack_backlog: { offset: 40, size: 4, kind: 'u' },
+  request_socks: { offset: 44, size: 4, kind: 'u' },
+  drops: { offset: 48, size: 4, kind: 'u' },
+  sport: { offset: 52, size: 2, kind: 'u' },
+  family: { offset: 54, size: 2, kind: 'u' },
+  saddr: { offset: 56, size: 16, kind: 'bytes' },
+  comm: { offset: 72, size: 16, kind: 'bytes' },
+  state: { offset: 88, size: 1, kind: 'u' },
+  _pad: { offset: 89, size: 7, kind: 'bytes' },
+} as const satisfies Record<string, FieldLayout>;
+
 /** struct tcpdwell_counters (per-CPU map "counters") */
 export const COUNTERS_SIZE = 48;
 export const COUNTERS_FIELDS = {
@@ -64,12 +85,20 @@ export const EventType = {
   TIMEWAIT_START: 2,
   TIMEWAIT_END: 3,
   SNAPSHOT: 4,
+  RESET: 5,
+  ACCEPT: 6,
 } as const;
 
 /** enum tcpdwell_tw_reason */
 export const TwReason = {
   EXPIRED: 1,
   KILLED: 2,
+} as const;
+
+/** enum tcpdwell_rst_direction */
+export const RstDirection = {
+  SENT: 1,
+  RECEIVED: 2,
 } as const;
 
 /** enum tcpdwell_event_flags */
@@ -94,13 +123,18 @@ export type LossReason = (typeof LOSS_REASONS)[number]['name'];
 /** The object's maps, by name (as libbpf looks them up). */
 export const MapName = {
   tw_state: 'tw_state',
+  peer_tw_state: 'peer_tw_state',
   sk_state: 'sk_state',
+  peer_sk_state: 'peer_sk_state',
   events: 'events',
   counters: 'counters',
   dwell_config: 'dwell_config',
   netns_filter: 'netns_filter',
   port_filter: 'port_filter',
   handoff: 'handoff',
+  accepted: 'accepted',
+  walk_state: 'walk_state',
+  listen_state: 'listen_state',
 } as const;
 
 /** The object's programs, by name (as bpf_prog_info and bpftool show them). */
@@ -111,6 +145,13 @@ export const ProgramName = {
   handle_timer_cancel: 'handle_timer_cancel',
   handle_timer_expire: 'handle_timer_expire',
   dump_tcp: 'dump_tcp',
+  handle_synack_retrans: 'handle_synack_retrans',
+  dump_files: 'dump_files',
+  dump_listeners: 'dump_listeners',
+  handle_send_reset: 'handle_send_reset',
+  handle_receive_reset: 'handle_receive_reset',
+  handle_accept4: 'handle_accept4',
+  handle_accept: 'handle_accept',
 } as const;
 
 /** The kernel's TCP states (TCP_ prefix dropped), by value. */

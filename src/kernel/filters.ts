@@ -39,3 +39,14 @@ export function parsePortText(text: string): number | { problem: string } {
 
 /** `--family 4|6` as a family. */
 export const familyOf = (ipVersion: '4' | '6' | undefined | null): Family | null => (ipVersion === '4' ? 'inet' : ipVersion === '6' ? 'inet6' : null);
+
+/**
+ * Whether a socket passes the filters, for what user space reads itself rather than through
+ * the kernel program's (the listener walk): the same rule as wanted() in bpf/tcpdwell.bpf.c.
+ */
+export function passesFilters(f: KernelFilters, s: { netns: number; family: Family; sport: number; dport?: number }): boolean {
+  if (f.family && f.family !== s.family) return false;
+  if (f.netns?.length && !f.netns.includes(s.netns)) return false;
+  if (f.ports?.length && !f.ports.includes(s.sport) && !(s.dport !== undefined && f.ports.includes(s.dport))) return false;
+  return true;
+}

@@ -1,5 +1,5 @@
 /** Network namespaces: naming them the way `ip netns` does, and finding every one on the host. */
-import { readdirSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statfsSync, statSync } from 'node:fs';
 import { UsageError } from '../common/errors.js';
 
 /** Where `ip netns add NAME` keeps its bind mounts. */
@@ -39,24 +39,55 @@ export function listNetns(procDir = '/proc', runDir = NETNS_RUN_DIR): Netns[] {
   return [...seen].map(([inode, path]) => ({ inode, path }));
 }
 
+/** statfs f_type of nsfs, the filesystem of /proc/PID/ns/* and of their bind mounts (include/uapi/linux/magic.h). */
+const NSFS_MAGIC = 0x6e736673;
+
+/**
+ * What kind of namespace file `path` is: 'net', another kind ('mnt', 'uts', ...), or null when
+ * it is no namespace file at all. /proc/PID/ns/X is a symlink reading "X:[inode]"; a bind
+ * mount (what `ip netns add` makes) is a plain nsfs file, whose kind mountinfo's root column
+ * names the same way. Without this, setns() fails with EINVAL deep inside the iterator.
+ */
+export function namespaceKind(path: string, mountinfo = '/proc/self/mountinfo'): string | null {
+  try {
+    if (statfsSync(path).type !== NSFS_MAGIC) return null;
+    if (lstatSync(path).isSymbolicLink()) return /^(\w+):\[/.exec(readlinkSync(path))?.[1] ?? null;
+    const real = realpathSync(path);
+    for (const line of readFileSync(mountinfo, 'utf8').split('\n')) {
+      const [, , , root, point] = line.split(' ');
+      if (point === real) return /^(\w+):\[/.exec(root ?? '')?.[1] ?? null;
+    }
+    return 'net'; // nsfs, but not found as a mount of our own: let setns() decide
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Resolves a --netns value: a name as in `ip netns` (/run/netns/NAME), a path to a namespace
  * file (/proc/PID/ns/net), or an inode number. Throws UsageError saying what to give instead.
+ * `needPath`: the caller walks the namespace's sockets (states), so an inode that no process
+ * or name on this host opens is no use to it; a filter (trace, run) takes it as it is.
  */
-export function resolveNetns(spec: string, runDir = NETNS_RUN_DIR): Netns {
+export function resolveNetns(spec: string, runDir = NETNS_RUN_DIR, opts: { needPath?: boolean } = {}): Netns {
+  const what = 'Give a name from `ip netns list`, a path such as /proc/PID/ns/net, or an inode number.';
   if (/^\d+$/.test(spec)) {
     const inode = Number(spec);
     const found = listNetns(undefined, runDir).find((n) => n.inode === inode);
+    if (!found && opts.needPath) {
+      throw new UsageError(`--netns ${spec}: no such network namespace (no process and no \`ip netns\` name has inode ${spec}). ${what}`);
+    }
     // An inode we cannot open still filters correctly; only the snapshot needs a path.
     return found ?? { inode, path: '' };
   }
   const path = spec.includes('/') ? spec : `${runDir}/${spec}`;
   const inode = inodeOf(path);
   if (inode === undefined) {
-    throw new UsageError(
-      `--netns ${spec}: no such network namespace (${path} does not exist). ` +
-        'Give a name from `ip netns list`, a path such as /proc/PID/ns/net, or an inode number.',
-    );
+    throw new UsageError(`--netns ${spec}: no such network namespace (${path} does not exist). ${what}`);
+  }
+  const kind = namespaceKind(path);
+  if (kind !== 'net') {
+    throw new UsageError(`--netns ${spec}: not a network namespace (${kind ? `a ${kind} namespace` : `${path} is not a namespace file`}). ${what}`);
   }
   return { inode, path };
 }

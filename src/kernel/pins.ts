@@ -5,7 +5,7 @@
  * (No native code here: `uninstall` and the command line's defaults need none.)
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync, rmSync, statfsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statfsSync } from 'node:fs';
 import { EnvironmentError } from '../common/errors.js';
 import { MapName } from './abi.js';
 
@@ -39,6 +39,16 @@ export function preparePinDir(dir: string): void {
 
 /** Removes the pinned state (`tcpdwell uninstall`). Returns what it removed. */
 export function removePinned(dir: string): string[] {
+  // The pin directory is root's and 0700: to anyone else its maps do not "exist" (existsSync
+  // says false on EACCES), which must not read as "nothing pinned".
+  try {
+    readdirSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new EnvironmentError(`cannot see what is pinned in ${dir} (permission denied): run tcpdwell uninstall as root (e.g. sudo ./bin/tcpdwell uninstall)`, { cause: err });
+    }
+  }
   const removed: string[] = [];
   for (const name of PINNED_MAPS) {
     const p = `${dir}/${name}`;

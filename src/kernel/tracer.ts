@@ -3,7 +3,8 @@
  * filters, loads and attaches it, and hands out raw batches. Bytes only — decoding lives in
  * src/decode/. Preflight checks are in preflight.ts, pinned state in pins.ts.
  */
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, BpfError, releaseBatch, type RingBufferReader } from 'bpf-ts-loader';
 import { COUNTERS_FIELDS, CONFIG_FIELDS, CONFIG_SIZE, MapName, ProgramName } from './abi.js';
@@ -28,7 +29,13 @@ export interface TracerOptions extends KernelFilters {
    * lived across the restart stay exact. Removed by `tcpdwell uninstall`.
    */
   pinDir?: string;
-  /** told when pinned state had to be discarded */
+  /**
+   * Read another tracer's per-socket state from this bpffs directory — the running agent's
+   * --pin-dir — so that a snapshot gives sockets older than this tracer their real entry time
+   * and owner (`top`, `trace`, `states` beside `run`). Read only, and only what is pinned there.
+   */
+  peerPinDir?: string;
+  /** told when pinned state had to be discarded or could not be read */
   log?: (line: string) => void;
 }
 
@@ -45,7 +52,7 @@ function environmentError(err: unknown, doing: string): unknown {
  * same CPU (bpf_prog_info.recursion_misses) — events the program never saw.
  */
 export type KernelCounters = Record<keyof typeof COUNTERS_FIELDS, number> & {
-  /** skipped runs of the transition program: transitions lost (in any namespace) */
+  /** skipped runs of the programs that emit events of their own (transitions, resets, accept()): those events lost (in any namespace) */
   skipped_transitions: number;
   /** skipped runs of the timer programs: each may have been a timewait start or end */
   skipped_timer: number;
@@ -53,7 +60,52 @@ export type KernelCounters = Record<keyof typeof COUNTERS_FIELDS, number> & {
 
 export const DEFAULT_WAKEUP_BYTES = 256 << 10;
 
+/** Attached only when tracefs lets us (classic tracepoints: libbpf reads their ids there). */
+const ACCEPT_PROGRAMS = [ProgramName.handle_accept4, ProgramName.handle_accept] as const;
+const TRACEFS = '/sys/kernel/tracing';
+const TRACEFS_MAGIC = 0x74726163;
+
+/**
+ * Whether the accept() tracepoints can be attached: their ids readable in tracefs (mounted here
+ * when it is not, which needs root or CAP_SYS_ADMIN). A non-root agent usually cannot read the
+ * root-only tracefs; it then learns who accepted a socket at the socket's next transition in
+ * process context or at the next walk of the host's socket files. Returns why not, or null.
+ */
+function acceptTracepointsUnavailable(): string | null {
+  const id = `${TRACEFS}/events/syscalls/sys_exit_accept4/id`;
+  let mounted = false;
+  try {
+    mounted = statfsSync(TRACEFS).type === TRACEFS_MAGIC;
+  } catch {
+    // no such directory
+  }
+  if (!mounted) {
+    try {
+      execFileSync('mount', ['-t', 'tracefs', 'tracefs', TRACEFS], { stdio: 'ignore' });
+    } catch {
+      return `tracefs is not mounted at ${TRACEFS} and mounting it failed`;
+    }
+  }
+  try {
+    accessSync(id, constants.R_OK);
+    return null;
+  } catch (err) {
+    return `${id}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`;
+  }
+}
+
+/** The read-only stand-in of each pinned map, for another tracer's pins (bpf/tcpdwell.bpf.c). */
+const PEER_MAPS: Record<(typeof PINNED_MAPS)[number], string> = { [MapName.sk_state]: MapName.peer_sk_state, [MapName.tw_state]: MapName.peer_tw_state };
+
 const TIMER_PROGRAMS = new Set<string>([ProgramName.handle_timer_start, ProgramName.handle_timer_cancel, ProgramName.handle_timer_expire]);
+/** Each run of these emits its own event: a skipped run is one lost. */
+const EVENT_PROGRAMS = new Set<string>([
+  ProgramName.handle_set_state,
+  ProgramName.handle_send_reset,
+  ProgramName.handle_receive_reset,
+  ProgramName.handle_accept4,
+  ProgramName.handle_accept,
+]);
 
 function encodeConfig(opts: TracerOptions): Buffer {
   const buf = Buffer.alloc(CONFIG_SIZE);
@@ -122,11 +174,22 @@ export class Tracer {
       throw new UsageError(`ring size ${ring}: must be a power of two of at least 4096 bytes`);
     }
     if (opts.pinDir) preparePinDir(opts.pinDir);
+    const acceptWhy = acceptTracepointsUnavailable();
+    if (acceptWhy) opts.log?.(`accept() is not traced (${acceptWhy}): an accepted socket shows its listener's owner until it next changes state in its process, or until the next walk of the socket files`);
+    let peerPins = opts.peerPinDir ? PINNED_MAPS.filter((m) => existsSync(`${opts.peerPinDir}/${m}`)) : [];
     const openAndLoad = (): BpfObject => {
       const o = BpfObject.open(path);
       try {
         if (ring !== undefined) o.setMaxEntries(MapName.events, ring);
+        const programs = new Set(o.programs().map((p) => p.name));
+        for (const p of ACCEPT_PROGRAMS) if (programs.has(p)) o.setAutoload(p, acceptWhy === null);
         if (opts.pinDir) for (const m of PINNED_MAPS) o.setPinPath(m, `${opts.pinDir}/${m}`);
+        for (const m of peerPins) {
+          const peer = PEER_MAPS[m];
+          // peer_tw_state has one entry unless it stands for a pinned tw_state, which it must match.
+          if (peer === MapName.peer_tw_state) o.setMaxEntries(peer, o.maps().find((x) => x.name === m)!.maxEntries);
+          o.setPinPath(peer, `${opts.peerPinDir}/${m}`);
+        }
         o.load();
         return o;
       } catch (err) {
@@ -134,33 +197,44 @@ export class Tracer {
         throw err;
       }
     };
-    let obj: BpfObject;
+    let obj: BpfObject | undefined;
     try {
-      try {
-        obj = openAndLoad();
-      } catch (err) {
-        // Pinned maps from a version whose layout differs cannot be reused: drop them (their
-        // sockets' dwells become lower bounds) rather than refuse to start. Any other failure
-        // (even one that names the pin path) keeps the pinned state and is reported.
-        const misfits = opts.pinDir ? pinnedMisfits(err) : null;
-        if (!misfits || !opts.pinDir) throw err;
-        opts.log?.(
-          `pinned state in ${opts.pinDir} does not fit this version (${misfits.join(', ')}): discarded (dwells of existing sockets are lower bounds)`,
-        );
-        removePinned(opts.pinDir);
-        obj = openAndLoad();
+      for (let attempt = 0; !obj; attempt++) {
+        try {
+          obj = openAndLoad();
+        } catch (err) {
+          // Pinned maps from a version whose layout differs cannot be reused. Our own are
+          // dropped (their sockets' dwells become lower bounds) rather than refuse to start;
+          // another tracer's are only not read. Any other failure (even one that names a pin
+          // path) keeps the pinned state and is reported.
+          const misfits = attempt < 2 ? pinnedMisfits(err) : null;
+          const peerMisfits = misfits?.filter((p) => opts.peerPinDir && p.startsWith(`${opts.peerPinDir}/`)) ?? [];
+          const ownMisfits = misfits?.filter((p) => opts.pinDir && p.startsWith(`${opts.pinDir}/`)) ?? [];
+          if (peerMisfits.length > 0) {
+            opts.log?.(`the agent's pinned state in ${opts.peerPinDir} does not fit this version (${peerMisfits.join(', ')}): not read (ages of sockets older than this command are lower bounds)`);
+            peerPins = [];
+          }
+          if (ownMisfits.length > 0) {
+            opts.log?.(
+              `pinned state in ${opts.pinDir} does not fit this version (${ownMisfits.join(', ')}): discarded (dwells of existing sockets are lower bounds)`,
+            );
+            removePinned(opts.pinDir!);
+          }
+          if (peerMisfits.length + ownMisfits.length === 0) throw err;
+        }
       }
     } catch (err) {
       throw environmentError(err, 'loading');
     }
+    const loaded = obj;
     try {
-      writeFilters(obj, opts);
-      obj.attachAll();
+      writeFilters(loaded, opts);
+      loaded.attachAll();
     } catch (err) {
-      obj.close();
+      loaded.close();
       throw environmentError(err, 'attaching');
     }
-    return new Tracer(obj);
+    return new Tracer(loaded);
   }
 
   /**
@@ -194,7 +268,8 @@ export class Tracer {
   }
 
   /**
-   * The one walk over network namespaces: each is snapshotted (iter/tcp walks the namespace it
+   * The one walk over network namespaces, after a walk of every process's socket files (which
+   * makes each socket's holder its owner, host-wide; its records are returned as `files`): each is snapshotted (iter/tcp walks the namespace it
    * is created in; this process's own needs no setns, so no CAP_SYS_ADMIN), then — with
    * `drainFirst` — the ring is drained into the readers, since what it holds is older than the
    * snapshot and must be applied first, and then the records are handed over. Namespaces with
@@ -204,7 +279,10 @@ export class Tracer {
     namespaces: readonly Netns[],
     onSnapshot: (ns: Netns, records: Buffer) => void,
     opts: { drainFirst?: boolean; ownOnly?: boolean } = {},
-  ): { noPath: Netns[]; unreachable: Netns[] } {
+  ): { noPath: Netns[]; unreachable: Netns[]; files: Buffer } {
+    // Who holds each socket first (host-wide, no setns): the walk writes the owners the
+    // snapshots then carry, for sockets older than us and those that changed hands.
+    const files = this.socketFiles({ listenersOnly: false });
     const own = ownNetnsInode();
     const noPath: Netns[] = [];
     const unreachable: Netns[] = [];
@@ -218,8 +296,22 @@ export class Tracer {
         onSnapshot(ns, records);
       }
     }
-    return { noPath, unreachable };
+    return { noPath, unreachable, files };
   }
+
+  /**
+   * The TCP socket files every process holds, host-wide (iter/task_file walks tasks, not a
+   * namespace: no setns, no capability once loaded), as struct tcpdwell_sockfile records:
+   * listening sockets only, with their queues (SYN pressure), or every socket with its holder.
+   */
+  socketFiles(opts: { listenersOnly: boolean }): Buffer {
+    if (opts.listenersOnly) return this.obj.runIterator(ProgramName.dump_listeners);
+    // A new walk: its first holder of each socket becomes the owner (bpf/tcpdwell.bpf.c walk_state).
+    this.walkGen = (this.walkGen % 255) + 1;
+    this.obj.map(MapName.walk_state).update(u32(0), u32(this.walkGen));
+    return this.obj.runIterator(ProgramName.dump_files);
+  }
+  private walkGen = 0;
 
   /** Reads everything the kernel has written so far into the readers' callbacks. */
   drainRing(): void {
@@ -236,7 +328,7 @@ export class Tracer {
     const slots = this.obj.map(MapName.counters).lookupPerCpu(u32(0)) ?? [];
     const out = { skipped_transitions: 0, skipped_timer: 0 } as KernelCounters;
     for (const p of this.obj.programStats()) {
-      if (p.name === ProgramName.handle_set_state) out.skipped_transitions += p.recursionMisses;
+      if (EVENT_PROGRAMS.has(p.name)) out.skipped_transitions += p.recursionMisses;
       else if (TIMER_PROGRAMS.has(p.name)) out.skipped_timer += p.recursionMisses;
     }
     for (const [name, f] of Object.entries(COUNTERS_FIELDS) as [keyof typeof COUNTERS_FIELDS, { offset: number }][]) {

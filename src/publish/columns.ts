@@ -14,7 +14,7 @@
  * 64-bit values (boot-time ns, cookies, cgroup ids) are carried as two u32 halves, so a host up
  * for more than 104 days (2^53 ns) still encodes exactly.
  */
-import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, TwReason } from '../kernel/abi.js';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
 import { pb, addrBytes, errnoValue, Strings, type Header } from './wire.js';
 import { AF_INET, AF_INET6, errnoName, RECORD_INDEX as I, RecordView, stateValue } from '../decode/index.js';
 import type { DwellRecord } from '../track/types.js';
@@ -420,6 +420,8 @@ KIND_VALUE[EventType.TRANSITION] = 1;
 KIND_VALUE[EventType.TIMEWAIT_START] = 2;
 KIND_VALUE[EventType.TIMEWAIT_END] = 3;
 KIND_VALUE[EventType.SNAPSHOT] = 4;
+KIND_VALUE[EventType.RESET] = 5;
+KIND_VALUE[EventType.ACCEPT] = 6;
 
 /** the base of a batch's times */
 const base = new Uint32Array(2);
@@ -494,7 +496,9 @@ function reasonColumn(st: Stage, vals: Uint32Array): void {
   const u8 = st.view.u8;
   for (let r = 0, at = 0; r < st.n; r++, at += st.stride) {
     const reason = u8[at + I.reason]!;
-    vals[r] = u8[at + I.type] === EventType.TIMEWAIT_END && (reason === TwReason.EXPIRED || reason === TwReason.KILLED) ? reason : 0;
+    const type = u8[at + I.type];
+    // tw_reason carries a timewait end's reason and a reset's direction (1 sent, 2 received)
+    vals[r] = (type === EventType.TIMEWAIT_END && (reason === TwReason.EXPIRED || reason === TwReason.KILLED)) || (type === EventType.RESET && (reason === RstDirection.SENT || reason === RstDirection.RECEIVED)) ? reason : 0;
   }
 }
 

@@ -14,8 +14,8 @@ export type Drops = tcpdwell.v1.Drops.$Properties;
 
 export { KINDS, type MessageKind } from './subjects.js';
 
-const KIND_VALUE = { transition: 1, timewait_start: 2, timewait_end: 3, snapshot: 4 } as const;
-const KIND_NAME = ['unspecified', 'transition', 'timewait_start', 'timewait_end', 'snapshot'] as const;
+const KIND_VALUE = { transition: 1, timewait_start: 2, timewait_end: 3, snapshot: 4, reset: 5, accept: 6 } as const;
+const KIND_NAME = ['unspecified', 'transition', 'timewait_start', 'timewait_end', 'snapshot', 'reset', 'accept'] as const;
 const ERRNO_VALUE = new Map<string, number>();
 
 export function errnoValue(name: string | null): number {
@@ -165,7 +165,7 @@ export function encodeTransitions(events: readonly TcpEvent[], header: Header, f
     b.oldState!.push(stateValue(e.oldState));
     b.newState!.push(stateValue(e.newState));
     b.substate!.push(stateValue(e.substate));
-    b.twReason!.push(e.reason === 'expired' ? 1 : e.reason === 'killed' ? 2 : 0);
+    b.twReason!.push(e.reason === 'expired' || e.reason === 'sent' ? 1 : e.reason === 'killed' || e.reason === 'received' ? 2 : 0);
     b.ageNsPlus1!.push(e.enteredNs === null || e.enteredNs > e.tsNs ? 0 : u64(e.tsNs - e.enteredNs + 1n));
     b.expiresDeltaNs!.push(e.expiresNs === null ? 0 : u64(e.expiresNs > e.tsNs ? e.expiresNs - e.tsNs : 0n));
     pushSocket(b as SocketColumns, e, strings);
@@ -240,7 +240,12 @@ function transitionsOf(m: tcpdwell.v1.TransitionBatch): { header: Header; firstE
       oldState: type === 'transition' ? stateName(m.oldState[i] ?? 0) : null,
       newState: stateName(m.newState[i]!),
       substate: m.substate[i] ? stateName(m.substate[i]!) : null,
-      reason: type === 'timewait_end' ? (m.twReason[i] === 1 ? 'expired' : m.twReason[i] === 2 ? 'killed' : null) : null,
+      reason:
+        type === 'timewait_end'
+          ? m.twReason[i] === 1 ? 'expired' : m.twReason[i] === 2 ? 'killed' : null
+          : type === 'reset'
+            ? m.twReason[i] === 1 ? 'sent' : m.twReason[i] === 2 ? 'received' : null
+            : null,
       error: err ? errnoName(err) : null,
       actorIsOwner: (flags & 1) !== 0,
       child: (flags & 2) !== 0,

@@ -10,6 +10,7 @@ import { resolveNetns, type Netns } from '../kernel/namespaces.js';
 import type { ConnectionSettings } from '../publish/connection.js';
 import type { DetectorThresholds, StateName } from '../track/index.js';
 import { untilStopped } from '../common/lifecycle.js';
+import { logger } from '../common/log.js';
 import type { TopData } from './model.js';
 import { render, visibleCounts, type RenderOptions } from './render.js';
 import { Screen, frame } from './terminal.js';
@@ -31,6 +32,8 @@ export interface TopOptions {
   input: NodeJS.ReadStream;
   err: Writable;
   objectPath?: string;
+  /** the running agent's pin directory, read for the ages and owners of sockets older than top */
+  agentPinDir?: string;
 }
 
 interface Source {
@@ -48,7 +51,7 @@ export async function runTop(opts: TopOptions): Promise<void> {
     source = { tick: (now) => fleet.tick(now), close: () => fleet.close() };
   } else {
     const { LocalSource } = await import('./local.js');
-    const local = LocalSource.open({ netns: opts.netns, ports: opts.ports, family: opts.family, ringBytes: opts.ringBytes, thresholds: opts.thresholds, objectPath: opts.objectPath });
+    const local = LocalSource.open({ netns: opts.netns, ports: opts.ports, family: opts.family, ringBytes: opts.ringBytes, thresholds: opts.thresholds, objectPath: opts.objectPath, peerPinDir: opts.agentPinDir, log: (l) => logger('top', opts.err).warn(l) });
     source = { tick: (now, view) => local.tick(now, view), close: () => local.close() };
   }
 

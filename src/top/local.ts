@@ -5,11 +5,12 @@
  */
 import { hostname } from 'node:os';
 import { bootToEpochOffsetNs, clockBoottimeNs } from '../kernel/clock.js';
-import type { KernelFilters } from '../kernel/filters.js';
+import { passesFilters, type KernelFilters } from '../kernel/filters.js';
 import { namespacesToWalk, type Netns } from '../kernel/namespaces.js';
 import { ownNetnsSysctls } from '../kernel/sysctl.js';
 import { Tracer } from '../kernel/tracer.js';
-import { decodeRecordList, decodeRingBatch, type DecodeStats, type TcpEvent } from '../decode/index.js';
+import { netstatByNetns } from '../kernel/netstat.js';
+import { decodeRecordList, decodeRingBatch, decodeSockFiles, type DecodeStats, type TcpEvent } from '../decode/index.js';
 import { HistogramSet, Tracker, type DetectorThresholds } from '../track/index.js';
 import { subjectToken } from '../publish/subjects.js';
 import { AlertBook, dropRows, dwellTables, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
@@ -20,6 +21,9 @@ export interface LocalSourceOptions extends Omit<KernelFilters, 'netns'> {
   ringBytes?: number;
   objectPath?: string;
   thresholds?: Partial<DetectorThresholds>;
+  /** see TracerOptions.peerPinDir: the running agent's pins, for sockets older than top */
+  peerPinDir?: string;
+  log?: (line: string) => void;
 }
 
 /** Detectors run this often (as the agent's default summary interval): growth is counted per evaluation. */
@@ -86,6 +90,9 @@ export class LocalSource {
     this.hist.merge(this.tracker.takeHistograms());
     if (nowMs - this.lastEvaluateMs >= EVALUATE_EVERY_MS) {
       this.lastEvaluateMs = nowMs;
+      const filters = { ...this.opts, netns: this.opts.netns.map((n) => n.inode) };
+      const listeners = decodeSockFiles(this.tracer.socketFiles({ listenersOnly: true }), this.stats).filter((l) => passesFilters(filters, l));
+      this.tracker.observeListeners({ atNs: clockBoottimeNs(), listeners, netstat: netstatByNetns(listeners) });
       this.alerts.sync(this.host, this.tracker.evaluate(), nowMs, this.bootToMs);
     }
     const table = this.tracker.table();

@@ -29,6 +29,7 @@ export { ssStateName, toSsCounts } from './states.js';
 export type {
   DwellPrecision,
   DwellRecord,
+  ListenerPoll,
   LiveTableSnapshot,
   SocketIdentity,
   StateCounts,

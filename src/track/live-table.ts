@@ -307,7 +307,7 @@ export class LiveTable {
     return slot;
   }
 
-  /** Moves a socket to another state. */
+  /** Moves a socket to another state, with new flags (its family, which never changes, is kept). */
   move(slot: number, state: number, flags: number, enteredNs: number): void {
     const netns = this.netns[slot]!;
     this.count(netns, this.states[slot]!, -1);
@@ -366,7 +366,8 @@ export class LiveTable {
     if (v.ownerKnown(off)) this.setOwner(slot, v.ownerPid(off), v.ownerComm(off));
   }
 
-  private setOwner(slot: number, pid: number | null, comm: string | null): void {
+  /** The socket's owner (a process and its name); null leaves it as it is. */
+  setOwner(slot: number, pid: number | null, comm: string | null): void {
     if (pid === null || (pid === this.ownerPids[slot] && comm === this.commNames.get(this.comms[slot]!))) return;
     this.ownerPids[slot] = pid;
     const c = comm ? this.commNames.acquire(comm) : 0;

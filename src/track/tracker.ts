@@ -10,14 +10,14 @@
  * disagrees with it is taken as the truth (and counted), and `seed` with a fresh snapshot
  * reconciles a namespace completely.
  */
-import { decodeEvent, errnoName, RECORD_INDEX, RecordEvent, type RecordView, type TcpEvent } from '../decode/index.js';
+import { decodeEvent, errnoName, RECORD_INDEX, RecordEvent, type RecordView, type SockFile, type TcpEvent } from '../decode/index.js';
 import { EventFlags, EventType, TwReason } from '../kernel/abi.js';
 import type { SysctlReaders } from '../kernel/sysctl.js';
 import { Detectors, resolveThresholds, type Alert, type DetectorThresholds } from './detectors/index.js';
 import { HistogramSet } from './histograms.js';
 import { cookieKey, LiveTable, SlotFlag, type CookieKey } from './live-table.js';
 import { S, STATE_SLOTS, stateName, stateValue } from './states.js';
-import type { DwellPrecision, DwellRecord, LiveTableSnapshot, SocketIdentity, StuckSocket, TrackerStats } from './types.js';
+import type { DwellPrecision, DwellRecord, ListenerPoll, LiveTableSnapshot, SocketIdentity, StuckSocket, TrackerStats } from './types.js';
 
 /**
  * TCP_TIMEWAIT_LEN (include/net/tcp.h): 60 s, not tunable. The peer's FIN re-arms an orphaned
@@ -135,6 +135,8 @@ export class Tracker {
   private readonly rememberClosed: number;
   private readonly seededAt = new Map<number, number>();
   private readonly requests = new Map<string, { key: CookieKey; seenNs: number }>();
+  /** half-open connections per namespace, as the kernel counted them at the last listener poll */
+  private polledRequests = new Map<number, number>();
   /**
    * Timewait socks still in substate FIN_WAIT2 (orphaned closes), by 4-tuple: the peer's FIN
    * flips them to TIME_WAIT, and when the timer's new due time falls in the same timer-wheel
@@ -171,6 +173,9 @@ export class Tracker {
     requestSocksExpired: 0,
     timewaitFlips: 0,
     timewaitsOverdue: 0,
+    resets: 0,
+    accepts: 0,
+    sameStateTransitions: 0,
   };
 
   constructor(opts: TrackerOptions) {
@@ -210,6 +215,13 @@ export class Tracker {
       case 'snapshot':
         this.seedOne(e, false);
         break;
+      case 'reset':
+        this.s.resets++;
+        this.detectors.reset(e);
+        break;
+      case 'accept':
+        this.accepted(e);
+        break;
     }
   }
 
@@ -236,6 +248,15 @@ export class Tracker {
       } else if (type === EventType.TIMEWAIT_END) {
         this.s.events++;
         this.fastTimewaitEnd(v, off);
+        return;
+      } else if (type === EventType.RESET) {
+        this.s.events++;
+        this.s.resets++;
+        this.detectors.reset(this.flyweight.at(v, off));
+        return;
+      } else if (type === EventType.ACCEPT) {
+        this.s.events++;
+        this.fastAccepted(v, off);
         return;
       }
     }
@@ -271,13 +292,57 @@ export class Tracker {
     });
   }
 
+  /**
+   * What the kernel says about its listeners now (the dump_listeners walk and the namespaces'
+   * netstat counters): fed to the detectors, and the half-open connections it counts (request
+   * socks, which no event shows) replace those of the last snapshot in table().
+   */
+  observeListeners(poll: ListenerPoll): void {
+    this.detectors.listeners(poll);
+    const counted = new Set<bigint>();
+    this.polledRequests = new Map();
+    for (const f of poll.listeners) {
+      if (!f.listener || counted.has(f.cookie)) continue;
+      counted.add(f.cookie);
+      this.polledRequests.set(f.netns, (this.polledRequests.get(f.netns) ?? 0) + f.listener.requestSocks);
+    }
+  }
+
+  /**
+   * Who holds each socket's file, as the dump_files walk found them (one record per holder, in
+   * pid order): the first holder becomes the owner of a socket the table has.
+   */
+  observeHolders(files: readonly SockFile[]): void {
+    const seen = new Set<bigint>();
+    for (const f of files) {
+      if (seen.has(f.cookie)) continue;
+      seen.add(f.cookie);
+      const slot = this.live.find(cookieKey(f.cookie));
+      if (slot >= 0) this.live.setOwner(slot, f.pid, f.comm);
+    }
+  }
+
   /** The live table now: counts per state, per namespace and in total. */
   table(): LiveTableSnapshot {
     const atNs = this.clock();
     this.expireRequests(Number(atNs));
     this.expireTimewaits(Number(atNs));
-    const byNetns = [...this.live.perNetns].map(([netns, counts]) => ({ netns, counts: LiveTable.named(counts) })).sort((a, b) => a.netns - b.netns);
-    return { atNs, total: LiveTable.named(this.live.total), byNetns, sockets: this.live.size };
+    const byNetns = [...this.live.perNetns].map(([netns, counts]) => ({ netns, counts: LiveTable.named(counts) }));
+    const total = LiveTable.named(this.live.total);
+    let sockets = this.live.size;
+    for (const [netns, n] of this.polledRequests) {
+      let row = byNetns.find((r) => r.netns === netns);
+      const had = row?.counts.NEW_SYN_RECV ?? 0;
+      if (n === had) continue;
+      if (!row) byNetns.push((row = { netns, counts: {} }));
+      if (n > 0) row.counts.NEW_SYN_RECV = n;
+      else delete row.counts.NEW_SYN_RECV;
+      const all = (total.NEW_SYN_RECV ?? 0) + n - had;
+      if (all > 0) total.NEW_SYN_RECV = all;
+      else delete total.NEW_SYN_RECV;
+      sockets += n - had;
+    }
+    return { atNs, total, byNetns: byNetns.filter((r) => Object.keys(r.counts).length > 0).sort((a, b) => a.netns - b.netns), sockets };
   }
 
   /** Live sockets per cgroup (the socket's container) and state, as `ss` counts them: one pass over the table. */
@@ -373,6 +438,10 @@ export class Tracker {
     this.s.transitions++;
     const oldV = stateValue(e.oldState);
     const newV = stateValue(e.newState);
+    if (oldV === newV && oldV !== 0) {
+      this.sameState(e, oldV);
+      return;
+    }
     const ts = Number(e.tsNs);
     let twSubstate = 0;
     let since = NaN;
@@ -541,6 +610,7 @@ export class Tracker {
   }
 
   private timewaitEnd(e: TcpEvent): void {
+    const endReason = e.reason === 'expired' || e.reason === 'killed' ? e.reason : null;
     this.s.timewaitEnds++;
     const ts = Number(e.tsNs);
     const endSub = stateValue(e.substate) || S.TIME_WAIT;
@@ -588,13 +658,13 @@ export class Tracker {
     if (startSub === S.FIN_WAIT2 && endSub === S.TIME_WAIT) {
       if (flipNs !== null && flipNs <= e.tsNs && (start === null || flipNs >= start)) {
         this.emit(e, S.FIN_WAIT2, true, start, flipNs, exact ? 'estimated' : 'lower-bound', 'TIME_WAIT', null, null, listenPort);
-        this.emit(e, S.TIME_WAIT, true, flipNs, e.tsNs, 'estimated', null, e.reason, null, listenPort);
+        this.emit(e, S.TIME_WAIT, true, flipNs, e.tsNs, 'estimated', null, endReason, null, listenPort);
       } else {
-        this.emit(e, S.FIN_WAIT2, true, start, e.tsNs, exact ? 'upper-bound' : 'lower-bound', 'TIME_WAIT', e.reason, null, listenPort);
+        this.emit(e, S.FIN_WAIT2, true, start, e.tsNs, exact ? 'upper-bound' : 'lower-bound', 'TIME_WAIT', endReason, null, listenPort);
       }
       return;
     }
-    this.emit(e, endSub, true, start, e.tsNs, exact ? 'exact' : 'lower-bound', null, e.reason, null, listenPort);
+    this.emit(e, endSub, true, start, e.tsNs, exact ? 'exact' : 'lower-bound', null, endReason, null, listenPort);
   }
 
   /** One snapshot record into the table (added, or corrected when the table disagrees). */
@@ -634,6 +704,31 @@ export class Tracker {
       this.live.move(slot, state, old | ENTERED_EXACT, entered);
     }
     this.live.refresh(slot, e);
+  }
+
+  /**
+   * A same-state transition (FIN_WAIT1 → FIN_WAIT1: close() after shutdown(SHUT_WR) before the
+   * FIN is acked; LAST_ACK, FIN_WAIT2 alike): the socket did not leave its state. No dwell
+   * record, no histogram entry, and the table keeps the entry time (so does the kernel). Only
+   * a table that lacks the socket or has it elsewhere (an event was lost) takes the kernel's word.
+   */
+  private sameState(e: TcpEvent, v: number): void {
+    this.s.sameStateTransitions++;
+    if (e.cookie === 0n) {
+      this.s.noCookie++;
+      return;
+    }
+    const key = cookieKey(e.cookie);
+    const slot = this.live.find(key);
+    if (slot >= 0 && this.live.state(slot) === v && !(this.live.flagsOf(slot) & TIMEWAIT)) this.live.refresh(slot, e);
+    else this.applyTransition(e, key, slot, v, v, Number(e.tsNs));
+  }
+
+  /** accept() handed a socket to a process: from now on it is the owner. */
+  private accepted(e: TcpEvent): void {
+    this.s.accepts++;
+    const slot = e.cookie === 0n ? -1 : this.live.find(cookieKey(e.cookie));
+    if (slot >= 0) this.live.setOwner(slot, e.ownerPid, e.ownerComm);
   }
 
   // ---- helpers ---------------------------------------------------------------------------
@@ -784,6 +879,10 @@ export class Tracker {
     const newV = rawNew < STATE_SLOTS ? rawNew : 0;
     const ts = v.ts(off);
     const child = (v.flags(off) & EventFlags.CHILD) !== 0;
+    if (oldV === newV && oldV !== 0) {
+      this.fastSameState(v, off, oldV, ts, child);
+      return;
+    }
     let twSubstate = 0;
     let since = NaN;
     let accepted = false;
@@ -851,6 +950,20 @@ export class Tracker {
     this.live.move(slot, newV, (flags & ~(REQUEST | TW_FROM_FIN_WAIT2)) | ENTERED_EXACT, ts);
     this.live.refreshRecord(slot, v, off);
     return false;
+  }
+
+  private fastSameState(v: RecordView, off: number, state: number, ts: number, child: boolean): void {
+    this.s.sameStateTransitions++;
+    const key = v.cookie(off);
+    const slot = this.live.find(key);
+    if (slot >= 0 && this.live.state(slot) === state && !(this.live.flagsOf(slot) & TIMEWAIT)) this.live.refreshRecord(slot, v, off);
+    else this.fastApplyTransition(v, off, key, slot, state, state, ts, child);
+  }
+
+  private fastAccepted(v: RecordView, off: number): void {
+    this.s.accepts++;
+    const slot = this.live.find(v.cookie(off));
+    if (slot >= 0 && v.ownerKnown(off)) this.live.setOwner(slot, v.ownerPid(off), v.ownerComm(off));
   }
 
   private fastTimewaitStart(v: RecordView, off: number): void {

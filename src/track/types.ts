@@ -2,7 +2,8 @@
  * Plain-data types the tracker hands out. No classes, no functions, no Maps: each can be turned
  * into JSON or a protobuf message field by field (64-bit values as bigint, as in decode.ts).
  */
-import type { SocketIdentity } from '../decode/index.js';
+import type { SocketIdentity, SockFile } from '../decode/index.js';
+import type { NetstatCounters } from '../kernel/netstat.js';
 
 export type { SocketIdentity };
 
@@ -43,6 +44,17 @@ export interface DwellRecord extends SocketIdentity {
   timewaitEnd: 'expired' | 'killed' | null;
   /** errno name the kernel reported before this transition, e.g. ECONNREFUSED */
   error: string | null;
+}
+
+/**
+ * What the kernel says about SYN pressure at one moment (no tracepoint marks a SYN's arrival):
+ * every listener's queues (the dump_listeners walk: one record per holder) and each namespace's
+ * netstat counters, cumulative. The tracker takes the differences between polls.
+ */
+export interface ListenerPoll {
+  atNs: bigint;
+  listeners: readonly SockFile[];
+  netstat: ReadonlyMap<number, NetstatCounters>;
 }
 
 /** Socket counts by state name (kernel names; zero counts left out). */
@@ -105,6 +117,12 @@ export interface TrackerStats {
   timewaitFlips: number;
   /** timewaits removed long after their timer was due, their end event never seen (see TIMEWAIT_GRACE_NS) */
   timewaitsOverdue: number;
+  /** RSTs sent or received (reset events) */
+  resets: number;
+  /** sockets accept() handed to a process (accept events) */
+  accepts: number;
+  /** transitions into the state the socket was in (FIN_WAIT1 → FIN_WAIT1, ...): no dwell record, the entry time kept */
+  sameStateTransitions: number;
   /** dwell records kept out of per-netns/cgroup/port histograms because the histogram cap was reached */
   histogramsDropped: number;
   /** detector keys not tracked because a detector's key cap was reached */

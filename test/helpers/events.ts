@@ -4,8 +4,8 @@
  * decoder. So a test event has every field the decoder produces, a field added to the ABI
  * reaches every test at once, and no test can build an event the kernel could not send.
  */
-import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, TwReason } from '../../src/kernel/abi.js';
-import { decodeEvent, stateValue, type TcpEvent } from '../../src/decode/index.js';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, SOCKFILE_FIELDS as SF, SOCKFILE_SIZE, TwReason } from '../../src/kernel/abi.js';
+import { decodeEvent, decodeSockFiles, stateValue, type ListenerQueues, type SockFile, type TcpEvent } from '../../src/decode/index.js';
 import { addrBytes, errnoValue } from '../../src/publish/wire.js';
 
 /** A client socket the synthetic tests use: 10.0.0.1:40000 → 10.0.0.2:443 in the initial namespace. */
@@ -14,7 +14,8 @@ export const CLIENT_SOCKET = { netns: 4026531840, cgroupId: 1n, family: 'inet', 
 /** What an event says; `dwellNs` follows from tsNs and enteredNs (given, it must agree). */
 export type EventSpec = Partial<TcpEvent> & { tsNs: bigint };
 
-const TYPE = { transition: EventType.TRANSITION, timewait_start: EventType.TIMEWAIT_START, timewait_end: EventType.TIMEWAIT_END, snapshot: EventType.SNAPSHOT } as const;
+const TYPE = { transition: EventType.TRANSITION, timewait_start: EventType.TIMEWAIT_START, timewait_end: EventType.TIMEWAIT_END, snapshot: EventType.SNAPSHOT, reset: EventType.RESET, accept: EventType.ACCEPT } as const;
+const REASON = { expired: TwReason.EXPIRED, killed: TwReason.KILLED, sent: RstDirection.SENT, received: RstDirection.RECEIVED } as const;
 
 /** The kernel record (EVENT_SIZE bytes) of an event. Unset fields are 0, as the kernel leaves them. */
 export function eventRecord(s: EventSpec): Buffer {
@@ -42,7 +43,7 @@ export function eventRecord(s: EventSpec): Buffer {
   b.writeUInt8(stateValue(s.oldState ?? null), F.old_state.offset);
   b.writeUInt8(stateValue(s.newState ?? null), F.new_state.offset);
   b.writeUInt8(stateValue(s.substate ?? null), F.substate.offset);
-  b.writeUInt8(s.reason === 'expired' ? TwReason.EXPIRED : s.reason === 'killed' ? TwReason.KILLED : 0, F.reason.offset);
+  b.writeUInt8(s.reason ? REASON[s.reason] : 0, F.reason.offset);
   b.writeUInt8(
     (s.enteredNs != null ? EventFlags.ENTERED_KNOWN : 0) |
       (s.ownerPid != null ? EventFlags.OWNER_KNOWN : 0) |
@@ -67,4 +68,34 @@ export function event(s: EventSpec): TcpEvent {
   }
   if (s.dwellNs !== undefined && s.dwellNs !== e.dwellNs) throw new Error(`dwellNs ${s.dwellNs} disagrees with tsNs − enteredNs (${e.dwellNs})`);
   return e;
+}
+
+/** What a socket-file record says (struct tcpdwell_sockfile: the listener and holder walks). */
+export type SockFileSpec = Partial<Omit<SockFile, 'listener'>> & { listener?: Partial<ListenerQueues> };
+
+/** A socket file as the iterator writes it and the decoder reads it back: a listener unless `state` says otherwise. */
+export function sockFile(s: SockFileSpec): SockFile {
+  const b = Buffer.alloc(SOCKFILE_SIZE);
+  const family = s.family ?? 'inet';
+  const state = s.state ?? 'LISTEN';
+  b.writeBigUInt64LE(s.tsNs ?? 0n, SF.ts_ns.offset);
+  b.writeBigUInt64LE(s.cookie ?? 1n, SF.cookie.offset);
+  b.writeUInt32LE(s.netns ?? CLIENT_SOCKET.netns, SF.netns.offset);
+  b.writeUInt32LE(s.pid ?? 1, SF.pid.offset);
+  b.writeUInt32LE(s.fd ?? 3, SF.fd.offset);
+  b.writeUInt16LE(s.sport ?? 443, SF.sport.offset);
+  b.writeUInt16LE(family === 'inet' ? 2 : 10, SF.family.offset);
+  b.set(addrBytes(s.saddr ?? (family === 'inet' ? '0.0.0.0' : '::'), family), SF.saddr.offset);
+  b.write(s.comm ?? '', SF.comm.offset, SF.comm.size, 'latin1');
+  b.writeUInt8(stateValue(state), SF.state.offset);
+  const q = s.listener ?? {};
+  b.writeUInt32LE(q.acceptQueue ?? 0, SF.ack_backlog.offset);
+  b.writeUInt32LE(q.acceptQueueMax ?? 128, SF.max_ack_backlog.offset);
+  b.writeUInt32LE(q.requestSocks ?? 0, SF.request_socks.offset);
+  b.writeUInt32LE(q.drops ?? 0, SF.drops.offset);
+  b.writeBigUInt64LE(BigInt(q.synackRetrans ?? 0), SF.synack_retrans.offset);
+  const stats = { records: 0, malformed: 0 };
+  const [f] = decodeSockFiles(b, stats);
+  if (!f || stats.malformed) throw new Error(`not a socket file: ${JSON.stringify(s)}`);
+  return f;
 }

@@ -9,7 +9,7 @@ import { Agent } from '../../src/agent/agent.js';
 import { Collector } from '../../src/collect/collector.js';
 import { mergeSnapshots } from '../../src/collect/views.js';
 import { freePort, startLocalNats, type LocalNats } from '../../src/publish/nats-server.js';
-import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
+import { kernelAvailable, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
 import { clusterNatsServer, contiguousOnce, readStream, seqsByEpoch, transitionEvents } from './helpers.js';
 import { until } from './collect-helpers.js';
 import { openStore } from '../../src/collect/open-store.js';
@@ -92,7 +92,11 @@ describe.skipIf(!kernelAvailable || !clickHouseAvailable)('a three-node NATS clu
     // Every event read by the agents first (the spools can be empty before the second burst's
     // last events reach them: 30 were missing once), then they ride out the failover on their
     // spools (an agent connected to the stopped node reconnects first).
-    await until(() => agents.every((a) => a.status().tracker.events >= 2 * (30 * 11 + 2)), 15_000, 'every event in the agents');
+    await until(
+      () => agents.every((a) => a.status().tracker.events >= 2 * (30 * EVENTS_PER_CONNECTION + 2)),
+      15_000,
+      () => `every event in the agents: ${JSON.stringify(agents.map((a) => ((s) => ({ events: s.events, tracker: s.tracker, drops: s.drops }))(a.status())))}`,
+    );
     await until(() => agents.every((a) => a.status().spool.messages === 0), 30_000, 'spools drained');
     const finals = await Promise.all(agents.map((a) => a.stop(20_000)));
     for (const s of finals) expect(s.spool.messages).toBe(0);
@@ -105,14 +109,14 @@ describe.skipIf(!kernelAvailable || !clickHouseAvailable)('a three-node NATS clu
     for (const host of hosts) {
       const mine = stream.filter((m) => m.header.hostId === host);
       for (const seqs of seqsByEpoch(mine).values()) expect(contiguousOnce(seqs)).toBe(true);
-      expect(transitionEvents(mine).length).toBe(2 * (30 * 11 + 2));
+      expect(transitionEvents(mine).length).toBe(2 * (30 * EVENTS_PER_CONNECTION + 2));
     }
     const counted = () => collectors.reduce((n, c) => n + c.stats().counted, 0);
     await until(() => counted() === stream.length, 30_000, `${stream.length} counted`);
     await sleep(500);
     expect(counted()).toBe(stream.length);
     const fleet = mergeSnapshots(collectors.map((c) => c.snapshot()));
-    for (const host of hosts) expect(fleet.events[host]).toBe(2 * (30 * 11 + 2));
+    for (const host of hosts) expect(fleet.events[host]).toBe(2 * (30 * EVENTS_PER_CONNECTION + 2));
     // The store holds every message once; c1 knows every run whole from it (it reads what c2
     // stored), with nothing missing.
     const q = await stores[0]!.sql('SELECT count(), uniqExact(host, boot_id, epoch, seq) FROM messages');

@@ -13,7 +13,7 @@ import { mergeSnapshots } from '../../src/collect/views.js';
 import { openStore } from '../../src/collect/open-store.js';
 import type { Store } from '../../src/collect/store.js';
 import { clickHouseAvailable, startClickHouse, type TestClickHouse } from './clickhouse.js';
-import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
+import { kernelAvailable, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
 import { readStream, startNats, transitionEvents, type TestNats } from './helpers.js';
 import { until } from './collect-helpers.js';
 
@@ -83,7 +83,7 @@ describe.skipIf(!kernelAvailable || !clickHouseAvailable)('the fleet collector w
       expect(fleet.messages[host]).toEqual(byKind);
       expect(fleet.events[host]).toBe(transitionEvents(mine).length);
     }
-    expect(fleet.events['host-b']).toBe(20 * 11 + 2);
+    expect(fleet.events['host-b']).toBe(20 * EVENTS_PER_CONNECTION + 2);
     expect(fleet.connectFailures).toEqual({ ECONNREFUSED: { '127.0.0.1:8602': 1 } });
     // Both instances hold the same latest picture of both hosts, and no sequence is missing.
     await until(() => c1!.hosts().length === 2 && c2!.hosts().length === 2 && JSON.stringify(c1!.hosts()) === JSON.stringify(c2!.hosts()), 5000, 'both hosts on both');

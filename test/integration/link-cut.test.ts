@@ -15,7 +15,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { freePort, startLocalNats, type LocalNats } from '../../src/publish/nats-server.js';
 import { STREAM_SUBJECTS } from '../../src/publish/subjects.js';
-import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
+import { kernelAvailable, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
 import { contiguousOnce, readStream, seqsByEpoch, transitionEvents } from './helpers.js';
 import { until } from './collect-helpers.js';
 
@@ -127,7 +127,7 @@ describe.skipIf(!kernelAvailable)('the link between agent and broker cut', () =>
     const mine = [...seqs.values()][0]!;
     expect(contiguousOnce(mine)).toBe(true);
     expect(mine.length).toBe(final.batches); // every message the agent made, once
-    // 4 bursts of 30 connections, 11 events each, plus 4 listeners x 2.
-    expect(transitionEvents(msgs).length).toBe(4 * (30 * 11 + 2));
+    // 4 bursts of 30 connections, EVENTS_PER_CONNECTION each, plus 4 listeners x 2.
+    expect(transitionEvents(msgs).length).toBe(4 * (30 * EVENTS_PER_CONNECTION + 2));
   }, 60_000);
 });

@@ -9,7 +9,7 @@ import { connect } from '@nats-io/transport-node';
 import { Svcm } from '@nats-io/services';
 import { Agent } from '../../src/agent/agent.js';
 import { DEFAULT_FLUSH_MS } from '../../src/agent/defaults.js';
-import { kernelAvailable, ssCounts, TestNetns } from '../kernel/helpers.js';
+import { kernelAvailable, ssCounts, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
 import { toSsCounts } from '../../src/track/index.js';
 import { decodeSnapshot } from '../../src/publish/wire.js';
 import { contiguousOnce, readStream, seqsByEpoch, spawnUntil, startNats, transitionEvents, type TestNats } from './helpers.js';
@@ -62,14 +62,16 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     expect(msgs.every((m) => m.subject.startsWith('tcpdwell.v1.test-host.'))).toBe(true);
     const published = transitionEvents(msgs).map((e) => ({ ...e }));
     const fromTrace = tracing.out().trim().split('\n').map((l) => JSON.parse(l));
-    expect(published.length).toBe(15);
-    expect(fromTrace.length).toBe(15);
+    // 15 transitions and timewait events, the server's accept(), and the refused connect's RST (sent, for no socket) and its arrival.
+    expect(published.map((e) => e.type).filter((t) => t === 'accept' || t === 'reset')).toEqual(['accept', 'reset', 'reset']);
+    expect(published.length).toBe(18);
+    expect(fromTrace.length).toBe(18);
     // trace and the agent each load their own copy of the program, so each stamps its own
     // times: match events by socket and transition, and let times differ by the few µs between.
     const key = (e: { type: string; cookie: unknown; oldState?: string | null; newState?: string; substate?: string | null }) =>
       `${e.type}/${e.cookie}/${e.oldState ?? ''}/${e.type === 'transition' ? e.newState : ''}/${e.substate ?? ''}`;
     const traceByKey = new Map(fromTrace.map((e) => [key(e), e]));
-    expect(traceByKey.size).toBe(15);
+    expect(traceByKey.size).toBe(18);
     for (const e of published) {
       const t = traceByKey.get(key({ ...e, cookie: e.cookie.toString() }));
       expect(t, key(e)).toBeDefined();
@@ -104,7 +106,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     await netns.run('burst', '127.0.0.1', 8513, 50);
     // Every event read by the agent before waiting for the spool to empty (it can be empty
     // for a moment before the last closes have come through the ring: once on a busy CI run).
-    await until(() => agent.status().tracker.events >= 3 * (50 * 11 + 2), 15_000, () => `every event in the agent: ${((s) => JSON.stringify({ events: s.events, tracker: s.tracker, drops: s.drops, spool: s.spool, nats: s.nats }))(agent.status())}`);
+    await until(() => agent.status().tracker.events >= 3 * (50 * EVENTS_PER_CONNECTION + 2), 15_000, () => `every event in the agent: ${((s) => JSON.stringify({ events: s.events, tracker: s.tracker, drops: s.drops, spool: s.spool, nats: s.nats }))(agent.status())}`);
     const deadline = Date.now() + 15_000;
     while (agent.status().spool.messages > 0 && Date.now() < deadline) await sleep(100);
     const status = await agent.stop();
@@ -114,8 +116,8 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     const seqs = seqsByEpoch(msgs);
     expect(seqs.size).toBe(1);
     expect(contiguousOnce([...seqs.values()][0]!)).toBe(true);
-    // 3 bursts of 50 connections, 11 events each, plus 3 listeners x 2.
-    expect(transitionEvents(msgs).length).toBe(3 * (50 * 11 + 2));
+    // 3 bursts of 50 connections, EVENTS_PER_CONNECTION each, plus 3 listeners x 2.
+    expect(transitionEvents(msgs).length).toBe(3 * (50 * EVENTS_PER_CONNECTION + 2));
   });
 
   it('the agent SIGKILLed with a full spool and restarted: the spool is re-sent, nothing lost, nothing doubled', async () => {
@@ -165,9 +167,9 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     const seqs = seqsByEpoch(msgs);
     expect([...seqs.keys()].sort()).toEqual([1, 2]);
     for (const s of seqs.values()) expect(contiguousOnce(s)).toBe(true);
-    // Every event of both bursts arrived once: 2 x (30 x 11 + 2).
+    // Every event of both bursts arrived once: 2 x (30 connections + a listener).
     const events = transitionEvents(msgs.filter((m) => Number(m.header.epoch) === 1));
-    expect(events.length).toBe(2 * (30 * 11 + 2));
+    expect(events.length).toBe(2 * (30 * EVENTS_PER_CONNECTION + 2));
   });
 
   it('dwell records, the summary (live table, histograms, stuck sockets) and a CLOSE_WAIT leak alert (threshold lowered at run time) reach the stream', async () => {
@@ -205,6 +207,27 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     expect(leak).toBeDefined();
     expect(leak!.explanation).toMatch(/close\(\)/);
     expect(leak!.ownerComm).toBe('node');
+  });
+
+  it('a listener that never accepts: the agent polls its queues and publishes a syn_pressure alert naming it and its owner', async () => {
+    // The listener exists before the agent, as on a real host: the agent's first poll is the baseline.
+    const py = spawn('ip', ['netns', 'exec', netns.name, 'python3', fileURLToPath(new URL('../kernel/backlog.py', import.meta.url)), '8591', '4', '12'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    onTestFinished(() => new Promise<void>((resolve) => (py.exitCode !== null ? resolve() : (py.on('close', () => resolve()), py.stdin.end()))));
+    const next = () => new Promise<string>((resolve) => py.stdout.once('data', (d) => resolve(String(d))));
+    const { pid } = JSON.parse(await next()) as { pid: number };
+    const agent = await startAgent({ thresholds: { listenerDrops: 3 } });
+    const connecting = next();
+    py.stdin.write('go\n');
+    await connecting;
+    await sleep(300);
+    agent.publishSummary();
+    await agent.stop();
+    const { pb } = await import('../../src/publish/wire.js');
+    const alerts = (await readStream(nats.url)).filter((m) => m.kind === 'alerts').map((m) => pb.Alert.decode(m.data));
+    const syn = alerts.find((a) => a.kind === 'syn_pressure' && a.severity === 'firing');
+    expect(syn, 'a syn_pressure alert').toBeDefined();
+    expect(syn).toMatchObject({ ownerPid: pid, ownerComm: 'python3', netns: netns.ns.inode });
+    expect(syn!.message).toMatch(/^listening port 8591 in netns \d+ dropped \d+ SYNs or handshakes within 60 s: its accept queue is full \(5 waiting, room for 4\)/);
   });
 
   it("the agent's Prometheus gauges equal ss -tan for the namespace, and dwell and loss are exported", async () => {
@@ -347,7 +370,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
       await agent.stop();
     }
     const events = transitionEvents(await readStream(nats.url));
-    expect(events.length).toBe(13);
+    expect(events.length).toBe(EVENTS_PER_CONNECTION + 2);
     expect(events.every((e) => e.sport === 8532 || e.dport === 8532)).toBe(true);
   });
 });
@@ -377,7 +400,7 @@ describe.skipIf(!kernelAvailable)('starting without a broker, and small payload 
       while (agent.status().spool.messages > 0 && Date.now() < deadline) await sleep(100);
       await agent.stop();
       const msgs = await readStream(nats.url);
-      expect(transitionEvents(msgs)).toHaveLength(13);
+      expect(transitionEvents(msgs)).toHaveLength(EVENTS_PER_CONNECTION + 2);
       for (const seqs of seqsByEpoch(msgs).values()) expect(contiguousOnce(seqs)).toBe(true);
     } finally {
       netns.delete();
@@ -401,7 +424,7 @@ describe.skipIf(!kernelAvailable)('starting without a broker, and small payload 
         await sleep(Math.max(0, t0 + (i + 1) * 200 - Date.now())); // 20 connections/s, ~10 events each
       }
       const seconds = (Date.now() - t0) / 1000;
-      await until(() => agent.status().tracker.events >= connections * 11, 10_000, 'every event in the agent');
+      await until(() => agent.status().tracker.events >= connections * EVENTS_PER_CONNECTION, 10_000, 'every event in the agent');
       const during = (await readStream(nats.url)).length - before;
       const final = await agent.stop();
       const msgs = await readStream(nats.url);
@@ -428,13 +451,13 @@ describe.skipIf(!kernelAvailable)('starting without a broker, and small payload 
       const agent = await Agent.start({ host: 'small', connection: { servers: [nats.url] }, spoolDir, flushIntervalMs: 60_000, tracer: { netns: [netns.ns.inode] } });
       await netns.run('burst', '127.0.0.1', 8552, 20);
       // Until the last closes have reached the agent (a fixed pause was too short once on a busy CI run).
-      await until(() => agent.status().tracker.events >= 20 * 11 + 2, 10_000, 'every event in the agent');
+      await until(() => agent.status().tracker.events >= 20 * EVENTS_PER_CONNECTION + 2, 10_000, 'every event in the agent');
       await agent.stop();
       const msgs = await readStream(nats.url);
       const batches = msgs.filter((m) => m.kind === 'transitions');
       expect(batches.length).toBeGreaterThan(1);
       expect(batches.every((m) => m.data.length <= 2048)).toBe(true);
-      expect(transitionEvents(msgs)).toHaveLength(20 * 11 + 2);
+      expect(transitionEvents(msgs)).toHaveLength(20 * EVENTS_PER_CONNECTION + 2);
       for (const seqs of seqsByEpoch(msgs).values()) expect(contiguousOnce(seqs)).toBe(true);
     } finally {
       netns.delete();
@@ -482,7 +505,7 @@ authorization {
       await sleep(300);
       await agent.stop();
       const msgs = await readStream(nats.url, 'TCPDWELL', { user: 'admin', pass: 'adminpw' });
-      expect(transitionEvents(msgs).length).toBe(13);
+      expect(transitionEvents(msgs).length).toBe(EVENTS_PER_CONNECTION + 2);
 
       // The same user cannot publish as another host.
       const nc = await connect({ servers: nats.url, user: 'host1', pass: 'pw1' });

@@ -14,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { connect, nkeyAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { createUser } from '@nats-io/nkeys';
-import { kernelAvailable, TestNetns } from '../kernel/helpers.js';
+import { kernelAvailable, TestNetns, EVENTS_PER_CONNECTION } from '../kernel/helpers.js';
 import { startNats, type TestNats } from './helpers.js';
 import { decodeTransitions } from '../../src/publish/wire.js';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -170,7 +170,7 @@ describe.skipIf(!kernelAvailable)('NATS security: TLS, NKeys, secrets', () => {
     expect(subjects.length).toBeGreaterThan(0);
     expect(subjects.every((s) => s.startsWith('tcpdwell.v1.web-1.'))).toBe(true);
     const events = subjects.flatMap((s, i) => (s.endsWith('.transitions') ? decodeTransitions(data[i]!).events : []));
-    expect(events).toHaveLength(13);
+    expect(events).toHaveLength(EVENTS_PER_CONNECTION + 2);
     const everything = Buffer.concat([...data, Buffer.from(a.output())]);
     expect(everything.includes(seed)).toBe(false);
     expect(everything.includes(seed.slice(2, 20))).toBe(false); // nor a part of it

@@ -20,8 +20,9 @@ async function traceTwo(opts: { ports?: number[]; family?: 'inet' | 'inet6' }, a
 describe.skipIf(!kernelAvailable)('filters set at start reach the kernel program', () => {
   it('--port keeps only sockets with that port at either end, and counts the rest as filtered', async () => {
     const { events, counters } = await traceTwo({ ports: [8401] }, 8401, 8402);
-    // The IPv4 connection only: 10 transitions, 1 timewait start, the listener's 2.
-    expect(events.length).toBe(13);
+    // The IPv4 connection only: 10 transitions, 1 timewait start, the listener's 2, the server's accept().
+    expect(events.length).toBe(14);
+    expect(events.filter((e) => e.type === 'accept')).toHaveLength(1); // the accept program honours the filter too
     expect(events.every((e) => e.sport === 8401 || e.dport === 8401)).toBe(true);
     expect(events.some((e) => e.sport === 8402 || e.dport === 8402)).toBe(false);
     expect(counters.filtered).toBeGreaterThan(0);

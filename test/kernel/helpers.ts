@@ -4,10 +4,10 @@
  * and fail under CI (CI=true), where they must run.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach } from 'vitest';
+import { afterEach, beforeEach, onTestFinished } from 'vitest';
 import { decodeRecords, decodeRingBatch, type DecodeStats, type TcpEvent } from '../../src/decode/index.js';
 import { resolveNetns, type Netns } from '../../src/kernel/namespaces.js';
 import { Tracer, DEFAULT_OBJECT_PATH, type TracerOptions } from '../../src/kernel/tracer.js';
@@ -179,3 +179,51 @@ export function bySocket(events: TcpEvent[]): Map<bigint, TcpEvent[]> {
 export function sequence(events: TcpEvent[]): string[] {
   return events.filter((e) => e.type === 'transition').map((e) => `${e.oldState}->${e.newState}`);
 }
+
+/**
+ * The kernel's own view of some tracepoints: a private tracefs instance (so it does not disturb
+ * anyone else's tracing) with those events enabled, read back as text lines. Mounts tracefs at
+ * /sys/kernel/tracing when it is not mounted. Close it to remove the instance.
+ */
+export class TraceInstance {
+  static readonly ROOT = '/sys/kernel/tracing';
+  readonly dir = `${TraceInstance.ROOT}/instances/tcpdwell-t${process.pid}-${++counter}`;
+
+  constructor(private readonly events: string[]) {
+    if (!existsSync(`${TraceInstance.ROOT}/instances`)) execFileSync('mount', ['-t', 'tracefs', 'tracefs', TraceInstance.ROOT]);
+    mkdirSync(this.dir);
+    for (const e of events) writeFileSync(`${this.dir}/events/${e}/enable`, '1');
+  }
+
+  /** Every event recorded so far, one line each (the header comments left out). */
+  lines(): string[] {
+    return readFileSync(`${this.dir}/trace`, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+  }
+
+  close(): void {
+    for (const e of this.events) writeFileSync(`${this.dir}/events/${e}/enable`, '0');
+    rmdirSync(this.dir);
+  }
+
+  /** An instance for the running test, removed when it finishes. */
+  static forThisTest(events: string[]): TraceInstance {
+    const t = new TraceInstance(events);
+    onTestFinished(() => t.close());
+    return t;
+  }
+}
+
+/** A counter of /proc/net/snmp (e.g. Tcp OutRsts) in a namespace. */
+export function snmpCounter(netns: TestNetns, group: string, name: string): number {
+  const lines = execFileSync('ip', ['netns', 'exec', netns.name, 'cat', '/proc/net/snmp'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith(`${group}:`));
+  const names = lines[0]!.split(/\s+/);
+  return Number(lines[1]!.split(/\s+/)[names.indexOf(name)]);
+}
+
+/**
+ * Events a connection makes under the workloads' client-first close (client-first, burst):
+ * 5 client and 5 server-child transitions, the client's timewait start, and the server's
+ * accept() (traced by root; a non-root agent cannot read tracefs and has one less). A
+ * listener adds 2 (CLOSE→LISTEN, LISTEN→CLOSE).
+ */
+export const EVENTS_PER_CONNECTION = 12;

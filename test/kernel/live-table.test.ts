@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clockBoottimeNs } from 'bpf-ts-loader';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -72,5 +73,22 @@ describe.skipIf(!kernelAvailable)('the live table and detectors against the kern
       value: 2,
       labels: { destination: '127.0.0.1:8203', reason: 'ECONNREFUSED' },
     });
+  });
+
+  it('keeps IPv6 sockets IPv6 through timewait (both substates), as ss -tan -6 lists them', async () => {
+    col = new Collector({ netns: [netns.ns.inode] });
+    const tracker = new Tracker({ clock: clockBoottimeNs });
+    tracker.seed(netns.ns.inode, col.snapshot(netns.ns));
+    // A timewait in TIME_WAIT (client-first close) and one in FIN_WAIT2 (the orphan whose peer holds CLOSE_WAIT).
+    await netns.run('client-first', '::1', 8211);
+    const orphan = netns.start('orphan', '::1', 8212, 3000);
+    stops.push(orphan.stop);
+    await col.waitFor((ev) => ev.filter((e) => e.type === 'timewait_start').length >= 2);
+    tracker.ingest(col.drain());
+    const tw = tracker.stuck({ states: ['TIME_WAIT', 'FIN_WAIT2'] }).filter((s) => s.timewait);
+    expect(tw.map((s) => s.state).sort()).toEqual(['FIN_WAIT2', 'TIME_WAIT']);
+    for (const s of tw) expect(s).toMatchObject({ family: 'inet6', saddr: '::1', daddr: '::1' });
+    const ss6 = execFileSync('ip', ['netns', 'exec', netns.name, 'ss', '-Htan6', 'state', 'time-wait'], { encoding: 'utf8' });
+    expect(ss6.trim().split('\n').filter(Boolean)).toHaveLength(1);
   });
 });

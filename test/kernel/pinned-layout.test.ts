@@ -69,4 +69,13 @@ describe.skipIf(!kernelAvailable)('pinned state of another layout', () => {
     expect(pinnedMap(`${pinDir}/sk_state`).id).toBe(sk.id);
     expect(pinnedMap(`${pinDir}/tw_state`).id).toBe(tw.id);
   });
+
+  it("another tracer's pins of another layout are not read, and left as they are", () => {
+    execFileSync('bpftool', ['map', 'create', `${pinDir}/sk_state`, 'type', 'hash', 'key', '8', 'value', '4', 'entries', '16', 'name', 'sk_state']);
+    const id = pinnedMap(`${pinDir}/sk_state`).id;
+    const lines: string[] = [];
+    col = new Collector({ netns: [netns.ns.inode], peerPinDir: pinDir, log: (l) => lines.push(l) });
+    expect(lines).toEqual([`the agent's pinned state in ${pinDir} does not fit this version (${pinDir}/sk_state): not read (ages of sockets older than this command are lower bounds)`]);
+    expect(pinnedMap(`${pinDir}/sk_state`).id).toBe(id);
+  });
 });

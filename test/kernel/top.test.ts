@@ -5,8 +5,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
-import { kernelAvailable, ssCounts, TestNetns } from './helpers.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { removePinned } from '../../src/kernel/pins.js';
+import { LocalSource } from '../../src/top/local.js';
+import { initialView } from '../../src/top/view.js';
+import { Collector, kernelAvailable, ssCounts, TestNetns } from './helpers.js';
 
 const bin = fileURLToPath(new URL('../../bin/tcpdwell', import.meta.url));
 const haveTmux = spawnSync('tmux', ['-V']).status === 0;
@@ -164,6 +167,56 @@ describe.skipIf(!kernelAvailable || !haveTmux)('tcpdwell top in a terminal', () 
       expect(plain.header).toMatch(/\x1b\[[0-9;]*7[;m]/); // still reverse video
     } finally {
       tmux.kill();
+      netns.delete();
+    }
+  });
+});
+
+describe.skipIf(!kernelAvailable)('top started after the agent', () => {
+  const pinDir = `/sys/fs/bpf/tcpdwell-top-${process.pid}`;
+  afterEach(() => removePinned(pinDir));
+
+  it("shows the real ages and owners of sockets older than itself, from the agent's pinned state", async () => {
+    const netns = new TestNetns();
+    // The agent: a tracer keeping its per-socket state pinned, as `run` does.
+    const agent = new Collector({ netns: [netns.ns.inode], pinDir });
+    let hold: ReturnType<TestNetns['start']> | undefined;
+    const opened: LocalSource[] = [];
+    try {
+      hold = netns.start('mix', '127.0.0.1', 8621, '1,1,2');
+      const w = await hold.ready;
+      await sleep(1200);
+      const view = { ...initialView({ host: null }) };
+      const oldest = (src: LocalSource, state: string) => src.tick(Date.now(), view).hosts[0]!.stuck.filter((s) => s.state === state);
+
+      const top = LocalSource.open({ netns: [netns.ns], peerPinDir: pinDir });
+      opened.push(top);
+      const cw = oldest(top, 'CLOSE_WAIT');
+      expect(cw).toHaveLength(2);
+      for (const s of cw) {
+        expect(s).toMatchObject({ ownerPid: w.pid, ownerComm: 'node', ageIsLowerBound: false });
+        expect(s.ageNs).toBeGreaterThanOrEqual(1_200_000_000n);
+      }
+      const tw = oldest(top, 'TIME_WAIT');
+      expect(tw).toHaveLength(1);
+      expect(tw[0]).toMatchObject({ ownerPid: w.pid, ageIsLowerBound: false });
+      expect(tw[0]!.ageNs).toBeGreaterThanOrEqual(1_200_000_000n);
+
+      // Without the agent's pins the same sockets' ages are only lower bounds, counted from top's start.
+      const blind = LocalSource.open({ netns: [netns.ns] });
+      opened.push(blind);
+      expect(oldest(blind, 'CLOSE_WAIT').every((s) => s.ageIsLowerBound && s.ageNs < 1_000_000_000n)).toBe(true);
+
+      // trace's snapshot lines read the same pins: exact entry times, and the owner.
+      const r = spawnSync(bin, ['trace', '--netns', netns.name, '--agent-pin-dir', pinDir, '--format', 'json', '--duration', '0.2'], { encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      const snap = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'snapshot' && e.state === 'CLOSE_WAIT');
+      expect(snap).toHaveLength(2);
+      for (const e of snap) expect(e).toMatchObject({ ownerPid: w.pid, ownerComm: 'node', enteredNs: expect.any(String) });
+    } finally {
+      for (const s of opened) s.close();
+      agent.close();
+      await hold?.stop();
       netns.delete();
     }
   });

@@ -57,6 +57,20 @@ switch (scenario) {
     done({ clientPort });
     break;
   }
+  // ARG connections, each aborted by its client with RST (SO_LINGER 0), one after the other.
+  case 'rsts': {
+    const n = Number(arg ?? 1);
+    const server = await listen();
+    server.on('connection', (s) => s.on('error', () => {}));
+    for (let i = 0; i < n; i++) {
+      const [client, child] = await Promise.all([connect(), accepted(server)]);
+      client.resetAndDestroy();
+      await closed(child);
+    }
+    server.close();
+    done({ connections: n });
+    break;
+  }
   // Nobody listens on the port: SYN_SENT -> CLOSE with ECONNREFUSED.
   case 'refused': {
     const err = await connect().then(

@@ -28,6 +28,11 @@ describe.skipIf(!built && !process.env.CI)('bad input to tcpdwell trace: one cle
     [['run', '--spool-max-bytes', 'lots'], /not a size/],
     [['tail', '--kind', 'everything'], /--kind/],
     [['states', '--netns', 'no-such-netns-x'], /no such network namespace/],
+    // A file that exists but is no namespace (setns would fail with EINVAL deep in the iterator).
+    [['trace', '--netns', '/etc/passwd'], /--netns \/etc\/passwd: not a network namespace/],
+    [['trace', '--netns', '/proc/self/ns/mnt'], /not a network namespace \(a mnt namespace\)/],
+    // An inode no namespace has: states walks namespaces, so it cannot show an empty table for it.
+    [['states', '--netns', '12345'], /--netns 12345: no such network namespace/],
   ])('tcpdwell %s', (args, message) => {
     const r = run(...(args as string[]));
     expect(r.code).toBe(2);

@@ -198,6 +198,6 @@ describe.skipIf(!built && !process.env.CI)('at run time', () => {
   });
 
   it('tcpdwell states does load it (so the check can fail)', () => {
-    expect(run('states', '--netns', '1').stderr).toMatch(/DLOPEN .*bpf_ts_loader\.node/);
+    expect(run('states', '--netns', '/proc/self/ns/net').stderr).toMatch(/DLOPEN .*bpf_ts_loader\.node/);
   });
 });

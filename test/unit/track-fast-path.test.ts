@@ -2,7 +2,8 @@
  * The agent's hot path (records read in place: RecordView → Tracker.ingestRecord → DwellColumns
  * as rows) against the object path it replaces (decodeEvent → Tracker.ingest → DwellRecord →
  * DwellColumns.push / encodeDwell): for recorded churn and for random record sequences, the
- * same dwell records, wire bytes, counters, live table, stuck sockets, histograms and alerts.
+ * same dwell records, wire bytes, counters, live table, stuck sockets, histograms and alerts —
+ * RST and accept() events and same-state transitions (FIN_WAIT1 → FIN_WAIT1) included.
  */
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
@@ -12,7 +13,7 @@ import { EVENT_SIZE } from '../../src/kernel/abi.js';
 import { DwellColumns, TransitionColumns } from '../../src/publish/columns.js';
 import { encodeDwell, encodeTransitions } from '../../src/publish/wire.js';
 import { Tracker, type DwellRecord } from '../../src/track/index.js';
-import { eventRecord, type EventSpec } from '../helpers/events.js';
+import { CLIENT_SOCKET, eventRecord, type EventSpec } from '../helpers/events.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url));
 const header = { hostId: 'h1', bootId: 'b', agentVersion: '0.1.0', epoch: 3, seq: 7, drops: {}, bootToUnixNs: 0, sentAtBootNs: 5 };
@@ -23,13 +24,15 @@ function trio(clockNs: bigint) {
   const fastRecords: DwellRecord[] = [];
   const columns = new DwellColumns();
   const clock = () => clockNs;
+  // Low enough for the RST storm alert to fire on a few resets, a window wide enough to hold every event.
+  const thresholds = { resets: 2, windowNs: 10n ** 15n };
   return {
     slowRecords,
     fastRecords,
     columns,
-    slow: new Tracker({ clock, onDwell: (r) => slowRecords.push(r), sysctls: {} }),
-    fast: new Tracker({ clock, onDwell: (r) => fastRecords.push(r), sysctls: {} }),
-    rows: new Tracker({ clock, dwellRows: columns, sysctls: {} }),
+    slow: new Tracker({ clock, onDwell: (r) => slowRecords.push(r), sysctls: {}, thresholds }),
+    fast: new Tracker({ clock, onDwell: (r) => fastRecords.push(r), sysctls: {}, thresholds }),
+    rows: new Tracker({ clock, dwellRows: columns, sysctls: {}, thresholds }),
   };
 }
 
@@ -63,27 +66,47 @@ function expectSame(t: Trio): void {
   expect(bytes.equals(Buffer.from(reference.encode(header)))).toBe(true);
 }
 
+/** Records framed as a ring batch from bpf-ts-loader ([u32 length][u32 0][record]). */
+function ringOf(recs: readonly Buffer[]): Buffer {
+  const framed = Buffer.alloc(recs.length * (8 + EVENT_SIZE));
+  recs.forEach((rec, i) => {
+    framed.writeUInt32LE(EVENT_SIZE, i * (8 + EVENT_SIZE));
+    rec.copy(framed, i * (8 + EVENT_SIZE) + 8);
+  });
+  return framed;
+}
+
 /** Feeds one record to the object path (decoded) and to both fast paths (in place). */
 function feed(t: Trio, view: RecordView, rec: Buffer): void {
   const e = decodeEvent(rec, 0);
   if (!e) return;
   t.slow.ingest([e]);
-  const framed = Buffer.alloc(8 + EVENT_SIZE);
-  framed.writeUInt32LE(EVENT_SIZE, 0);
-  rec.copy(framed, 8);
-  forEachRingRecord(framed, view, { records: 0, malformed: 0 }, (v, off) => {
+  const stats = { records: 0, malformed: 0 };
+  forEachRingRecord(ringOf([rec]), view, stats, (v, off) => {
     t.fast.ingestRecord(v, off);
     t.rows.ingestRecord(v, off);
   });
+  expect(stats).toEqual({ records: 1, malformed: 0 }); // every record decodeEvent takes, the fast path takes
 }
 
+/** A few records of each kind 14 added (RSTs both ways and without a socket, accept()s with and without an owner), decodable. */
+const NEW_KINDS: readonly Buffer[] = [
+  eventRecord({ type: 'reset', tsNs: 10n, cookie: 7n, ...CLIENT_SOCKET, newState: 'ESTABLISHED', reason: 'sent', ownerPid: 100, ownerComm: 'client', comm: 'client' }),
+  eventRecord({ type: 'reset', tsNs: 11n, cookie: 8n, ...CLIENT_SOCKET, family: 'inet6', saddr: '::1', daddr: '::1', newState: 'SYN_SENT', reason: 'received', comm: 'swapper/1' }),
+  eventRecord({ type: 'reset', tsNs: 12n, cookie: 0n, ...CLIENT_SOCKET, newState: 'UNKNOWN(0)', reason: 'sent' }),
+  eventRecord({ type: 'accept', tsNs: 13n, cookie: 9n, ...CLIENT_SOCKET, newState: 'ESTABLISHED', ownerPid: 201, ownerComm: 'nginx', pid: 202, comm: 'nginx' }),
+  eventRecord({ type: 'accept', tsNs: 14n, cookie: 10n, ...CLIENT_SOCKET, newState: 'CLOSE_WAIT', enteredNs: 2n }),
+];
+
 describe('Tracker.ingestRecord: the object path, without the objects', () => {
-  it('random connection lifecycles as the kernel orders them (client first, orphans and flips, resets), with events lost and repeated', () => {
+  it('random connection lifecycles as the kernel orders them (client first, orphans and flips, resets, accept(), lingering closes), with events lost and repeated', () => {
     const NS = 4026531840;
     const conn = fc.record({
       orphan: fc.boolean(),
       flip: fc.constantFrom('none', 'event', 'peer'),
       rst: fc.boolean(),
+      accept: fc.constantFrom('none', 'established', 'close_wait'),
+      linger: fc.boolean(),
       end: fc.constantFrom('expired', 'killed', 'none'),
       v6: fc.boolean(),
       gapMs: fc.integer({ min: 0, max: 70_000 }),
@@ -117,14 +140,28 @@ describe('Tracker.ingestRecord: the object path, without the objects', () => {
           put(ms(1), { type: 'transition', ...srv, oldState: 'LISTEN', newState: 'SYN_RECV', child: true, enteredNs: null });
           put(ms(1), { type: 'transition', ...cli, oldState: 'SYN_SENT', newState: 'ESTABLISHED' });
           put(ms(1), { type: 'transition', ...srv, oldState: 'SYN_RECV', newState: 'ESTABLISHED', child: true });
+          // accept() hands the server's socket to a worker (its owner from then on), early or once it is in CLOSE_WAIT
+          const worker = { ...srv, ownerPid: 300 + i, ownerComm: 'worker', pid: 300 + i, comm: 'worker' };
+          if (c.accept === 'established') put(ms(2), { type: 'accept', ...worker, newState: 'ESTABLISHED' });
           if (c.rst) {
+            put(ms(5), { type: 'reset', ...cli, newState: 'ESTABLISHED', reason: 'sent' });
+            put(ms(5), { type: 'reset', ...srv, newState: 'ESTABLISHED', reason: 'received' });
             put(ms(5), { type: 'transition', ...cli, oldState: 'ESTABLISHED', newState: 'CLOSE', error: 'ECONNRESET' });
             put(ms(5), { type: 'transition', ...srv, oldState: 'ESTABLISHED', newState: 'CLOSE', error: 'ECONNRESET' });
             return;
           }
           put(ms(10), { type: 'transition', ...cli, oldState: 'ESTABLISHED', newState: 'FIN_WAIT1', actorIsOwner: true });
           put(ms(10), { type: 'transition', ...srv, oldState: 'ESTABLISHED', newState: 'CLOSE_WAIT' });
-          put(ms(10), { type: 'transition', ...cli, oldState: 'FIN_WAIT1', newState: 'FIN_WAIT2' });
+          if (c.accept === 'close_wait') put(ms(10), { type: 'accept', ...worker, newState: 'CLOSE_WAIT' });
+          if (c.linger) {
+            // shutdown(SHUT_WR) then close() before the FIN is acked: FIN_WAIT1 -> FIN_WAIT1, the entry time kept (as the kernel keeps it)
+            const at = ms(10);
+            const drop = c.drop[k++ % c.drop.length]!;
+            const full: EventSpec = { type: 'transition', ...cli, oldState: 'FIN_WAIT1', newState: 'FIN_WAIT1', enteredNs: at, tsNs: ms(10) + 300_000n, actorIsOwner: true };
+            if (drop !== 0) recs.push({ ts: full.tsNs, rec: eventRecord(full) });
+            if (drop === 1) recs.push({ ts: full.tsNs, rec: eventRecord(full) });
+          }
+          put(ms(10) + (c.linger ? 600_000n : 0n), { type: 'transition', ...cli, oldState: 'FIN_WAIT1', newState: 'FIN_WAIT2' });
           const sub = c.orphan ? 'FIN_WAIT2' : 'TIME_WAIT';
           put(ms(11), { type: 'timewait_start', ...cli, newState: 'TIME_WAIT', substate: sub, enteredNs: ms(11), expiresNs: ms(11 + 60_000) });
           put(ms(11), { type: 'transition', ...cli, oldState: 'FIN_WAIT2', newState: 'CLOSE' });
@@ -181,17 +218,27 @@ describe('Tracker.ingestRecord: the object path, without the objects', () => {
     const cols = new TransitionColumns();
     forEachRingRecord(batch, new RecordView(), { records: 0, malformed: 0 }, (v, off) => cols.appendView(v, off));
     expect(Buffer.from(cols.encode(header, 9n)).equals(Buffer.from(encodeTransitions(events, header, 9n)))).toBe(true);
+    // RSTs (their direction in tw_reason) and accept()s among transitions
+    const mixed = ringOf([NEW_KINDS[0]!, batch.subarray(8, 8 + EVENT_SIZE), ...NEW_KINDS.slice(1)]);
+    const mixedEvents: TcpEvent[] = [];
+    decodeRingBatch(mixed, (e) => mixedEvents.push(e), { records: 0, malformed: 0 });
+    expect(mixedEvents.map((e) => e.type)).toEqual(['reset', 'transition', 'reset', 'reset', 'accept', 'accept']);
+    forEachRingRecord(mixed, new RecordView(), { records: 0, malformed: 0 }, (v, off) => cols.appendView(v, off));
+    expect(Buffer.from(cols.encode(header, 9n)).equals(Buffer.from(encodeTransitions(mixedEvents, header, 9n)))).toBe(true);
   });
 
   it('a RecordEvent reads every field as decodeEvent does', () => {
-    const batch = fixture('churn-client-first.ring');
     const flyweight = new RecordEvent();
-    const keys = Object.keys(decodeEvent(batch, 8)!) as (keyof TcpEvent)[];
-    forEachRingRecord(batch, new RecordView(), { records: 0, malformed: 0 }, (v, off) => {
-      const e = decodeEvent(batch, off)!;
-      const f = flyweight.at(v, off);
-      for (const k of keys) expect(f[k]).toEqual(e[k]);
-    });
+    for (const batch of [fixture('churn-client-first.ring'), ringOf(NEW_KINDS)]) {
+      const keys = Object.keys(decodeEvent(batch, 8)!) as (keyof TcpEvent)[];
+      const stats = { records: 0, malformed: 0 };
+      forEachRingRecord(batch, new RecordView(), stats, (v, off) => {
+        const e = decodeEvent(batch, off)!;
+        const f = flyweight.at(v, off);
+        for (const k of keys) expect(f[k]).toEqual(e[k]);
+      });
+      expect(stats.malformed).toBe(0);
+    }
   });
 
   it('random record sequences over a few sockets: every branch, seeds in between, values past 2^53', () => {
@@ -203,7 +250,7 @@ describe('Tracker.ingestRecord: the object path, without the objects', () => {
     const BIG = 2n ** 53n + 7n;
     const step = fc.record({
       seed: fc.integer({ min: 0, max: 30 }),
-      type: fc.constantFrom('transition', 'transition', 'transition', 'timewait_start', 'timewait_end', 'snapshot'),
+      type: fc.constantFrom('transition', 'transition', 'transition', 'timewait_start', 'timewait_end', 'snapshot', 'reset', 'accept'),
       cookie: fc.constantFrom(0n, 1n, 2n, 3n, 4n, 5n, BIG),
       dt: fc.constantFrom(-3n, 0n, 1n, 1000n, 1_000_000n, 70_000_000_000n),
       bigTime: fc.integer({ min: 0, max: 40 }),
@@ -211,6 +258,7 @@ describe('Tracker.ingestRecord: the object path, without the objects', () => {
       expires: fc.constantFrom(null, 'sixty', 'later', 'small'),
       oldState: fc.constantFrom(...states),
       newState: fc.constantFrom(...states),
+      same: fc.integer({ min: 0, max: 3 }), // 0: a same-state transition (newState = oldState)
       substate: fc.constantFrom(null, 'TIME_WAIT', 'FIN_WAIT2', 'UNKNOWN(40)'),
       who: fc.constantFrom(client, server, v6),
       netns: fc.constantFrom(NS, NS, NS + 1),
@@ -218,7 +266,7 @@ describe('Tracker.ingestRecord: the object path, without the objects', () => {
       owner: fc.constantFrom(null, 4242, 0),
       ownerComm: fc.constantFrom('app', 'nginx', ''),
       error: fc.constantFrom(null, null, 'ECONNREFUSED', 'ETIMEDOUT'),
-      reason: fc.constantFrom(null, 'expired', 'killed'),
+      reason: fc.constantFrom(null, 'expired', 'killed', 'sent', 'received'),
       child: fc.boolean(),
       flip: fc.boolean(),
       gap: fc.boolean(),
@@ -247,7 +295,7 @@ describe('Tracker.ingestRecord: the object path, without the objects', () => {
             ownerComm: s.owner === null ? null : s.ownerComm,
             comm: 'swapper/0',
             oldState: s.type === 'transition' ? s.oldState : null,
-            newState: s.type === 'timewait_start' || s.type === 'timewait_end' ? 'TIME_WAIT' : s.newState,
+            newState: s.type === 'timewait_start' || s.type === 'timewait_end' ? 'TIME_WAIT' : s.type === 'transition' && s.same === 0 ? s.oldState : s.newState,
             substate: s.substate,
             reason: s.reason,
             error: s.error,

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { decodeRecords, decodeRingBatch, type TcpEvent } from '../../src/decode/index.js';
 import { Tracker, toSsCounts, type DwellRecord } from '../../src/track/index.js';
-import { CLIENT_SOCKET, event } from '../helpers/events.js';
+import { addrText, encodeSummary, pb } from '../../src/publish/wire.js';
+import { CLIENT_SOCKET, event, sockFile } from '../helpers/events.js';
 
 /** Recorded kernel records from test/fixtures, decoded. */
 const fixture = (name: string): TcpEvent[] => {
@@ -108,9 +109,49 @@ describe('dwell records from recorded kernel events', () => {
     expect(records).toEqual([expect.objectContaining({ state: 'SYN_SENT', nextState: 'CLOSE', error: 'ECONNREFUSED', dwellNs: 351037n, precision: 'exact' })]);
     expect(tracker.table().total).toEqual({ TIME_WAIT: 1 });
   });
+
+  it('an IPv6 socket stays IPv6 in the live table once it is in timewait, and its summary carries 16-byte addresses', () => {
+    const { tracker } = make();
+    tracker.ingest(fixture('ipv6-client-first.ring'));
+    const [tw] = tracker.stuck({ states: ['TIME_WAIT'] });
+    expect(tw).toMatchObject({ timewait: true, family: 'inet6', saddr: '::1', daddr: '::1', dport: 9101 });
+    const table = tracker.table();
+    const bytes = encodeSummary({}, { table, histograms: [], stuck: [tw!], eventsTotal: 0, spoolBytes: 0, spoolMessages: 0 });
+    const [wire] = pb.Summary.decode(bytes).stuck;
+    expect({ family: wire!.family, saddr: addrText(wire!.saddr), daddr: addrText(wire!.daddr) }).toEqual({ family: 6, saddr: '::1', daddr: '::1' });
+  });
 });
 
 describe('dwell records from synthetic sequences', () => {
+  it("an accept() event makes the acceptor the socket's owner, and the holder walk names the first holder of sockets it has", () => {
+    const { tracker, clock } = make();
+    const child = { sport: 443, dport: 50000, child: true, ownerPid: 100, ownerComm: 'nginx' };
+    tracker.ingest([tr(9n, 'LISTEN', 'SYN_RECV', 1000, null, child), tr(9n, 'SYN_RECV', 'ESTABLISHED', 1001, 1000, child)]);
+    clock.nowNs = ms(1500);
+    expect(tracker.stuck({ states: ['ESTABLISHED'] })[0]).toMatchObject({ ownerPid: 100 }); // its listener's, until accept()
+    tracker.ingest([ev({ type: 'accept', cookie: 9n, atMs: 1002, enteredMs: null, dwellNs: null, oldState: null, newState: 'ESTABLISHED', sport: 443, dport: 50000, ownerPid: 101, ownerComm: 'nginx', pid: 101, comm: 'nginx' })]);
+    expect(tracker.stuck({ states: ['ESTABLISHED'] })[0]).toMatchObject({ ownerPid: 101, ownerComm: 'nginx' });
+    expect(tracker.stats().accepts).toBe(1);
+    // Held by two processes (in pid order): the first is the owner.
+    tracker.observeHolders([sockFile({ cookie: 9n, state: 'ESTABLISHED', pid: 200, comm: 'app' }), sockFile({ cookie: 9n, state: 'ESTABLISHED', pid: 201, comm: 'helper' })]);
+    expect(tracker.stuck({ states: ['ESTABLISHED'] })[0]).toMatchObject({ ownerPid: 200, ownerComm: 'app' });
+  });
+
+  it('a same-state transition (FIN_WAIT1 -> FIN_WAIT1) keeps the entry time: one FIN_WAIT1 record of the whole 610 ms, counted once', () => {
+    const { tracker, records, clock } = make();
+    tracker.ingest([tr(7n, 'CLOSE', 'SYN_SENT', 100, null), tr(7n, 'SYN_SENT', 'ESTABLISHED', 200, 100), tr(7n, 'ESTABLISHED', 'FIN_WAIT1', 1000, 200)]);
+    // shutdown(SHUT_WR) at 1000, close() at 1300 before the FIN is acked: the kernel keeps the entry time.
+    tracker.ingest([tr(7n, 'FIN_WAIT1', 'FIN_WAIT1', 1300, 1000, { actorIsOwner: true })]);
+    clock.nowNs = ms(1500);
+    expect(tracker.stuck({ states: ['FIN_WAIT1'] })[0]).toMatchObject({ ageNs: ms(500), ageIsLowerBound: false });
+    tracker.ingest([tr(7n, 'FIN_WAIT1', 'FIN_WAIT2', 1610, 1000)]);
+    expect(records.filter((r) => r.state === 'FIN_WAIT1')).toEqual([expect.objectContaining({ dwellNs: ms(610), nextState: 'FIN_WAIT2', precision: 'exact', enteredNs: ms(1000) })]);
+    expect(records.map(summary)).toEqual(['SYN_SENT->ESTABLISHED', 'ESTABLISHED->FIN_WAIT1', 'FIN_WAIT1->FIN_WAIT2']);
+    const fin1 = tracker.takeHistograms().totals().get('FIN_WAIT1')!;
+    expect(fin1.totalCount).toBe(1);
+    expect(tracker.stats()).toMatchObject({ sameStateTransitions: 1, corrections: 0, duplicates: 0, late: 0 });
+  });
+
   it('simultaneous close: CLOSING is a state of its own, handed to TIME_WAIT', () => {
     const { tracker, records } = make();
     tracker.ingest([

@@ -157,15 +157,19 @@ export interface RunOptions {
 }
 
 export async function runAgent(opts: RunOptions): Promise<AgentStatus> {
-  const [{ Agent }, { startLocalNats }, { dropAfterStart }, { AGENT_METRICS_PORT, listenAddress }, { agentHealth }, { startServiceNotify }] = await Promise.all([
+  const [{ Agent }, { startLocalNats }, { dropAfterStart }, { AGENT_METRICS_PORT, listenAddress }, { agentHealth }, { startServiceNotify }, { checkEnvironment }] = await Promise.all([
     import('../../agent/agent.js'),
     import('../../publish/nats-server.js'),
     import('../../kernel/privileges.js'),
     import('../../publish/metrics.js'),
     import('../../agent/health.js'),
     import('../../agent/watchdog.js'),
+    import('../../kernel/preflight.js'),
   ]);
   if (opts.metricsListen !== undefined) listenAddress(opts.metricsListen, AGENT_METRICS_PORT); // a usage error before anything loads
+  // Before the embedded server and the spool touch any file: without the privileges, what is
+  // needed is the one thing to say, not the EACCES of whichever directory came first.
+  checkEnvironment();
   const say = logger('run', opts.err);
   const file = opts.file ?? {};
   const env = opts.env ?? process.env;

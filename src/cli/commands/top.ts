@@ -1,7 +1,7 @@
 /** `tcpdwell top`: the live view of this host, or of the fleet with --nats (src/top/). */
 import type { Command } from 'commander';
 import { UsageError } from '../../common/errors.js';
-import { addConnectionOptions, addDurationOption, addFilterOptions, filtersFrom, parseRingBytes, parseSeconds, resolveConnection, type ConnectionFlags, type FilterFlags } from '../options.js';
+import { addAgentPinOption, addConnectionOptions, addDurationOption, addFilterOptions, filtersFrom, parseRingBytes, parseSeconds, resolveConnection, type ConnectionFlags, type FilterFlags } from '../options.js';
 import { logger } from '../../common/log.js';
 
 interface TopFlags extends ConnectionFlags, FilterFlags {
@@ -9,6 +9,7 @@ interface TopFlags extends ConnectionFlags, FilterFlags {
   ringBytes?: number;
   interval?: number;
   duration?: number;
+  agentPinDir: string;
 }
 
 export function register(program: Command): void {
@@ -21,7 +22,7 @@ export function register(program: Command): void {
   addFilterOptions(cmd, { scope: 'this host: ', netnsHelp: 'only this network namespace (repeatable; filtered in the kernel)' })
     .option('--ring-bytes <n>', 'this host: kernel ring buffer size in bytes (power of two)', parseRingBytes)
     .option('--interval <seconds>', 'refresh every this many seconds (default 1 on a terminal, 5 otherwise)', parseSeconds);
-  addDurationOption(cmd).action(async (o: TopFlags) => {
+  addAgentPinOption(addDurationOption(cmd)).action(async (o: TopFlags) => {
     const fleet = o.nats !== undefined;
     if (fleet && (o.netns.length || o.port.length || o.family || o.ringBytes)) {
       throw new UsageError('--netns, --port, --family and --ring-bytes load the kernel program on this host; with --nats, filter in the view (keys n, p, c)');
@@ -34,6 +35,7 @@ export function register(program: Command): void {
       connection: connection ? { ...connection, name: 'tcpdwell-top' } : null,
       host: o.host,
       ringBytes: o.ringBytes,
+      agentPinDir: o.agentPinDir,
       intervalS: o.interval ?? (process.stdout.isTTY ? 1 : 5),
       durationS: o.duration ?? null,
       out: process.stdout,

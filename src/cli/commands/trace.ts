@@ -25,17 +25,17 @@ import {
   type DecodeStats,
   type TcpEvent,
 } from '../../decode/index.js';
-import { addDurationOption, addFilterOptions, addFormatOption, filtersFrom, outputFormat, parseRingBytes, type FilterFlags } from '../options.js';
+import { addAgentPinOption, addDurationOption, addFilterOptions, addFormatOption, filtersFrom, outputFormat, parseRingBytes, type FilterFlags } from '../options.js';
 import { logger } from '../../common/log.js';
 
 export function register(program: Command): void {
   const cmd = program.command('trace').description('print every TCP state transition, timewait phase and (at start) existing socket');
   addFormatOption(cmd, 'json lines, a text table, or raw kernel records to replay later', ['json', 'text', 'raw']);
   addFilterOptions(cmd, { netnsHelp: 'only this network namespace (repeatable): a name from `ip netns`, a path like /proc/PID/ns/net, or an inode' });
-  addDurationOption(cmd)
+  addAgentPinOption(addDurationOption(cmd))
     .option('--no-snapshot', 'do not list the sockets that exist when tracing starts')
     .option('--ring-bytes <n>', 'kernel ring buffer size in bytes (power of two)', parseRingBytes)
-    .action(async (o: FilterFlags & { format?: 'json' | 'text' | 'raw'; duration?: number; snapshot: boolean; ringBytes?: number }) => {
+    .action(async (o: FilterFlags & { format?: 'json' | 'text' | 'raw'; duration?: number; snapshot: boolean; ringBytes?: number; agentPinDir?: string }) => {
       const filters = filtersFrom(o);
       if (o.format === 'raw' && process.stdout.isTTY) throw new UsageError('--format raw writes binary records: redirect it to a file (tcpdwell trace --format raw > capture.ring)');
       await runTrace({
@@ -44,6 +44,7 @@ export function register(program: Command): void {
         durationS: o.duration ?? null,
         snapshot: o.snapshot,
         ringBytes: o.ringBytes,
+        agentPinDir: o.agentPinDir,
         out: process.stdout,
         err: process.stderr,
       });
@@ -60,6 +61,8 @@ export interface TraceOptions {
   snapshot: boolean;
   ringBytes?: number;
   wakeupBytes?: number;
+  /** the running agent's pin directory, read for the entry times and owners of existing sockets */
+  agentPinDir?: string;
   objectPath?: string;
   out: Writable;
   err: Writable;
@@ -89,6 +92,8 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
     ringBytes: opts.ringBytes,
     wakeupBytes: opts.wakeupBytes,
     objectPath: opts.objectPath,
+    peerPinDir: opts.agentPinDir,
+    log: (l) => log.warn(l),
   });
   const offset = bootToEpochOffsetNs();
   const clock = wallClock(offset);
@@ -146,6 +151,8 @@ export async function runTrace(opts: TraceOptions): Promise<TraceSummary> {
       });
       snapshotSkipped = noPath.length;
       for (const ns of noPath) log.warn(`no path opens network namespace ${ns.inode}; its existing sockets are not listed`);
+    } else {
+      tracer.socketFiles({ listenersOnly: false }); // not listed, but their holders are their owners in the events to come
     }
     log('tracing TCP state transitions (Ctrl-C to stop)');
     opts.onReady?.();

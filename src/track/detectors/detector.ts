@@ -7,6 +7,7 @@
 import type { TcpEvent } from '../../decode/index.js';
 import type { TcpState } from '../../kernel/abi.js';
 import type { SysctlReaders } from '../../kernel/sysctl.js';
+import type { ListenerPoll } from '../types.js';
 import type { LiveTable } from '../live-table.js';
 import { SlidingCounter } from '../windows.js';
 
@@ -66,6 +67,10 @@ export interface DetectorContext<V> {
 export interface DetectorRun {
   /** every transition the tracker applied (oldV/newV are kernel state values; wasTimewait: held by a timewait sock) */
   transition?(e: TcpEvent, oldV: number, newV: number, wasTimewait: boolean): void;
+  /** every RST sent or received (a `reset` event) */
+  reset?(e: TcpEvent): void;
+  /** what the kernel said about its listeners' queues and SYN counters (polled before evaluations) */
+  listeners?(poll: ListenerPoll): void;
   /** an evaluation begins: the pass over the live table follows */
   begin?(nowNs: bigint): void;
   /** every live socket, in the one pass over the table an evaluation makes */
@@ -103,8 +108,8 @@ export class WindowedCounts<K> {
     this.counter = new SlidingCounter(this.windowNs, ctx.maxKeys);
   }
 
-  add(key: K, tsNs: bigint): void {
-    this.counter.add(key, tsNs);
+  add(key: K, tsNs: bigint, n = 1): void {
+    this.counter.add(key, tsNs, n);
   }
 
   sums(nowNs: bigint): Map<K, number> {

@@ -9,6 +9,7 @@ import { parseDurationNs } from '../../common/durations.js';
 import type { SysctlReaders } from '../../kernel/sysctl.js';
 import type { TcpEvent } from '../../decode/index.js';
 import type { LiveTable } from '../live-table.js';
+import type { ListenerPoll } from '../types.js';
 import type { DetectorRun, DetectorSpec, Finding, StateName, Threshold, ThresholdValues } from './detector.js';
 import { closeWaitLeak } from './close-wait-leak.js';
 import { synPressure } from './syn-pressure.js';
@@ -119,6 +120,16 @@ export class Detectors {
   /** A transition the tracker applied (wasTimewait: its socket was held by a timewait sock). */
   transition(e: TcpEvent, oldV: number, newV: number, wasTimewait: boolean): void {
     for (let i = 0; i < this.onTransition.length; i++) this.onTransition[i]!.transition!(e, oldV, newV, wasTimewait);
+  }
+
+  /** An RST sent or received. */
+  reset(e: TcpEvent): void {
+    for (const r of this.runs) r.reset?.(e);
+  }
+
+  /** The kernel's view of the listeners and SYN counters, polled. */
+  listeners(poll: ListenerPoll): void {
+    for (const r of this.runs) r.listeners?.(poll);
   }
 
   /** Events for keys the detectors did not track because a cap was reached. */
