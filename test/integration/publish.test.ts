@@ -100,7 +100,7 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     await netns.run('burst', '127.0.0.1', 8513, 50);
     // Every event read by the agent before waiting for the spool to empty (it can be empty
     // for a moment before the last closes have come through the ring: once on a busy CI run).
-    await until(() => agent.status().tracker.events >= 3 * (50 * 11 + 2), 15_000, () => `every event in the agent: ${JSON.stringify({ tracker: agent.status().tracker, loss: agent.status().loss })}`);
+    await until(() => agent.status().tracker.events >= 3 * (50 * 11 + 2), 15_000, () => `every event in the agent: ${JSON.stringify({ tracker: agent.status().tracker, drops: agent.status().drops })}`);
     const deadline = Date.now() + 15_000;
     while (agent.status().spool.messages > 0 && Date.now() < deadline) await sleep(100);
     const status = await agent.stop();
