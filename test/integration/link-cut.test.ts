@@ -128,6 +128,7 @@ describe.skipIf(!kernelAvailable)('the link between agent and broker cut', () =>
     expect(contiguousOnce(mine)).toBe(true);
     expect(mine.length).toBe(final.batches); // every message the agent made, once
     // 4 bursts of 30 connections, EVENTS_PER_CONNECTION each, plus 4 listeners x 2.
-    expect(transitionEvents(msgs).length).toBe(4 * (30 * EVENTS_PER_CONNECTION + 2));
+    // On a shortfall, what the agent read (tracker) against what its kernel program emitted (drops.events).
+    expect(transitionEvents(msgs).length, JSON.stringify({ tracker: final.tracker, drops: final.drops, events: final.events })).toBe(4 * (30 * EVENTS_PER_CONNECTION + 2));
   }, 60_000);
 });
