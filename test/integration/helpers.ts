@@ -95,6 +95,20 @@ export function transitionEvents(msgs: StoredMessage[]): TcpEvent[] {
   return msgs.filter((m) => m.kind === 'transitions').flatMap((m) => decodeTransitions(m.data).events);
 }
 
+/**
+ * How many events a test that expected `expected` can demand: that less one per gap the kernel
+ * program flagged in what arrived. The kernel now and then runs no program at all for a
+ * transition (seen in full-suite runs: 49 of one burst's 50 FIN_WAIT1→FIN_WAIT2 missing from the
+ * agent and from an independent second tracer on the same namespace alike, each of the 49 counted
+ * as a state gap by both; recursion misses, which are per program, do not explain it); the
+ * program notices at the socket's next transition, flags that event (gap) and counts it
+ * (state_gaps). Nothing the agent read may be missing, and every missing event must be one the
+ * kernel's program flagged.
+ */
+export function expectedLessGaps(events: readonly TcpEvent[], expected: number): number {
+  return expected - events.filter((e) => e.gap).length;
+}
+
 /** Sequence numbers per epoch: { epoch → seqs in arrival order }. */
 export function seqsByEpoch(msgs: StoredMessage[]): Map<number, number[]> {
   const m = new Map<number, number[]>();
