@@ -421,7 +421,7 @@ static __always_inline void track(struct sock *sk, struct tcpdwell_event *ev, __
 		si->pending_err = 0;
 		si->rst = 0;
 	}
-	if (newstate == TCP_CLOSE)
+	if (newstate == TCP_CLOSE && oldstate != TCP_LISTEN)
 		ev->flags |= si->rst;
 	ev->error = si->pending_err;
 	si->pending_err = 0;
@@ -483,7 +483,8 @@ static __always_inline void fill_transition(struct sock *sk, struct tcpdwell_eve
 	if (newstate == TCP_CLOSE) {
 		if (!ev->error)
 			ev->error = sk->sk_err;
-		read_vitals(sk, ev);
+		if (oldstate != TCP_LISTEN) /* a listener is no connection: nothing to read */
+			read_vitals(sk, ev);
 	}
 }
 

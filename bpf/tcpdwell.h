@@ -46,7 +46,7 @@ enum tcpdwell_event_flags {
 	TCPDWELL_F_FLIP = 32,           /* on a TIMEWAIT_START: not a new timewait but the flip of a running one
 					 * from substate FIN_WAIT2 (an orphan) to TIME_WAIT, at the peer's FIN
 					 * (the kernel re-arms its timer); entered_ns is the timewait's start */
-	TCPDWELL_F_RST_RECEIVED = 64,   /* on an X->CLOSE: the socket received an RST before it (tcp:tcp_receive_reset) */
+	TCPDWELL_F_RST_RECEIVED = 64,   /* on an X->CLOSE (not LISTEN->CLOSE): the socket received an RST before it (tcp:tcp_receive_reset) */
 	TCPDWELL_F_RST_SENT = 128,      /* on an X->CLOSE: the socket sent an RST before it (tcp:tcp_send_reset); an
 					 * abort that closes first and resets after (SO_LINGER 0, close with unread
 					 * data) shows as its RESET record right after the close instead */
@@ -89,15 +89,16 @@ struct tcpdwell_event {
 	__u8 substate;     /* TIMEWAIT_*: tw_substate (TCP_TIME_WAIT or TCP_FIN_WAIT2); SNAPSHOT of a timewait sock too */
 	__u8 reason;       /* TIMEWAIT_END: enum tcpdwell_tw_reason; RESET: enum tcpdwell_rst_direction; else 0 */
 	__u8 flags;        /* enum tcpdwell_event_flags */
-	/* A socket's vital signs, read from its tcp_sock at its closing transition (X->CLOSE: a
-	 * TRANSITION with new_state TCP_CLOSE); 0 in every other record. Appended after the fields
+	/* A connection's vital signs, read from its tcp_sock at its closing transition (X->CLOSE: a
+	 * TRANSITION with new_state TCP_CLOSE, old_state not TCP_LISTEN); 0 in every other record. Appended after the fields
 	 * of the 136-byte layout (whose padding srtt_us takes), so a record of that layout is a
 	 * prefix of this one. */
 	__u32 srtt_us;        /* smoothed RTT, us (tcp_sock.srtt_us >> 3, as ss -ti shows rtt:); 0 = never measured */
 	__u32 total_retrans;  /* segments retransmitted over its life (tcp_sock.total_retrans; ss -ti retrans:x/N, the N) */
 	__u32 _pad;           /* zero */
-	__u64 bytes_acked;    /* bytes the peer acknowledged (tcp_sock.bytes_acked, RFC 4898: the SYN and FIN not counted) */
-	__u64 bytes_received; /* bytes received in order (tcp_sock.bytes_received, RFC 4898: the SYN and FIN not counted) */
+	__u64 bytes_acked;    /* bytes the peer acknowledged (tcp_sock.bytes_acked, ss -ti bytes_acked:); Linux counts
+			       * the active opener's SYN and an acked FIN as one byte each (test/kernel/vitals.test.ts) */
+	__u64 bytes_received; /* bytes received in order (tcp_sock.bytes_received); a received FIN counts one */
 };
 
 /*

@@ -60,8 +60,8 @@ const socket: Column[] = [
 const vitals = (where: string): Column[] => [
   { name: 'srtt_us', type: 'u32', nullable: true, doc: `${where}: smoothed RTT at the close, µs (ss -ti rtt:; 0 never measured); else NULL` },
   { name: 'total_retrans', type: 'u32', nullable: true, doc: `${where}: segments retransmitted over its life (ss -ti retrans:x/N, the N); else NULL` },
-  { name: 'bytes_acked', type: 'u64', nullable: true, doc: `${where}: bytes the peer acknowledged (data only, RFC 4898); else NULL` },
-  { name: 'bytes_received', type: 'u64', nullable: true, doc: `${where}: bytes received in order (data only); else NULL` },
+  { name: 'bytes_acked', type: 'u64', nullable: true, doc: `${where}: bytes the peer acknowledged (ss -ti bytes_acked: the data, +1 for the active opener's SYN, +1 for an acked FIN); else NULL` },
+  { name: 'bytes_received', type: 'u64', nullable: true, doc: `${where}: bytes received in order (ss -ti bytes_received: the data, +1 for a FIN); else NULL` },
   { name: 'reset_by', type: 'str', lowCardinality: true, nullable: true, doc: `${where}: sent or received, the RST that preceded the close; NULL none (an abort that resets after its close shows as its reset event)` },
 ];
 

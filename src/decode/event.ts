@@ -25,8 +25,9 @@ export interface SocketIdentity {
 
 /**
  * A connection's vital signs at its close, read from its tcp_sock at the X->CLOSE transition
- * (what tcplife and `ss -ti` show). Bytes as RFC 4898 counts them: data only, the SYN and FIN
- * not included.
+ * (what tcplife and `ss -ti` show). Bytes as Linux counts them (sequence space acked/received):
+ * the data, plus one for the active opener's SYN in bytesAcked and one for each FIN acked or
+ * received — measured in test/kernel/vitals.test.ts.
  */
 export interface Vitals {
   /** smoothed RTT, µs (ss -ti `rtt:` first number, there in ms); 0 = never measured */
@@ -76,7 +77,7 @@ export interface TcpEvent extends SocketIdentity {
    * FIN_WAIT2 (an orphan) to TIME_WAIT at the peer's FIN; enteredNs is when the timewait began
    */
   flip: boolean;
-  /** transition to CLOSE only: the socket's vital signs at its close; null on every other record */
+  /** transition to CLOSE only (not LISTEN -> CLOSE: a listener's end): the connection's vital signs at its close; null on every other record */
   vitals: Vitals | null;
   /**
    * transition to CLOSE only: it received an RST ('received', which wins when both), or sent one

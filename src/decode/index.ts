@@ -4,7 +4,7 @@
  */
 export type { DecodeStats, EventKind, Family, ResetBy, SocketIdentity, TcpEvent, Vitals } from './event.js';
 export { decodeSockFiles, type ListenerQueues, type SockFile } from './sockfiles.js';
-export { decodeEvent, decodeRecordList, decodeRecords, decodeRingBatch, frameRecords, resetBy, RING_HEADER_BYTES, TCP_CLOSE } from './records.js';
+export { decodeEvent, decodeRecordList, decodeRecords, decodeRingBatch, frameRecords, resetBy, RING_HEADER_BYTES, TCP_CLOSE, TCP_LISTEN } from './records.js';
 export { forEachRingRecord, I as RECORD_INDEX, RecordEvent, RecordView } from './view.js';
 export { AF_INET, AF_INET6, endpoint, errnoName, formatAddress, stateName, stateValue } from './names.js';
 export { toJson } from './json.js';

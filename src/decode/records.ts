@@ -81,6 +81,8 @@ function u64n(buf: Buffer, offset: number): number {
 
 /** The new state of a closing transition (kernel TCP_CLOSE), whose record carries the vital signs. */
 export const TCP_CLOSE = 7;
+/** A LISTEN -> CLOSE is a listener's end, no connection's: no vital signs. */
+export const TCP_LISTEN = 10;
 
 /** resetBy of a closing transition from its flags. */
 export function resetBy(flags: number): ResetBy | null {
@@ -107,7 +109,7 @@ export function decodeEvent(buf: Buffer, offset: number): TcpEvent | null {
   const isTimewait = kind === 'timewait_start' || kind === 'timewait_end';
   const substate = buf.readUInt8(offset + F.substate.offset);
   const reason = buf.readUInt8(offset + F.reason.offset);
-  const closing = kind === 'transition' && buf.readUInt8(offset + F.new_state.offset) === TCP_CLOSE;
+  const closing = kind === 'transition' && buf.readUInt8(offset + F.new_state.offset) === TCP_CLOSE && buf.readUInt8(offset + F.old_state.offset) !== TCP_LISTEN;
   return {
     type: kind,
     tsNs,

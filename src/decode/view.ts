@@ -15,7 +15,7 @@
 import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
 import type { DecodeStats, EventKind, ResetBy, TcpEvent, Vitals } from './event.js';
 import { AF_INET, AF_INET6, errnoName, stateName } from './names.js';
-import { address, comm, resetBy, RING_HEADER_BYTES, TCP_CLOSE } from './records.js';
+import { address, comm, resetBy, RING_HEADER_BYTES, TCP_CLOSE, TCP_LISTEN } from './records.js';
 
 type FieldName = keyof typeof F;
 
@@ -153,9 +153,9 @@ export class RecordView {
     return comm(this.buf, off + I.comm);
   }
 
-  /** A transition to CLOSE: the record carries the socket's vital signs. */
+  /** A transition to CLOSE (not a listener's): the record carries the connection's vital signs. */
   closing(off: number): boolean {
-    return this.u8[off + I.type]! === EventType.TRANSITION && this.u8[off + I.new_state]! === TCP_CLOSE;
+    return this.u8[off + I.type]! === EventType.TRANSITION && this.u8[off + I.new_state]! === TCP_CLOSE && this.u8[off + I.old_state]! !== TCP_LISTEN;
   }
   srtt(off: number): number {
     return this.u32[(off >> 2) + I.srtt_us]!;

@@ -16,7 +16,7 @@
  */
 import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
 import { pb, addrBytes, errnoValue, Strings, type Header } from './wire.js';
-import { AF_INET, AF_INET6, errnoName, RECORD_INDEX as I, RecordView, stateValue, TCP_CLOSE } from '../decode/index.js';
+import { AF_INET, AF_INET6, errnoName, RECORD_INDEX as I, RecordView, stateValue, TCP_CLOSE, TCP_LISTEN } from '../decode/index.js';
 import type { DwellRecord } from '../track/types.js';
 import type { DwellRow, DwellRowSink, LiveTable } from '../track/index.js';
 
@@ -580,8 +580,8 @@ function flagsColumn(st: Stage, vals: Uint32Array): void {
   }
 }
 
-/** The row at `at` is a transition to CLOSE: its record's vital signs go on the wire (else 0, as decodeEvent's null). */
-const closingAt = (u8: Uint8Array, at: number) => u8[at + I.type] === EventType.TRANSITION && u8[at + I.new_state] === TCP_CLOSE;
+/** The row at `at` is a transition to CLOSE, not a listener's: its record's vital signs go on the wire (else 0, as decodeEvent's null). */
+const closingAt = (u8: Uint8Array, at: number) => u8[at + I.type] === EventType.TRANSITION && u8[at + I.new_state] === TCP_CLOSE && u8[at + I.old_state] !== TCP_LISTEN;
 
 /**
  * Packed varints of the record field `name` of the rows `pick` takes (the closes: their vital

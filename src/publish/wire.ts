@@ -178,7 +178,7 @@ export function encodeTransitions(events: readonly TcpEvent[], header: Header, f
     b.error!.push(errnoValue(e.error));
     b.flags!.push((e.actorIsOwner ? 1 : 0) | (e.child ? 2 : 0) | (e.gap ? 4 : 0) | (e.flip ? 8 : 0) | (e.resetBy === 'received' ? 16 : e.resetBy === 'sent' ? 32 : 0));
     // One value per transition to CLOSE (what decodeEvent gives vitals), as TransitionColumns picks them.
-    if (e.type === 'transition' && e.newState === 'CLOSE') pushVitals(b as VitalsColumns, e.vitals ?? NO_VITALS);
+    if (e.type === 'transition' && e.newState === 'CLOSE' && e.oldState !== 'LISTEN') pushVitals(b as VitalsColumns, e.vitals ?? NO_VITALS);
   }
   return pb.TransitionBatch.encode(b).finish();
 }
@@ -258,7 +258,7 @@ function transitionsOf(m: tcpdwell.v1.TransitionBatch): { header: Header; firstE
       child: (flags & 2) !== 0,
       gap: (flags & 4) !== 0,
       flip: type === 'timewait_start' && (flags & 8) !== 0,
-      ...closeOf(m, type === 'transition' && m.newState[i] === CLOSE ? closes++ : -1, flags & 16 ? 'received' : flags & 32 ? 'sent' : null),
+      ...closeOf(m, type === 'transition' && m.newState[i] === CLOSE && m.oldState[i] !== LISTEN ? closes++ : -1, flags & 16 ? 'received' : flags & 32 ? 'sent' : null),
     });
   }
   return { header: m.header ?? {}, firstEventSeq: big(m.firstEventSeq), events };
@@ -267,6 +267,7 @@ function transitionsOf(m: tcpdwell.v1.TransitionBatch): { header: Header; firstE
 // ---- vital signs at the close (TcpEvent.vitals, DwellRecord.vitals) -------------------------
 
 const CLOSE = stateValue('CLOSE');
+const LISTEN = stateValue('LISTEN');
 interface VitalsColumns {
   srttUs: number[];
   totalRetrans: number[];

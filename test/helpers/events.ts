@@ -56,7 +56,7 @@ export function eventRecord(s: EventSpec): Buffer {
   );
   // The vital signs: the kernel writes them at a transition to CLOSE only (a spec spread from a
   // close's event into another kind keeps its zeros; values it cannot carry are a mistake).
-  const closing = (s.type ?? 'transition') === 'transition' && s.newState === 'CLOSE';
+  const closing = (s.type ?? 'transition') === 'transition' && s.newState === 'CLOSE' && s.oldState !== 'LISTEN';
   if (s.vitals && !closing && (s.vitals.srttUs || s.vitals.totalRetrans || s.vitals.bytesAcked || s.vitals.bytesReceived)) throw new Error('vitals: only a transition to CLOSE carries them');
   if (s.vitals && closing) {
     b.writeUInt32LE(s.vitals.srttUs, F.srtt_us.offset);
