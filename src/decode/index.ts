@@ -8,5 +8,5 @@ export { decodeEvent, decodeRecordList, decodeRecords, decodeRingBatch, frameRec
 export { forEachRingRecord, I as RECORD_INDEX, RecordEvent, RecordView } from './view.js';
 export { AF_INET, AF_INET6, endpoint, errnoName, formatAddress, stateName, stateValue } from './names.js';
 export { toJson } from './json.js';
-export { formatDuration, formatText, TEXT_HEADER } from './text.js';
+export { formatBytes, formatDuration, formatText, formatVitals, TEXT_HEADER } from './text.js';
 export { isoTime, wallClock } from './time.js';
