@@ -21,6 +21,11 @@ export interface Column {
   nullable?: boolean;
   /** few distinct values (states, kinds, names): dictionary-encoded where the store can */
   lowCardinality?: boolean;
+  /**
+   * added to a table after stores were made without it (nullable only): a store made before gets it
+   * at open (ALTER TABLE … ADD COLUMN IF NOT EXISTS; its old rows read NULL)
+   */
+  added?: boolean;
   doc: string;
 }
 
@@ -58,11 +63,11 @@ const socket: Column[] = [
 
 /** A connection's vital signs at its close (TcpEvent.vitals / DwellRecord.vitals): NULL on every other row. */
 const vitals = (where: string): Column[] => [
-  { name: 'srtt_us', type: 'u32', nullable: true, doc: `${where}: smoothed RTT at the close, µs (ss -ti rtt:; 0 never measured); else NULL` },
-  { name: 'total_retrans', type: 'u32', nullable: true, doc: `${where}: segments retransmitted over its life (ss -ti retrans:x/N, the N); else NULL` },
-  { name: 'bytes_acked', type: 'u64', nullable: true, doc: `${where}: bytes the peer acknowledged (ss -ti bytes_acked: the data, +1 for the active opener's SYN, +1 for an acked FIN); else NULL` },
-  { name: 'bytes_received', type: 'u64', nullable: true, doc: `${where}: bytes received in order (ss -ti bytes_received: the data, +1 for a FIN); else NULL` },
-  { name: 'reset_by', type: 'str', lowCardinality: true, nullable: true, doc: `${where}: sent or received, the RST that preceded the close; NULL none (an abort that resets after its close shows as its reset event)` },
+  { name: 'srtt_us', type: 'u32', nullable: true, added: true, doc: `${where}: smoothed RTT at the close, µs (ss -ti rtt:; 0 never measured); else NULL` },
+  { name: 'total_retrans', type: 'u32', nullable: true, added: true, doc: `${where}: segments retransmitted over its life (ss -ti retrans:x/N, the N); else NULL` },
+  { name: 'bytes_acked', type: 'u64', nullable: true, added: true, doc: `${where}: bytes the peer acknowledged (ss -ti bytes_acked: the data, +1 for the active opener's SYN, +1 for an acked FIN); else NULL` },
+  { name: 'bytes_received', type: 'u64', nullable: true, added: true, doc: `${where}: bytes received in order (ss -ti bytes_received: the data, +1 for a FIN); else NULL` },
+  { name: 'reset_by', type: 'str', lowCardinality: true, nullable: true, added: true, doc: `${where}: sent or received, the RST that preceded the close; NULL none (an abort that resets after its close shows as its reset event)` },
 ];
 
 const ID_KEY = ['host', 'boot_id', 'epoch', 'seq'];
@@ -154,6 +159,9 @@ export const TABLES: readonly Table[] = [
     timeColumn: 'declared_ms',
   },
 ];
+
+/** The columns stores made before may lack, per table (see Column.added). */
+export const addedColumns = (): { table: TableName; column: Column }[] => TABLES.flatMap((t) => t.columns.filter((c) => c.added).map((column) => ({ table: t.name, column })));
 
 export const table = (name: TableName): Table => TABLES.find((t) => t.name === name)!;
 
