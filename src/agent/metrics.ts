@@ -121,20 +121,17 @@ export class AgentMetrics {
       registers: [r],
     });
     // Every connection's vital signs at its close (labels: the state it left, or none: bounded).
-    this.closeRtt = new Histogram({
-      name: 'tcpdwell_close_rtt_seconds',
-      help: 'Smoothed RTT of connections at their close (tcp_sock srtt, as ss -ti shows it), by the state they left; closes that never measured one are left out',
-      labelNames: ['state'],
-      buckets: CLOSE_RTT_BUCKETS_S,
-      registers: [r],
-    });
-    this.closeRetrans = new Histogram({
-      name: 'tcpdwell_close_retransmitted_segments',
-      help: 'Segments each connection retransmitted over its life, observed at its close, by the state it left',
-      labelNames: ['state'],
-      buckets: CLOSE_RETRANS_BUCKETS,
-      registers: [r],
-    });
+    const byState = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, labelNames: ['state'], buckets, registers: [r] });
+    this.closeRtt = byState(
+      'tcpdwell_close_rtt_seconds',
+      'Smoothed RTT of connections at their close (tcp_sock srtt, as ss -ti shows it), by the state they left; closes that never measured one are left out',
+      CLOSE_RTT_BUCKETS_S,
+    );
+    this.closeRetrans = byState(
+      'tcpdwell_close_retransmitted_segments',
+      'Segments each connection retransmitted over its life, observed at its close, by the state it left',
+      CLOSE_RETRANS_BUCKETS,
+    );
     this.closeBytes = new Counter({
       name: 'tcpdwell_close_bytes_total',
       help: 'Bytes of closed connections: acked by the peer (direction="acked") and received in order (direction="received"), as tcp_sock counts them (the data, the SYN and FINs one each)',

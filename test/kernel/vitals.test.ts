@@ -67,6 +67,12 @@ async function transfer(netns: TestNetns, port: number, up: number, down: number
 const closeOf = (events: TcpEvent[], port: number, role: 'client' | 'server') =>
   events.find((e) => e.type === 'transition' && e.newState === 'CLOSE' && e.oldState !== 'LISTEN' && (role === 'client' ? e.sport === port : e.dport === port));
 
+/** Waits for both ends' closes of the connection from client port `cport`. */
+async function closes(col: Collector, cport: number): Promise<{ events: TcpEvent[]; client: TcpEvent; server: TcpEvent }> {
+  const events = await col.waitFor((ev) => closeOf(ev, cport, 'client') !== undefined && closeOf(ev, cport, 'server') !== undefined);
+  return { events, client: closeOf(events, cport, 'client')!, server: closeOf(events, cport, 'server')! };
+}
+
 /** The events' dwell records through the tracker, and those through the agent's DwellBatch encoder and back. */
 function dwellOf(events: TcpEvent[]): { records: DwellRecord[]; wire: DwellRecord[] } {
   const records: DwellRecord[] = [];
@@ -91,9 +97,7 @@ describe.skipIf(!kernelAvailable)('vital signs at the close, read from tcp_sock 
       const ssClient = ssInfo(netns, t.cport);
       const ssServer = ssInfo(netns, PORT);
       await t.end('abort');
-      const events = await col.waitFor((ev) => closeOf(ev, t.cport, 'client') !== undefined && closeOf(ev, t.cport, 'server') !== undefined);
-      const client = closeOf(events, t.cport, 'client')!;
-      const server = closeOf(events, t.cport, 'server')!;
+      const { events, client, server } = await closes(col, t.cport);
       // The abort sends nothing before its close and the peer answers nothing: the socket is as
       // ss saw it. ss prints rtt in ms as %g of srtt_us >> 3 / 1000: every digit is ours.
       expect(client.vitals).toEqual({ srttUs: Math.round(Number(ssClient.rtt) * 1000), totalRetrans: ssClient.retrans, bytesAcked: ssClient.bytesAcked, bytesReceived: ssClient.bytesReceived });
@@ -113,8 +117,8 @@ describe.skipIf(!kernelAvailable)('vital signs at the close, read from tcp_sock 
 
       // The dwell records of the states left at the closes carry the same, through the DwellBatch encoder too.
       const { records, wire } = dwellOf(events);
-      const closes = records.filter((r) => r.vitals !== null);
-      expect(closes.map((r) => [r.state, r.sport, r.vitals, r.resetBy]).sort()).toEqual(
+      const closing = records.filter((r) => r.vitals !== null);
+      expect(closing.map((r) => [r.state, r.sport, r.vitals, r.resetBy]).sort()).toEqual(
         [
           ['ESTABLISHED', client.sport, client.vitals, null],
           ['ESTABLISHED', server.sport, server.vitals, 'received'],
@@ -137,9 +141,7 @@ describe.skipIf(!kernelAvailable)('vital signs at the close, read from tcp_sock 
       expect(ssInfo(netns, t.cport)).toMatchObject({ bytesAcked: UP + 1, bytesReceived: DOWN });
       expect(ssInfo(netns, PORT)).toMatchObject({ bytesAcked: DOWN, bytesReceived: UP });
       await t.end('close');
-      const events = await col.waitFor((ev) => closeOf(ev, t.cport, 'client') !== undefined && closeOf(ev, t.cport, 'server') !== undefined);
-      const client = closeOf(events, t.cport, 'client')!;
-      const server = closeOf(events, t.cport, 'server')!;
+      const { events, client, server } = await closes(col, t.cport);
       // At the close each FIN has been acked (bytes_acked + 1) and received (bytes_received + 1:
       // tcp_rcv_nxt_update runs over the FIN's sequence number too).
       expect(client).toMatchObject({ oldState: 'FIN_WAIT2', resetBy: null, vitals: { totalRetrans: 0, bytesAcked: UP + 2, bytesReceived: DOWN + 1 } });
@@ -163,9 +165,7 @@ describe.skipIf(!kernelAvailable)('vital signs at the close, read from tcp_sock 
       const ssClient = ssInfo(netns, t.cport);
       const ssServer = ssInfo(netns, PORT);
       await t.end('close');
-      const events = await col.waitFor((ev) => closeOf(ev, t.cport, 'client') !== undefined && closeOf(ev, t.cport, 'server') !== undefined);
-      const client = closeOf(events, t.cport, 'client')!;
-      const server = closeOf(events, t.cport, 'server')!;
+      const { events, client, server } = await closes(col, t.cport);
       const retransmitted = snmpCounter(netns, 'Tcp', 'RetransSegs') - before;
       expect(retransmitted).toBeGreaterThan(0);
       expect(client.vitals!.totalRetrans + server.vitals!.totalRetrans).toBe(retransmitted);
