@@ -103,6 +103,7 @@ describe.skipIf(!kernelAvailable)('vital signs at the close, read from tcp_sock 
       expect(client.vitals).toEqual({ srttUs: Math.round(Number(ssClient.rtt) * 1000), totalRetrans: ssClient.retrans, bytesAcked: ssClient.bytesAcked, bytesReceived: ssClient.bytesReceived });
       expect(String(client.vitals!.srttUs / 1000)).toBe(ssClient.rtt);
       expect(client.vitals!.srttUs).toBeGreaterThan(0);
+      console.log(`vitals vs ss -ti: client ss rtt:${ssClient.rtt} ms retrans ${ssClient.retrans} bytes_acked ${ssClient.bytesAcked} bytes_received ${ssClient.bytesReceived} → close ${JSON.stringify(client.vitals)}; server ss rtt:${ssServer.rtt} → close ${JSON.stringify(server.vitals)}`);
       // The server got the RST: received before its close (tcp_reset runs before tcp_done).
       expect(server).toMatchObject({ oldState: 'ESTABLISHED', resetBy: 'received' });
       expect(server.vitals).toEqual({ srttUs: Math.round(Number(ssServer.rtt) * 1000), totalRetrans: ssServer.retrans, bytesAcked: ssServer.bytesAcked, bytesReceived: ssServer.bytesReceived });
@@ -169,6 +170,7 @@ describe.skipIf(!kernelAvailable)('vital signs at the close, read from tcp_sock 
       const retransmitted = snmpCounter(netns, 'Tcp', 'RetransSegs') - before;
       expect(retransmitted).toBeGreaterThan(0);
       expect(client.vitals!.totalRetrans + server.vitals!.totalRetrans).toBe(retransmitted);
+      console.log(`vitals retransmits: RetransSegs +${retransmitted}; closes: client ${client.vitals!.totalRetrans}, server ${server.vitals!.totalRetrans}`);
       // and each as ss counted it before the (loss-free) close
       expect([client.vitals!.totalRetrans, server.vitals!.totalRetrans]).toEqual([ssClient.retrans, ssServer.retrans]);
     } finally {
