@@ -44,7 +44,8 @@ struct sk_info {
 	__u8 state;        /* the state we saw it enter, to notice a transition we never saw */
 	__u8 owner_inherited; /* the owner is its listener's (cloned): the acceptor, when accept() reports it, replaces it */
 	__u8 owner_walk;   /* the dump_files walk that last set the owner (walk_state.gen): its first holder wins */
-	__u8 _pad[5];      /* pinned entries of older versions hold zeros in the bytes above (same size) */
+	__u8 rst;          /* TCPDWELL_F_RST_SENT/RECEIVED: the RSTs it sent or received so far, for its X->CLOSE */
+	__u8 _pad[4];      /* pinned entries of older versions hold zeros in the bytes above (same size) */
 };
 
 struct {
@@ -418,7 +419,10 @@ static __always_inline void track(struct sock *sk, struct tcpdwell_event *ev, __
 		si->owner_inherited = si->cookie != 0;
 		si->cookie = cookie;
 		si->pending_err = 0;
+		si->rst = 0;
 	}
+	if (newstate == TCP_CLOSE && oldstate != TCP_LISTEN)
+		ev->flags |= si->rst;
 	ev->error = si->pending_err;
 	si->pending_err = 0;
 	/* A same-state transition (FIN_WAIT1 -> FIN_WAIT1: close() after shutdown(SHUT_WR)
@@ -443,6 +447,21 @@ static __always_inline void track(struct sock *sk, struct tcpdwell_event *ev, __
 	}
 }
 
+/*
+ * The socket's vital signs at its close, as tcplife and ss -ti read them: plain loads through
+ * bpf_rdonly_cast (no helper call), only at X->CLOSE. The full socket still holds them there,
+ * also when it hands over to a timewait sock (FIN_WAIT2/CLOSING -> CLOSE: tcp_time_wait() runs
+ * first, tcp_done() after), which keeps none of them.
+ */
+static __always_inline void read_vitals(const struct sock *sk, struct tcpdwell_event *ev)
+{
+	const struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
+	ev->srtt_us = tp->srtt_us >> 3;
+	ev->total_retrans = tp->total_retrans;
+	ev->bytes_acked = tp->bytes_acked;
+	ev->bytes_received = tp->bytes_received;
+}
+
 /* Everything of a transition's record but what the timewait hand-off adds; ev is zeroed. */
 static __always_inline void fill_transition(struct sock *sk, struct tcpdwell_event *ev, __u64 cookie, int oldstate, int newstate, __u64 now, bool proc)
 {
@@ -461,8 +480,12 @@ static __always_inline void fill_transition(struct sock *sk, struct tcpdwell_eve
 	track(sk, ev, cookie, oldstate, newstate, now, proc);
 	/* A socket that dies of an error (tcp_done_with_error: RST, timeout) has sk_err set
 	 * before its X->CLOSE, while sk_error_report() runs only after it (6.x): take it here. */
-	if (!ev->error && newstate == TCP_CLOSE)
-		ev->error = sk->sk_err;
+	if (newstate == TCP_CLOSE) {
+		if (!ev->error)
+			ev->error = sk->sk_err;
+		if (oldstate != TCP_LISTEN) /* a listener is no connection: nothing to read */
+			read_vitals(sk, ev);
+	}
 }
 
 /* The timewait sock scheduled just before this X->CLOSE on this CPU is this socket's: give its
@@ -964,6 +987,8 @@ static __always_inline void emit_reset(const struct sock *sk, const struct sk_bu
 			ev.cookie = bpf_get_socket_cookie(full);
 			ev.cgroup_id = sk_cgroup_id(full);
 			struct sk_info *si = bpf_sk_storage_get(&sk_state, full, 0, 0);
+			if (si && si->cookie == ev.cookie) /* for its X->CLOSE (a received RST always comes before it) */
+				si->rst |= direction == TCPDWELL_RST_SENT ? TCPDWELL_F_RST_SENT : TCPDWELL_F_RST_RECEIVED;
 			if (si && si->owner_pid) {
 				ev.owner_pid = si->owner_pid;
 				__builtin_memcpy(ev.owner_comm, si->owner_comm, sizeof(ev.owner_comm));

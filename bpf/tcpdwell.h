@@ -46,6 +46,10 @@ enum tcpdwell_event_flags {
 	TCPDWELL_F_FLIP = 32,           /* on a TIMEWAIT_START: not a new timewait but the flip of a running one
 					 * from substate FIN_WAIT2 (an orphan) to TIME_WAIT, at the peer's FIN
 					 * (the kernel re-arms its timer); entered_ns is the timewait's start */
+	TCPDWELL_F_RST_RECEIVED = 64,   /* on an X->CLOSE (not LISTEN->CLOSE): the socket received an RST before it (tcp:tcp_receive_reset) */
+	TCPDWELL_F_RST_SENT = 128,      /* on an X->CLOSE: the socket sent an RST before it (tcp:tcp_send_reset); an
+					 * abort that closes first and resets after (SO_LINGER 0, close with unread
+					 * data) shows as its RESET record right after the close instead */
 };
 
 /*
@@ -85,7 +89,16 @@ struct tcpdwell_event {
 	__u8 substate;     /* TIMEWAIT_*: tw_substate (TCP_TIME_WAIT or TCP_FIN_WAIT2); SNAPSHOT of a timewait sock too */
 	__u8 reason;       /* TIMEWAIT_END: enum tcpdwell_tw_reason; RESET: enum tcpdwell_rst_direction; else 0 */
 	__u8 flags;        /* enum tcpdwell_event_flags */
-	__u8 _pad[4];      /* zero */
+	/* A connection's vital signs, read from its tcp_sock at its closing transition (X->CLOSE: a
+	 * TRANSITION with new_state TCP_CLOSE, old_state not TCP_LISTEN); 0 in every other record. Appended after the fields
+	 * of the 136-byte layout (whose padding srtt_us takes), so a record of that layout is a
+	 * prefix of this one. */
+	__u32 srtt_us;        /* smoothed RTT, us (tcp_sock.srtt_us >> 3, as ss -ti shows rtt:); 0 = never measured */
+	__u32 total_retrans;  /* segments retransmitted over its life (tcp_sock.total_retrans; ss -ti retrans:x/N, the N) */
+	__u32 _pad;           /* zero */
+	__u64 bytes_acked;    /* bytes the peer acknowledged (tcp_sock.bytes_acked, ss -ti bytes_acked:); Linux counts
+			       * the active opener's SYN and an acked FIN as one byte each (test/kernel/vitals.test.ts) */
+	__u64 bytes_received; /* bytes received in order (tcp_sock.bytes_received); a received FIN counts one */
 };
 
 /*
@@ -143,7 +156,7 @@ struct tcpdwell_abi {
 	struct tcpdwell_sockfile sockfile;
 };
 
-_Static_assert(sizeof(struct tcpdwell_event) == 136, "tcpdwell_event layout changed: regenerate src/kernel/abi.ts");
+_Static_assert(sizeof(struct tcpdwell_event) == 160, "tcpdwell_event layout changed: regenerate src/kernel/abi.ts");
 _Static_assert(sizeof(struct tcpdwell_sockfile) == 96, "tcpdwell_sockfile layout changed: regenerate src/kernel/abi.ts");
 _Static_assert(sizeof(struct tcpdwell_counters) == 48, "tcpdwell_counters layout changed");
 _Static_assert(sizeof(struct tcpdwell_config) == 8, "tcpdwell_config layout changed");

@@ -5,7 +5,7 @@
  */
 import type { Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { LOSS_REASONS } from '../kernel/abi.js';
+import { LOSS_REASONS, RstDirection } from '../kernel/abi.js';
 import { AGENT_METRICS_PORT, DWELL_BUCKETS_S, instrumentProcess, metricsUrl, mirrorCounter, serveMetrics } from '../publish/metrics.js';
 import { lossesOf } from '../publish/service.js';
 import { errnoName, stateName, stateValue } from '../decode/index.js';
@@ -14,6 +14,11 @@ import type { ContainerSockets } from './containers.js';
 import { agentHealth, type HealthTarget } from './health.js';
 
 const SYN_SENT = stateValue('SYN_SENT');
+
+/** RTT at the close, seconds: 50 µs (loopback) to 10 s (a satellite link, or a path in trouble). */
+export const CLOSE_RTT_BUCKETS_S = [5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
+/** Segments retransmitted over a connection's life: 0 (the usual) apart, then by rough decades. */
+export const CLOSE_RETRANS_BUCKETS = [0, 1, 2, 5, 10, 20, 50, 100, 1000];
 
 /** What the metrics read from the agent at scrape time. */
 export interface MetricsSource extends HealthTarget {
@@ -26,6 +31,10 @@ export class AgentMetrics {
   readonly registry = new Registry();
   private readonly dwell: Histogram<'state'>;
   private readonly connectFailures: Counter<'reason'>;
+  private readonly closeRtt: Histogram<'state'>;
+  private readonly closeRetrans: Histogram<'state'>;
+  private readonly closeBytes: Counter<'direction'>;
+  private readonly closes: Counter<'reset'>;
   private server: Server | null = null;
 
   constructor(private readonly source: MetricsSource) {
@@ -111,6 +120,35 @@ export class AgentMetrics {
       labelNames: ['reason'],
       registers: [r],
     });
+    // Every connection's vital signs at its close (labels: the state it left, or none: bounded).
+    const byState = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, labelNames: ['state'], buckets, registers: [r] });
+    this.closeRtt = byState(
+      'tcpdwell_close_rtt_seconds',
+      'Smoothed RTT of connections at their close (tcp_sock srtt, as ss -ti shows it), by the state they left; closes that never measured one are left out',
+      CLOSE_RTT_BUCKETS_S,
+    );
+    this.closeRetrans = byState(
+      'tcpdwell_close_retransmitted_segments',
+      'Segments each connection retransmitted over its life, observed at its close, by the state it left',
+      CLOSE_RETRANS_BUCKETS,
+    );
+    this.closeBytes = new Counter({
+      name: 'tcpdwell_close_bytes_total',
+      help: 'Bytes of closed connections: acked by the peer (direction="acked") and received in order (direction="received"), as tcp_sock counts them (the data, the SYN and FINs one each)',
+      labelNames: ['direction'],
+      registers: [r],
+    });
+    this.closes = new Counter({
+      name: 'tcpdwell_closes_total',
+      help: 'Connections closed, by the RST before the close: reset="received", "sent", or "none" (an abort that resets after its close, SO_LINGER 0, counts as none here and as a reset sent in the reset events)',
+      labelNames: ['reset'],
+      registers: [r],
+    });
+    this.closesBy = { none: this.closes.labels({ reset: 'none' }), sent: this.closes.labels({ reset: 'sent' }), received: this.closes.labels({ reset: 'received' }) };
+    this.acked = this.closeBytes.labels({ direction: 'acked' });
+    this.received = this.closeBytes.labels({ direction: 'received' });
+    // Zeros shown too: "no resets" should be visible, not absent.
+    for (const c of [...Object.values(this.closesBy), this.acked, this.received]) c.inc(0);
     new Gauge({
       name: 'tcpdwell_alerts_firing',
       help: 'Detector alerts firing now',
@@ -125,12 +163,34 @@ export class AgentMetrics {
   observeDwell(rec: DwellRecord): void {
     if (rec.state === 'SYN_SENT' && rec.error !== null && !rec.timewait) this.connectFailures.inc({ reason: rec.error });
     this.observe(stateValue(rec.state), rec.timewait, Number(rec.dwellNs), rec.precision);
+    const v = rec.vitals;
+    if (v) this.observeClose(stateValue(rec.state), v.srttUs, v.totalRetrans, v.bytesAcked, v.bytesReceived, rec.resetBy === 'sent' ? RstDirection.SENT : rec.resetBy === 'received' ? RstDirection.RECEIVED : 0);
   }
 
   /** observeDwell of a dwell row (the agent's path). */
   observeRow(row: Readonly<DwellRow>): void {
     if (row.errno !== 0 && row.state === SYN_SENT && !row.timewait) this.connectFailures.inc({ reason: errnoName(row.errno) });
     this.observe(row.state, row.timewait, row.dwellNs, row.precision);
+    if (row.closing) this.observeClose(row.state, row.srttUs, row.totalRetrans, row.bytesAcked, row.bytesReceived, row.reset);
+  }
+
+  private readonly closesBy: Record<'none' | 'sent' | 'received', Counter.Internal>;
+  private readonly acked: Counter.Internal;
+  private readonly received: Counter.Internal;
+  /** per state: the RTT and retransmit histograms' children, made once */
+  private readonly closeChildren: ([Histogram.Internal<'state'>, Histogram.Internal<'state'>] | undefined)[] = [];
+
+  private observeClose(state: number, srttUs: number, retrans: number, acked: number, received: number, reset: number): void {
+    let c = this.closeChildren[state];
+    if (!c) {
+      const labels = { state: stateName(state) };
+      this.closeChildren[state] = c = [this.closeRtt.labels(labels), this.closeRetrans.labels(labels)];
+    }
+    if (srttUs > 0) c[0].observe(srttUs / 1e6);
+    c[1].observe(retrans);
+    if (acked > 0) this.acked.inc(acked);
+    if (received > 0) this.received.inc(received);
+    (reset === RstDirection.SENT ? this.closesBy.sent : reset === RstDirection.RECEIVED ? this.closesBy.received : this.closesBy.none).inc();
   }
 
   /** The histogram's child per state label, made once (a labels object per observation was measurable). */

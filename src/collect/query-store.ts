@@ -6,7 +6,7 @@
  * path, so the output is the same. SQL common to DuckDB and ClickHouse 18.16.
  */
 import { UsageError } from '../common/errors.js';
-import { stateValue, type SocketIdentity, type TcpEvent } from '../decode/index.js';
+import { stateValue, type ResetBy, type SocketIdentity, type TcpEvent, type Vitals } from '../decode/index.js';
 import type { CgroupInfo } from '../kernel/cgroups.js';
 import type { DwellPrecision, DwellRecord } from '../track/index.js';
 import type { QueryFilter, QueryInput } from './query.js';
@@ -69,6 +69,12 @@ const socketOf = ([cookie, netns, cg, family, saddr, sport, daddr, dport, opid, 
   ownerPid: opid === null ? null : n(opid),
   ownerComm: s(ocomm),
 });
+/** The vitals columns (schema.ts), selected in this order. */
+const VITALS = 'srtt_us, total_retrans, bytes_acked, bytes_received, reset_by';
+const vitalsOf = ([srtt, retrans, acked, received, resetBy]: unknown[]): { vitals: Vitals | null; resetBy: ResetBy | null } =>
+  srtt === null || srtt === undefined
+    ? { vitals: null, resetBy: null }
+    : { vitals: { srttUs: n(srtt), totalRetrans: n(retrans), bytesAcked: n(acked), bytesReceived: n(received) }, resetBy: s(resetBy) as ResetBy | null };
 const b = (v: unknown) => (v === null || v === undefined ? null : BigInt(v as string | number | bigint));
 
 /** Reads the matching sockets' stories; `truncated` when more sockets matched than the limit. */
@@ -84,10 +90,10 @@ export async function readStoreInputs(store: Store, f: StoreFilter): Promise<{ i
   const bySocket = chosen.map(([h, bo, c]) => `(host = '${h}' AND boot_id = '${bo}' AND cookie = ${c})`).join(' OR ');
   const [events, dwell, offsets] = await Promise.all([
     store.sql(
-      `SELECT host, boot_id, epoch, ts_ns, type, ${SOCKET}, old_state, new_state, substate, dwell_ns, expires_ns, reason, error, pid, comm, flags FROM events WHERE ${around} AND (${bySocket})`,
+      `SELECT host, boot_id, epoch, ts_ns, type, ${SOCKET}, old_state, new_state, substate, dwell_ns, expires_ns, reason, error, pid, comm, flags, ${VITALS} FROM events WHERE ${around} AND (${bySocket})`,
     ),
     store.sql(
-      `SELECT host, boot_id, epoch, left_ns, state, timewait, dwell_ns, precision, next_state, timewait_end, error, ${SOCKET} FROM dwell WHERE ${around.replace(/ts_ns/g, 'left_ns')} AND (${bySocket})`,
+      `SELECT host, boot_id, epoch, left_ns, state, timewait, dwell_ns, precision, next_state, timewait_end, error, ${SOCKET}, ${VITALS} FROM dwell WHERE ${around.replace(/ts_ns/g, 'left_ns')} AND (${bySocket})`,
     ),
     store.sql(
       `SELECT host, boot_id, epoch, min(boot_to_unix_ns) FROM messages WHERE ${[...new Set(chosen.map(([h, bo]) => `(host = '${h}' AND boot_id = '${bo}')`))].join(' OR ')} GROUP BY host, boot_id, epoch`,
@@ -104,7 +110,7 @@ export async function readStoreInputs(store: Store, f: StoreFilter): Promise<{ i
   };
   for (const r of events.rows) {
     const [h, bo, e, ts, type] = r;
-    const [old, nw, sub, dwellNs, exp, reason, error, pid, comm, flags] = r.slice(15);
+    const [old, nw, sub, dwellNs, exp, reason, error, pid, comm, flags] = r.slice(15, 25);
     const i = input(h, bo, e);
     const tsNs = BigInt(ts as bigint) - i.bootToUnixNs;
     const fl = n(flags);
@@ -126,6 +132,7 @@ export async function readStoreInputs(store: Store, f: StoreFilter): Promise<{ i
       child: (fl & 2) !== 0,
       gap: (fl & 4) !== 0,
       flip: (fl & 8) !== 0,
+      ...vitalsOf(r.slice(25)),
     });
   }
   for (const r of dwell.rows) {
@@ -141,7 +148,8 @@ export async function readStoreInputs(store: Store, f: StoreFilter): Promise<{ i
       nextState: s(next),
       timewaitEnd: s(twEnd) as DwellRecord['timewaitEnd'],
       error: s(error),
-      ...socketOf(r.slice(11)),
+      ...socketOf(r.slice(11, 21)),
+      ...vitalsOf(r.slice(21)),
     });
   }
   // What their cgroups name (the agents' dictionaries, stored in `cgroups`), as the stream path

@@ -7,7 +7,7 @@
  * `buildTimelines` and `renderTimeline` are pure; `readQueryInputs` does the reading.
  */
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
-import { formatDuration, type TcpEvent } from '../decode/index.js';
+import { formatDuration, formatVitals, type ResetBy, type TcpEvent, type Vitals } from '../decode/index.js';
 import { EnvironmentError, UsageError } from '../common/errors.js';
 import { connectNats, type ConnectionSettings } from '../publish/connection.js';
 import { hostSubjects, HOST_TOKEN, parseAgentSubject, STREAM } from '../publish/subjects.js';
@@ -62,6 +62,10 @@ export interface TimelineStep {
   comm: string;
   ownerPid: number | null;
   ownerComm: string | null;
+  /** the connection's close (a transition to CLOSE): its vital signs then; else null */
+  vitals: Vitals | null;
+  /** on that close: the RST it received or sent before it; else null */
+  resetBy: ResetBy | null;
 }
 
 /** One socket's life. */
@@ -191,6 +195,8 @@ export function buildTimelines(inputs: readonly QueryInput[], f: QueryFilter): C
         comm: e.comm,
         ownerPid: e.ownerPid,
         ownerComm: e.ownerComm,
+        vitals: e.vitals,
+        resetBy: e.resetBy,
       })),
       timewaitPhases: g.records
         .filter((r) => r.timewait)
@@ -218,7 +224,8 @@ export function renderTimeline(t: ConnectionTimeline): string {
             ? 'dwell unknown'
             : '';
     const who = s.ownerPid !== null && (s.ownerPid !== t.ownerPid || s.ownerComm !== t.ownerComm) ? `  owner ${s.ownerComm}/${s.ownerPid}` : '';
-    lines.push(`  ${s.time}  ${s.what.padEnd(28)} ${dwell.padEnd(24)} ${s.local} -> ${s.remote}${s.error ? `  ${s.error}` : ''}${who}`.trimEnd());
+    const vitals = s.vitals ? `  ${formatVitals(s.vitals, s.resetBy)}` : '';
+    lines.push(`  ${s.time}  ${s.what.padEnd(28)} ${dwell.padEnd(24)} ${s.local} -> ${s.remote}${s.error ? `  ${s.error}` : ''}${vitals}${who}`.trimEnd());
   }
   for (const p of t.timewaitPhases) {
     lines.push(`  timewait phase ${p.state}: ${formatDuration(BigInt(p.dwellNs))} (${p.precision})${p.end ? `, ${p.end}` : ''}`);

@@ -1,7 +1,7 @@
 /**
  * A decoded agent message as store rows, in the column order of schema.ts. Pure.
  */
-import type { SocketIdentity } from '../decode/index.js';
+import type { ResetBy, SocketIdentity, Vitals } from '../decode/index.js';
 import type { CgroupInfo } from '../kernel/cgroups.js';
 import { big, cgroupsById } from '../publish/wire.js';
 import { dropsOf, type CollectedMessage } from './messages.js';
@@ -19,6 +19,12 @@ export interface MessageRows {
 }
 
 /** Every table a message adds rows to, with its rows. */
+/** The vitals columns of a row (schema.ts `vitals`): NULL unless it is a close's. */
+const vitalsRow = (x: { vitals: Vitals | null; resetBy: ResetBy | null }): Row => {
+  const v = x.vitals;
+  return v ? [v.srttUs, v.totalRetrans, BigInt(v.bytesAcked), BigInt(v.bytesReceived), x.resetBy] : [null, null, null, null, null];
+};
+
 export function tablesOf(m: MessageRows): [TableName, Row[]][] {
   const out: [TableName, Row[]][] = [];
   if (m.table && m.rows.length) out.push([m.table, m.rows]);
@@ -64,6 +70,7 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
         e.pid,
         e.comm,
         (e.actorIsOwner ? 1 : 0) | (e.child ? 2 : 0) | (e.gap ? 4 : 0) | (e.flip ? 8 : 0),
+        ...vitalsRow(e),
       ]);
       break;
     case 'dwell':
@@ -78,6 +85,7 @@ export function rowsOf(m: CollectedMessage, storedMs: number): MessageRows {
         r.timewaitEnd,
         r.error,
         ...socketRow(r),
+        ...vitalsRow(r),
       ]);
       names = m.cgroups;
       break;

@@ -21,6 +21,11 @@ export interface Column {
   nullable?: boolean;
   /** few distinct values (states, kinds, names): dictionary-encoded where the store can */
   lowCardinality?: boolean;
+  /**
+   * added to a table after stores were made without it (nullable only): a store made before gets it
+   * at open (ALTER TABLE … ADD COLUMN IF NOT EXISTS; its old rows read NULL)
+   */
+  added?: boolean;
   doc: string;
 }
 
@@ -56,6 +61,15 @@ const socket: Column[] = [
   { name: 'owner_comm', type: 'str', nullable: true, lowCardinality: true, doc: "owning process's name; NULL unknown" },
 ];
 
+/** A connection's vital signs at its close (TcpEvent.vitals / DwellRecord.vitals): NULL on every other row. */
+const vitals = (where: string): Column[] => [
+  { name: 'srtt_us', type: 'u32', nullable: true, added: true, doc: `${where}: smoothed RTT at the close, µs (ss -ti rtt:; 0 never measured); else NULL` },
+  { name: 'total_retrans', type: 'u32', nullable: true, added: true, doc: `${where}: segments retransmitted over its life (ss -ti retrans:x/N, the N); else NULL` },
+  { name: 'bytes_acked', type: 'u64', nullable: true, added: true, doc: `${where}: bytes the peer acknowledged (ss -ti bytes_acked: the data, +1 for the active opener's SYN, +1 for an acked FIN); else NULL` },
+  { name: 'bytes_received', type: 'u64', nullable: true, added: true, doc: `${where}: bytes received in order (ss -ti bytes_received: the data, +1 for a FIN); else NULL` },
+  { name: 'reset_by', type: 'str', lowCardinality: true, nullable: true, added: true, doc: `${where}: sent or received, the RST that preceded the close; NULL none (an abort that resets after its close shows as its reset event)` },
+];
+
 const ID_KEY = ['host', 'boot_id', 'epoch', 'seq'];
 /** A name from a small set (a state, an errno, a kind): a dictionary-encoded string. */
 const label = (name: string, doc: string, nullable = false): Column => ({ name, type: 'str', lowCardinality: true, nullable, doc });
@@ -89,6 +103,7 @@ export const TABLES: readonly Table[] = [
       { name: 'pid', type: 'u32', doc: 'the task running at the event (in softirq often a bystander)' },
       label('comm', "that task's name"),
       { name: 'flags', type: 'u8', doc: 'bit 1 actor is the owner, 2 accepted child, 4 a transition was missed before (gap), 8 timewait flip' },
+      ...vitals('transition to CLOSE'),
   ]),
   perRow('dwell', 'one row per state a socket left, and per timewait phase, with how far its duration can be trusted', 'left_ns', [
       { name: 'left_ns', type: 'i64', doc: 'when the state was left' },
@@ -100,6 +115,7 @@ export const TABLES: readonly Table[] = [
       label('timewait_end', 'timewait phase: expired or killed', true),
       label('error', 'errno name reported before the transition', true),
       ...socket,
+      ...vitals('the state left at the close (next_state CLOSE, or the timewait it was handed to)'),
   ]),
   perMessage('summaries', "each host's periodic picture: live sockets per state, the oldest sockets, totals", 'at_ns', [
       { name: 'at_ns', type: 'i64', doc: 'when the agent took it' },
@@ -143,6 +159,9 @@ export const TABLES: readonly Table[] = [
     timeColumn: 'declared_ms',
   },
 ];
+
+/** The columns stores made before may lack, per table (see Column.added). */
+export const addedColumns = (): { table: TableName; column: Column }[] => TABLES.flatMap((t) => t.columns.filter((c) => c.added).map((column) => ({ table: t.name, column })));
 
 export const table = (name: TableName): Table => TABLES.find((t) => t.name === name)!;
 

@@ -20,7 +20,7 @@ import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickh
 import { EnvironmentError, UsageError } from '../common/errors.js';
 import type { DeclaredHole } from './continuity.js';
 import { messageKey, tablesOf, type MessageRows } from './rows.js';
-import { TABLES, type Column, type ColumnType, type Row, type TableName } from './schema.js';
+import { addedColumns, TABLES, type Column, type ColumnType, type Row, type TableName } from './schema.js';
 import { baselineQueries, isReadOnlySql, knownHolesQuery, type RunBaseline, type RunId, type SqlResult, type Store, type StoredMessageId, type StoreOptions } from './store.js';
 import type { HostRecord } from './views.js';
 
@@ -39,6 +39,16 @@ export function clickHouseSchema(db: string): string[] {
     const day = t.timeColumn.endsWith('_ms') ? `toDate(intDiv(${t.timeColumn}, 1000))` : `toDate(intDiv(${t.timeColumn}, 1000000000))`;
     return `CREATE TABLE IF NOT EXISTS ${db}.${t.name} (${cols}) ENGINE = ReplacingMergeTree PARTITION BY ${day} ORDER BY (${t.key.join(', ')})`;
   });
+}
+
+/**
+ * ALTER statements that give a store made before the columns added since (Column.added). 18.16
+ * knows no ADD COLUMN IF NOT EXISTS: the columns it lacks are those system.columns does not list.
+ */
+export function clickHouseMigrations(db: string, existing: ReadonlySet<string>): string[] {
+  return addedColumns()
+    .filter(({ table, column }) => !existing.has(`${table}.${column.name}`))
+    .map(({ table, column: c }) => `ALTER TABLE ${db}.${table} ADD COLUMN ${c.name} ${chType(c)}`);
 }
 
 /** A value in TabSeparated form. */
@@ -78,6 +88,8 @@ export class ClickHouseStore implements Store {
           await boot.close();
         }
         for (const ddl of clickHouseSchema(db)) await client.command({ query: ddl });
+        const cols = await s.rows<[string, string]>(`SELECT table, name FROM system.columns WHERE database = '${db}'`);
+        for (const ddl of clickHouseMigrations(db, new Set(cols.map(([t, c]) => `${t}.${c}`)))) await client.command({ query: ddl });
       }
       await client.query({ query: 'SELECT 1', format: 'JSONEachRow' }).then((r) => r.json());
     } catch (err) {

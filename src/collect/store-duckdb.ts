@@ -16,7 +16,7 @@ import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection } from '@duc
 import { EnvironmentError, UsageError } from '../common/errors.js';
 import type { DeclaredHole } from './continuity.js';
 import { messageKey, tablesOf, type MessageRows } from './rows.js';
-import { TABLES, type Column, type ColumnType, type Row, type TableName } from './schema.js';
+import { addedColumns, TABLES, type Column, type ColumnType, type Row, type TableName } from './schema.js';
 import { baselineQueries, isReadOnlySql, knownHolesQuery, type RunBaseline, type RunId, type SqlResult, type Store, type StoredMessageId, type StoreOptions } from './store.js';
 import type { HostRecord } from './views.js';
 
@@ -28,7 +28,7 @@ export function duckDbSchema(): string[] {
     const cols = t.columns.map((c) => `${c.name} ${SQL_TYPE[c.type]}${c.nullable ? '' : ' NOT NULL'}`);
     const pk = t.name === 'messages' || t.name === 'holes' ? `, PRIMARY KEY (${t.key.join(', ')})` : '';
     return `CREATE TABLE IF NOT EXISTS ${t.name} (${cols.join(', ')}${pk})`;
-  });
+  }).concat(addedColumns().map(({ table, column: c }) => `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${c.name} ${SQL_TYPE[c.type]}`));
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;

@@ -23,6 +23,26 @@ export interface SocketIdentity {
   ownerComm: string | null;
 }
 
+/**
+ * A connection's vital signs at its close, read from its tcp_sock at the X->CLOSE transition
+ * (what tcplife and `ss -ti` show). Bytes as Linux counts them (sequence space acked/received):
+ * the data, plus one for the active opener's SYN in bytesAcked and one for each FIN acked or
+ * received — measured in test/kernel/vitals.test.ts.
+ */
+export interface Vitals {
+  /** smoothed RTT, µs (ss -ti `rtt:` first number, there in ms); 0 = never measured */
+  srttUs: number;
+  /** segments retransmitted over its life (ss -ti `retrans:x/N`, the N) */
+  totalRetrans: number;
+  /** bytes the peer acknowledged (ss -ti `bytes_acked:`) */
+  bytesAcked: number;
+  /** bytes received in order (ss -ti `bytes_received:`) */
+  bytesReceived: number;
+}
+
+/** Who reset a connection, as its X->CLOSE knows it: an RST it received, or one it sent before closing. */
+export type ResetBy = 'sent' | 'received';
+
 /** One decoded kernel record. Times are boot-time nanoseconds (CLOCK_BOOTTIME) as BigInt. */
 export interface TcpEvent extends SocketIdentity {
   type: EventKind;
@@ -57,6 +77,14 @@ export interface TcpEvent extends SocketIdentity {
    * FIN_WAIT2 (an orphan) to TIME_WAIT at the peer's FIN; enteredNs is when the timewait began
    */
   flip: boolean;
+  /** transition to CLOSE only (not LISTEN -> CLOSE: a listener's end): the connection's vital signs at its close; null on every other record */
+  vitals: Vitals | null;
+  /**
+   * transition to CLOSE only: it received an RST ('received', which wins when both), or sent one
+   * before the close ('sent'); null when neither. An abort that closes first and sends its RST
+   * after (SO_LINGER 0, close with unread data) has null here and its RESET event right after.
+   */
+  resetBy: ResetBy | null;
 }
 
 /** What a decode pass skipped, so nothing is dropped silently. */

@@ -37,6 +37,10 @@ export function toJson(e: TcpEvent, time?: string): Record<string, unknown> {
     o.error = e.error;
     o.child = e.child;
     o.gap = e.gap;
+    if (e.vitals) {
+      o.vitals = e.vitals;
+      o.resetBy = e.resetBy;
+    }
   }
   return o;
 }

@@ -5,7 +5,7 @@
  * bpf/tcpdwell.h; nothing about the record layout is written here by hand.
  */
 import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
-import type { DecodeStats, EventKind, TcpEvent } from './event.js';
+import type { DecodeStats, EventKind, ResetBy, TcpEvent } from './event.js';
 import { AF_INET, AF_INET6, errnoName, formatAddress, stateName } from './names.js';
 
 const KIND: Record<number, EventKind | undefined> = {
@@ -74,6 +74,21 @@ function u64(buf: Buffer, offset: number): bigint {
   return hi < 0x200000 ? BigInt(hi * 4294967296 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
 }
 
+/** A u64 field as a number (byte counts: exact below 2^53, 8 PiB). */
+function u64n(buf: Buffer, offset: number): number {
+  return buf.readUInt32LE(offset + 4) * 4294967296 + buf.readUInt32LE(offset);
+}
+
+/** The new state of a closing transition (kernel TCP_CLOSE), whose record carries the vital signs. */
+export const TCP_CLOSE = 7;
+/** A LISTEN -> CLOSE is a listener's end, no connection's: no vital signs. */
+export const TCP_LISTEN = 10;
+
+/** resetBy of a closing transition from its flags. */
+export function resetBy(flags: number): ResetBy | null {
+  return flags & EventFlags.RST_RECEIVED ? 'received' : flags & EventFlags.RST_SENT ? 'sent' : null;
+}
+
 /**
  * Decodes one record of EVENT_SIZE bytes at buf[offset..]. Returns null for a record that
  * cannot be an event (unknown type or family, or fewer than EVENT_SIZE bytes); the caller counts it.
@@ -94,6 +109,7 @@ export function decodeEvent(buf: Buffer, offset: number): TcpEvent | null {
   const isTimewait = kind === 'timewait_start' || kind === 'timewait_end';
   const substate = buf.readUInt8(offset + F.substate.offset);
   const reason = buf.readUInt8(offset + F.reason.offset);
+  const closing = kind === 'transition' && buf.readUInt8(offset + F.new_state.offset) === TCP_CLOSE && buf.readUInt8(offset + F.old_state.offset) !== TCP_LISTEN;
   return {
     type: kind,
     tsNs,
@@ -127,6 +143,15 @@ export function decodeEvent(buf: Buffer, offset: number): TcpEvent | null {
     child: (flags & EventFlags.CHILD) !== 0,
     gap: (flags & EventFlags.GAP) !== 0,
     flip: kind === 'timewait_start' && (flags & EventFlags.FLIP) !== 0,
+    vitals: closing
+      ? {
+          srttUs: buf.readUInt32LE(offset + F.srtt_us.offset),
+          totalRetrans: buf.readUInt32LE(offset + F.total_retrans.offset),
+          bytesAcked: u64n(buf, offset + F.bytes_acked.offset),
+          bytesReceived: u64n(buf, offset + F.bytes_received.offset),
+        }
+      : null,
+    resetBy: closing ? resetBy(flags) : null,
   };
 }
 

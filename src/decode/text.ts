@@ -1,5 +1,5 @@
 /** Human-readable forms: durations and the `trace` text table. Pure. */
-import type { TcpEvent } from './event.js';
+import type { ResetBy, TcpEvent, Vitals } from './event.js';
 import { endpoint } from './names.js';
 
 /** 1234567n → "1.23ms"; null → "-". Three significant digits, unit chosen by size. */
@@ -17,6 +17,20 @@ export function formatDuration(ns: bigint | null): string {
     if (Math.abs(n) >= size) return `${(n / size).toPrecision(3)}${unit}`;
   }
   return `${n}ns`;
+}
+
+/** 10485762 → "10.0MB" (1024-based, three significant digits). */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB', 'PB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) (n /= 1024), i++;
+  return i === 0 ? `${n}B` : `${n.toPrecision(3)}${units[i]}`;
+}
+
+/** A close's vital signs in a few words: "rtt 43µs rtx 3 ↑10.0MB ↓121KB RST received". */
+export function formatVitals(v: Vitals, resetBy: ResetBy | null): string {
+  const rtt = v.srttUs > 0 ? `rtt ${formatDuration(BigInt(v.srttUs) * 1000n)}` : 'rtt -';
+  return `${rtt} rtx ${v.totalRetrans} ↑${formatBytes(v.bytesAcked)} ↓${formatBytes(v.bytesReceived)}${resetBy ? ` RST ${resetBy}` : ''}`;
 }
 
 export const TEXT_HEADER =
@@ -61,7 +75,7 @@ export function formatText(e: TcpEvent, clock: (bootNs: bigint) => string): stri
     state.padEnd(24),
     dwell.padEnd(11),
     owner.padEnd(18),
-    e.error ?? '',
+    e.vitals ? `${e.error ? `${e.error} ` : ''}${formatVitals(e.vitals, e.resetBy)}` : (e.error ?? ''),
   ]
     .join(' ')
     .trimEnd();

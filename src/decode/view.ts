@@ -13,9 +13,9 @@
  * field needs no code here.
  */
 import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
-import type { DecodeStats, EventKind, TcpEvent } from './event.js';
+import type { DecodeStats, EventKind, ResetBy, TcpEvent, Vitals } from './event.js';
 import { AF_INET, AF_INET6, errnoName, stateName } from './names.js';
-import { address, comm, RING_HEADER_BYTES } from './records.js';
+import { address, comm, resetBy, RING_HEADER_BYTES, TCP_CLOSE, TCP_LISTEN } from './records.js';
 
 type FieldName = keyof typeof F;
 
@@ -153,6 +153,23 @@ export class RecordView {
     return comm(this.buf, off + I.comm);
   }
 
+  /** A transition to CLOSE (not a listener's): the record carries the connection's vital signs. */
+  closing(off: number): boolean {
+    return this.u8[off + I.type]! === EventType.TRANSITION && this.u8[off + I.new_state]! === TCP_CLOSE && this.u8[off + I.old_state]! !== TCP_LISTEN;
+  }
+  srtt(off: number): number {
+    return this.u32[(off >> 2) + I.srtt_us]!;
+  }
+  retrans(off: number): number {
+    return this.u32[(off >> 2) + I.total_retrans]!;
+  }
+  bytesAcked(off: number): number {
+    return this.u64(off, I.bytes_acked);
+  }
+  bytesReceived(off: number): number {
+    return this.u64(off, I.bytes_received);
+  }
+
   /** Every 64-bit field of the record is below 2^53, so the number accessors are exact. */
   fits53(off: number): boolean {
     const u = this.u32;
@@ -162,7 +179,9 @@ export class RecordView {
       u[w + I.cookie + 1]! < HI53 &&
       u[w + I.entered_ns + 1]! < HI53 &&
       u[w + I.expires_ns + 1]! < HI53 &&
-      u[w + I.cgroup_id + 1]! < HI53
+      u[w + I.cgroup_id + 1]! < HI53 &&
+      u[w + I.bytes_acked + 1]! < HI53 &&
+      u[w + I.bytes_received + 1]! < HI53
     );
   }
 
@@ -319,5 +338,13 @@ export class RecordEvent implements TcpEvent {
   }
   get flip(): boolean {
     return this.v.type(this.off) === EventType.TIMEWAIT_START && (this.v.flags(this.off) & EventFlags.FLIP) !== 0;
+  }
+  get vitals(): Vitals | null {
+    const { v, off } = this;
+    if (!v.closing(off)) return null;
+    return { srttUs: v.srtt(off), totalRetrans: v.retrans(off), bytesAcked: v.bytesAcked(off), bytesReceived: v.bytesReceived(off) };
+  }
+  get resetBy(): ResetBy | null {
+    return this.v.closing(this.off) ? resetBy(this.v.flags(this.off)) : null;
   }
 }

@@ -11,7 +11,7 @@ export interface FieldLayout {
 }
 
 /** struct tcpdwell_event */
-export const EVENT_SIZE = 136;
+export const EVENT_SIZE = 160;
 export const EVENT_FIELDS = {
   ts_ns: { offset: 0, size: 8, kind: 'u' },
   cookie: { offset: 8, size: 8, kind: 'u' },
@@ -35,7 +35,11 @@ export const EVENT_FIELDS = {
   substate: { offset: 129, size: 1, kind: 'u' },
   reason: { offset: 130, size: 1, kind: 'u' },
   flags: { offset: 131, size: 1, kind: 'u' },
-  _pad: { offset: 132, size: 4, kind: 'bytes' },
+  srtt_us: { offset: 132, size: 4, kind: 'u' },
+  total_retrans: { offset: 136, size: 4, kind: 'u' },
+  _pad: { offset: 140, size: 4, kind: 'u' },
+  bytes_acked: { offset: 144, size: 8, kind: 'u' },
+  bytes_received: { offset: 152, size: 8, kind: 'u' },
 } as const satisfies Record<string, FieldLayout>;
 
 /** struct tcpdwell_sockfile (the output of the iter/task_file programs dump_files and dump_listeners) */
@@ -109,6 +113,8 @@ export const EventFlags = {
   CHILD: 8,
   GAP: 16,
   FLIP: 32,
+  RST_RECEIVED: 64,
+  RST_SENT: 128,
 } as const;
 
 /** enum tcpdwell_loss_reason: every way an event can be lost, with what it means (its comment in the header) */

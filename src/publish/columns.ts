@@ -16,7 +16,7 @@
  */
 import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
 import { pb, addrBytes, errnoValue, Strings, type Header } from './wire.js';
-import { AF_INET, AF_INET6, errnoName, RECORD_INDEX as I, RecordView, stateValue } from '../decode/index.js';
+import { AF_INET, AF_INET6, errnoName, RECORD_INDEX as I, RecordView, stateValue, TCP_CLOSE, TCP_LISTEN } from '../decode/index.js';
 import type { DwellRecord } from '../track/types.js';
 import type { DwellRow, DwellRowSink, LiveTable } from '../track/index.js';
 
@@ -575,9 +575,50 @@ function flagsColumn(st: Stage, vals: Uint32Array): void {
     const flags = u8[at + I.flags]!;
     vals[r] =
       (flags & EventFlags.PROCESS_CTX ? 1 : 0) | (flags & EventFlags.CHILD ? 2 : 0) | (flags & EventFlags.GAP ? 4 : 0) |
-      (u8[at + I.type] === EventType.TIMEWAIT_START && flags & EventFlags.FLIP ? 8 : 0);
+      (u8[at + I.type] === EventType.TIMEWAIT_START && flags & EventFlags.FLIP ? 8 : 0) |
+      (closingAt(u8, at) ? (flags & EventFlags.RST_RECEIVED ? 16 : flags & EventFlags.RST_SENT ? 32 : 0) : 0);
   }
 }
+
+/** The row at `at` is a transition to CLOSE, not a listener's: its record's vital signs go on the wire (else 0, as decodeEvent's null). */
+const closingAt = (u8: Uint8Array, at: number) => u8[at + I.type] === EventType.TRANSITION && u8[at + I.new_state] === TCP_CLOSE && u8[at + I.old_state] !== TCP_LISTEN;
+
+/**
+ * Packed varints of the record field `name` of the rows `pick` takes (the closes: their vital
+ * signs, one value per close), in row order; none picked, the field is left out, as protobufjs
+ * leaves out an empty repeated field.
+ */
+function pickedField(w: ProtoWriter, field: number, st: Stage, name: FieldName, pick: (u8: Uint8Array, u32: Uint32Array, at: number) => boolean): void {
+  const { u8, u32 } = st.view;
+  let r = 0;
+  let at = 0;
+  while (r < st.n && !pick(u8, u32, at)) r++, (at += st.stride);
+  if (r === st.n) return;
+  const wide = F[name].size === 8;
+  const i = I[name];
+  const start = w.beginPacked(field, 10 * (st.n - r));
+  for (; r < st.n; r++, at += st.stride) {
+    if (!pick(u8, u32, at)) continue;
+    if (wide) w.varint64(u32[(at >> 2) + i]!, u32[(at >> 2) + i + 1]!);
+    else w.varint(u32[(at >> 2) + i]!);
+  }
+  w.endPacked(start);
+}
+
+/** Packed varints of each picked row's index (DwellBatch.close_row) or of f(row) (close_reset); left out when none. */
+function pickedRows(w: ProtoWriter, field: number, st: Stage, pick: (u8: Uint8Array, u32: Uint32Array, at: number) => boolean, f: (u32: Uint32Array, at: number, r: number) => number): void {
+  const { u8, u32 } = st.view;
+  let r = 0;
+  let at = 0;
+  while (r < st.n && !pick(u8, u32, at)) r++, (at += st.stride);
+  if (r === st.n) return;
+  const start = w.beginPacked(field, 5 * (st.n - r));
+  for (; r < st.n; r++, at += st.stride) if (pick(u8, u32, at)) w.varint(f(u32, at, r));
+  w.endPacked(start);
+}
+
+const isClose = (u8: Uint8Array, _u32: Uint32Array, at: number) => closingAt(u8, at);
+const isCloseRow = (_u8: Uint8Array, u32: Uint32Array, at: number) => u32[dw(at, D.close)] !== 0;
 
 /** Packed varints of u64 values given as halves. */
 function packedHalves(w: ProtoWriter, field: number, lo: Uint32Array, hi: Uint32Array, n: number): void {
@@ -620,6 +661,8 @@ const D = {
   ownerComm: 10,
   backLo: 11,
   backHi: 12,
+  /** 0: not a close's row; else 1 + DwellBatch.close_reset (1 none, 2 RST sent, 3 received) */
+  close: 13,
 } as const;
 const D_WORDS = 14; // (even: rows stay 8-byte aligned)
 /** u32 index of a row word in a row at byte offset at */
@@ -696,9 +739,14 @@ const TRANSITION_COLUMNS: readonly Column[] = [
   { field: 25, values: errorColumn },
   { field: 26, values: flagsColumn },
   { field: 27, write: (w, f, _st, c) => c.strings.write(w, f) },
+  { field: 28, write: (w, f, st) => pickedField(w, f, st, 'srtt_us', isClose) },
+  { field: 29, write: (w, f, st) => pickedField(w, f, st, 'total_retrans', isClose) },
+  { field: 30, write: (w, f, st) => pickedField(w, f, st, 'bytes_acked', isClose) },
+  { field: 31, write: (w, f, st) => pickedField(w, f, st, 'bytes_received', isClose) },
 ];
 
 const DW = (k: number) => (EVENT_SIZE >> 2) + k;
+
 
 /** DwellBatch, from field 3: the socket's record, then the dwell's words (D). */
 const DWELL_COLUMNS: readonly Column[] = [
@@ -717,6 +765,14 @@ const DWELL_COLUMNS: readonly Column[] = [
   { field: 21, word: DW(D.ownerComm) },
   { field: 22, write: (w, f, _st, c) => c.strings.write(w, f) },
   { field: 23, write: (w, f, st) => packedU64(w, f, st, DW(D.backLo)) },
+  // 24 (the cgroup dictionary) is appended after the rows: encodeDwellCgroups in wire.ts.
+  // The closes' rows only (word close not 0): their vital signs are their records'.
+  { field: 25, write: (w, f, st) => pickedField(w, f, st, 'srtt_us', isCloseRow) },
+  { field: 26, write: (w, f, st) => pickedField(w, f, st, 'total_retrans', isCloseRow) },
+  { field: 27, write: (w, f, st) => pickedField(w, f, st, 'bytes_acked', isCloseRow) },
+  { field: 28, write: (w, f, st) => pickedField(w, f, st, 'bytes_received', isCloseRow) },
+  { field: 29, write: (w, f, st) => pickedRows(w, f, st, isCloseRow, (_u, _at, r) => r) },
+  { field: 30, write: (w, f, st) => pickedRows(w, f, st, isCloseRow, (u, at) => u[dw(at, D.close)]! - 1) },
 ];
 
 function familyColumn(st: Stage, vals: Uint32Array): void {
@@ -775,6 +831,7 @@ export class DwellColumns implements DwellRowSink {
     u[dw(at, D.error)] = errnoValue(r.error);
     u[dw(at, D.ownerComm)] = this.strings.id(r.ownerComm);
     setU64(u, dw(at, D.backLo), r.enteredNs === null || r.enteredNs > r.leftNs ? 0n : r.leftNs - r.enteredNs + 1n);
+    u[dw(at, D.close)] = !r.vitals ? 0 : r.resetBy === 'sent' ? 2 : r.resetBy === 'received' ? 3 : 1;
   }
 
   fromObject(r: DwellRecord): void {
@@ -789,6 +846,7 @@ export class DwellColumns implements DwellRowSink {
     if (!v.ownerKnown(off)) u[(at >> 2) + I.owner_pid] = 0;
     u[dw(at, D.ownerComm)] = v.ownerKnown(off) ? this.strings.idRaw(v.u8, off + I.owner_comm) : 0;
     this.rowWords(u, at, row);
+    u[dw(at, D.close)] = !row.closing ? 0 : row.reset === RstDirection.SENT ? 2 : row.reset === RstDirection.RECEIVED ? 3 : 1;
   }
 
   /** `push` of the DwellRecord the row describes, its socket a slot of the live table. */
@@ -864,6 +922,10 @@ const RECORD_FROM_DWELL: readonly [FieldName, (r: DwellRecord) => number | bigin
   ['sport', (r) => r.sport],
   ['dport', (r) => r.dport],
   ['owner_pid', (r) => r.ownerPid ?? 0],
+  ['srtt_us', (r) => r.vitals?.srttUs ?? 0],
+  ['total_retrans', (r) => r.vitals?.totalRetrans ?? 0],
+  ['bytes_acked', (r) => r.vitals?.bytesAcked ?? 0],
+  ['bytes_received', (r) => r.vitals?.bytesReceived ?? 0],
 ];
 
 /** Writes a value into a record field of the row at `at`, at its generated offset and width (u64: as U64Column.pushBig did). */

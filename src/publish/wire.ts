@@ -4,7 +4,7 @@
  */
 import Long from 'long';
 import { tcpdwell } from './pb/tcpdwell.js';
-import { AF_INET, AF_INET6, errnoName, formatAddress, stateName, stateValue, type TcpEvent } from '../decode/index.js';
+import { AF_INET, AF_INET6, errnoName, formatAddress, stateName, stateValue, type ResetBy, type TcpEvent, type Vitals } from '../decode/index.js';
 import type { CgroupInfo } from '../kernel/cgroups.js';
 import type { Alert, DwellRecord, EncodedHistogram, LiveTableSnapshot, StuckSocket } from '../track/index.js';
 
@@ -157,6 +157,10 @@ export function encodeTransitions(events: readonly TcpEvent[], header: Header, f
     error: [],
     flags: [],
     strings: strings.list,
+    srttUs: [],
+    totalRetrans: [],
+    bytesAcked: [],
+    bytesReceived: [],
   };
   for (const e of events) {
     b.tsDeltaNs!.push(u64(e.tsNs - base));
@@ -172,7 +176,9 @@ export function encodeTransitions(events: readonly TcpEvent[], header: Header, f
     b.pid!.push(e.pid);
     b.commIdx!.push(strings.id(e.comm));
     b.error!.push(errnoValue(e.error));
-    b.flags!.push((e.actorIsOwner ? 1 : 0) | (e.child ? 2 : 0) | (e.gap ? 4 : 0) | (e.flip ? 8 : 0));
+    b.flags!.push((e.actorIsOwner ? 1 : 0) | (e.child ? 2 : 0) | (e.gap ? 4 : 0) | (e.flip ? 8 : 0) | (e.resetBy === 'received' ? 16 : e.resetBy === 'sent' ? 32 : 0));
+    // One value per transition to CLOSE (what decodeEvent gives vitals), as TransitionColumns picks them.
+    if (e.type === 'transition' && e.newState === 'CLOSE' && e.oldState !== 'LISTEN') pushVitals(b as VitalsColumns, e.vitals ?? NO_VITALS);
   }
   return pb.TransitionBatch.encode(b).finish();
 }
@@ -207,6 +213,7 @@ function transitionsOf(m: tcpdwell.v1.TransitionBatch): { header: Header; firstE
   const base = big(m.baseTsNs);
   const str = (i: number | undefined) => (i !== undefined ? (m.strings[i] ?? '') : '');
   const events: TcpEvent[] = [];
+  let closes = 0;
   for (let i = 0; i < n; i++) {
     const ts = base + big(m.tsDeltaNs[i]);
     const kind = KIND_NAME[m.kind[i] ?? 0] ?? 'unspecified';
@@ -251,9 +258,46 @@ function transitionsOf(m: tcpdwell.v1.TransitionBatch): { header: Header; firstE
       child: (flags & 2) !== 0,
       gap: (flags & 4) !== 0,
       flip: type === 'timewait_start' && (flags & 8) !== 0,
+      ...closeOf(m, type === 'transition' && m.newState[i] === CLOSE && m.oldState[i] !== LISTEN ? closes++ : -1, flags & 16 ? 'received' : flags & 32 ? 'sent' : null),
     });
   }
   return { header: m.header ?? {}, firstEventSeq: big(m.firstEventSeq), events };
+}
+
+// ---- vital signs at the close (TcpEvent.vitals, DwellRecord.vitals) -------------------------
+
+const CLOSE = stateValue('CLOSE');
+const LISTEN = stateValue('LISTEN');
+interface VitalsColumns {
+  srttUs: number[];
+  totalRetrans: number[];
+  bytesAcked: (number | Long)[];
+  bytesReceived: (number | Long)[];
+}
+
+/** The vital signs of one close into the batch's columns (which hold one value per close). */
+function pushVitals(c: VitalsColumns, v: Vitals): void {
+  c.srttUs.push(v.srttUs);
+  c.totalRetrans.push(v.totalRetrans);
+  c.bytesAcked.push(v.bytesAcked);
+  c.bytesReceived.push(v.bytesReceived);
+}
+
+const NO_VITALS: Vitals = { srttUs: 0, totalRetrans: 0, bytesAcked: 0, bytesReceived: 0 };
+
+/** DwellBatch.close_reset as resetBy. */
+const CLOSE_RESET: (ResetBy | null)[] = [null, 'sent', 'received'];
+
+/** vitals and resetBy of a row: the k-th close of its batch (k −1: not a close, both null). */
+function closeOf(m: VitalsColumns, k: number, resetBy: ResetBy | null): { vitals: Vitals | null; resetBy: ResetBy | null } {
+  if (k < 0) return { vitals: null, resetBy: null };
+  if (k >= m.srttUs.length || k >= m.totalRetrans.length || k >= m.bytesAcked.length || k >= m.bytesReceived.length) {
+    throw new Error(`malformed batch: close ${k + 1} has no vital signs`);
+  }
+  return {
+    vitals: { srttUs: m.srttUs[k]!, totalRetrans: m.totalRetrans[k]!, bytesAcked: Number(big(m.bytesAcked[k])), bytesReceived: Number(big(m.bytesReceived[k])) },
+    resetBy,
+  };
 }
 
 // ---- agent-core records (src/track) ---------------------------------------------------
@@ -281,8 +325,14 @@ export function encodeDwell(records: readonly DwellRecord[], header: Header): Ui
     ...socketColumns(),
     strings: strings.list,
     enteredBackPlus1Ns: [],
+    srttUs: [],
+    totalRetrans: [],
+    bytesAcked: [],
+    bytesReceived: [],
+    closeRow: [],
+    closeReset: [],
   };
-  for (const r of records) {
+  for (const [i, r] of records.entries()) {
     b.cookie!.push(u64(r.cookie));
     b.state!.push(stateValue(r.state));
     b.timewait!.push(r.timewait);
@@ -294,6 +344,11 @@ export function encodeDwell(records: readonly DwellRecord[], header: Header): Ui
     b.error!.push(errnoValue(r.error));
     pushSocket(b as SocketColumns, r, strings);
     b.enteredBackPlus1Ns!.push(r.enteredNs === null || r.enteredNs > r.leftNs ? 0 : u64(r.leftNs - r.enteredNs + 1n));
+    if (r.vitals) {
+      pushVitals(b as VitalsColumns, r.vitals);
+      b.closeRow!.push(i);
+      b.closeReset!.push(r.resetBy === 'sent' ? 1 : r.resetBy === 'received' ? 2 : 0);
+    }
   }
   return pb.DwellBatch.encode(b).finish();
 }
@@ -307,12 +362,14 @@ export function decodeDwell(bytes: Uint8Array): { header: Header; records: Dwell
   }
   const base = big(m.baseTsNs);
   const records: DwellRecord[] = [];
+  let closes = 0;
   for (let i = 0; i < n; i++) {
     const left = base + big(m.leftDeltaNs[i]);
     const back = big(m.enteredBackPlus1Ns[i]);
     const ownerPid = m.ownerPid[i] ?? 0;
     const next = m.nextState[i] ?? 0;
     const err = m.error[i] ?? 0;
+    const k = m.closeRow[closes] === i ? closes++ : -1;
     records.push({
       cookie: big(m.cookie[i]),
       netns: m.netns[i]!,
@@ -333,6 +390,7 @@ export function decodeDwell(bytes: Uint8Array): { header: Header; records: Dwell
       nextState: next ? stateName(next) : null,
       timewaitEnd: m.endReason[i] === 1 ? 'expired' : m.endReason[i] === 2 ? 'killed' : null,
       error: err ? errnoName(err) : null,
+      ...closeOf(m, k, k >= 0 ? (CLOSE_RESET[m.closeReset[k] ?? 0] ?? null) : null),
     });
   }
   return { header: m.header ?? {}, records, cgroups: cgroupsById(m.cgroups) };

@@ -10,7 +10,7 @@ import type { tcpdwell } from '../publish/pb/tcpdwell.js';
 import { agentSubjects, parseAgentSubject } from '../publish/subjects.js';
 import { addrText, big, decodeDwell, pb, type Header } from '../publish/wire.js';
 import { HistogramSet, HISTOGRAM_UNIT, type EncodedHistogram, type HistogramDimension } from '../track/index.js';
-import { AlertBook, dropRows, dwellTables, emptyDwell, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
+import { AlertBook, dropRows, dwellTables, emptyDwell, CloseBook, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
 
 interface HostState {
   view: HostView;
@@ -23,6 +23,7 @@ export class FleetModel {
   private readonly all = new HistogramSet();
   private readonly alerts = new AlertBook();
   private readonly failures = new FailureBook();
+  private readonly closes = new CloseBook();
   private readonly history = new History();
   messages = 0;
   undecodable = 0;
@@ -38,7 +39,10 @@ export class FleetModel {
       else if (kind === 'alerts') this.alert(subjectHost, pb.Alert.decode(data), nowMs);
       else if (kind === 'dwell') {
         const { header, records } = decodeDwell(data);
-        for (const r of records) this.failures.add(header.hostId || subjectHost, r, nowMs);
+        for (const r of records) {
+          this.failures.add(header.hostId || subjectHost, r, nowMs);
+          this.closes.add(header.hostId || subjectHost, r, nowMs);
+        }
       }
     } catch {
       this.undecodable++;
@@ -126,6 +130,7 @@ export class FleetModel {
       history: this.history.samples,
       alerts: this.alerts.list(),
       failures: this.failures.list(),
+      closes: this.closes.get(),
       status: this.undecodable ? `${this.undecodable} of ${this.messages} messages could not be decoded (skipped)` : null,
     };
   }

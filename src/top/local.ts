@@ -13,7 +13,7 @@ import { netstatByNetns } from '../kernel/netstat.js';
 import { decodeRecordList, decodeRingBatch, decodeSockFiles, type DecodeStats, type TcpEvent } from '../decode/index.js';
 import { HistogramSet, Tracker, type DetectorThresholds } from '../track/index.js';
 import { subjectToken } from '../publish/subjects.js';
-import { AlertBook, dropRows, dwellTables, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
+import { AlertBook, dropRows, dwellTables, CloseBook, FailureBook, History, type HostView, type SocketRow, type TopData } from './model.js';
 import type { ViewState } from './view.js';
 
 export interface LocalSourceOptions extends Omit<KernelFilters, 'netns'> {
@@ -38,6 +38,7 @@ export class LocalSource {
   private readonly tracker: Tracker;
   private readonly hist = new HistogramSet();
   private readonly failures = new FailureBook();
+  private readonly closes = new CloseBook();
   private readonly alerts = new AlertBook();
   private readonly history = new History();
   private readonly offsetNs = bootToEpochOffsetNs();
@@ -50,7 +51,11 @@ export class LocalSource {
   ) {
     this.tracker = new Tracker({
       clock: clockBoottimeNs,
-      onDwell: (r) => this.failures.add(this.host, r, Date.now()),
+      onDwell: (r) => {
+        const now = Date.now();
+        this.failures.add(this.host, r, now);
+        this.closes.add(this.host, r, now);
+      },
       thresholds: opts.thresholds,
       sysctls: ownNetnsSysctls(),
     });
@@ -129,6 +134,7 @@ export class LocalSource {
       history: this.history.samples,
       alerts: this.alerts.list(),
       failures: this.failures.list(),
+      closes: this.closes.get(),
       status: null,
     };
   }

@@ -81,6 +81,34 @@ export interface FailureView {
   owner: string | null;
 }
 
+/** One connection's close, with its vital signs (CloseBook keeps the worst few). */
+export interface CloseView {
+  host: string;
+  netns: number;
+  /** the state it left at the close */
+  state: string;
+  local: string;
+  remote: string;
+  owner: string | null;
+  srttUs: number;
+  totalRetrans: number;
+  bytesAcked: number;
+  bytesReceived: number;
+  resetBy: 'sent' | 'received' | null;
+  atMs: number;
+}
+
+/** The closes since start: totals, and the worst few (most retransmits, then highest RTT). */
+export interface ClosesView {
+  closes: number;
+  resetSent: number;
+  resetReceived: number;
+  retransmitted: number;
+  /** closes that retransmitted at all */
+  withRetrans: number;
+  worst: CloseView[];
+}
+
 /** One sample of the counts, for the trend. */
 export interface HistorySample {
   atMs: number;
@@ -99,6 +127,8 @@ export interface TopData {
   history: HistorySample[];
   alerts: AlertView[];
   failures: FailureView[];
+  /** connection closes and their vital signs (absent: none seen) */
+  closes?: ClosesView;
   /** one line about the source's state (e.g. "waiting for summaries"), or null */
   status: string | null;
 }
@@ -181,6 +211,45 @@ export class FailureBook {
 
   list(): FailureView[] {
     return [...this.byKey.values()].map((f) => ({ ...f }));
+  }
+}
+
+/** Connection closes from dwell records (those with vital signs): totals and the worst few. */
+export class CloseBook {
+  private readonly view: ClosesView = { closes: 0, resetSent: 0, resetReceived: 0, retransmitted: 0, withRetrans: 0, worst: [] };
+
+  constructor(private readonly keep = 5) {}
+
+  /** Counts the record if it is a connection's close. */
+  add(host: string, r: DwellRecord, nowMs: number): void {
+    const v = r.vitals;
+    if (!v) return;
+    const s = this.view;
+    s.closes++;
+    if (r.resetBy === 'sent') s.resetSent++;
+    else if (r.resetBy === 'received') s.resetReceived++;
+    s.retransmitted += v.totalRetrans;
+    if (v.totalRetrans > 0) s.withRetrans++;
+    const worse = (a: { totalRetrans: number; srttUs: number }, b: { totalRetrans: number; srttUs: number }) => a.totalRetrans - b.totalRetrans || a.srttUs - b.srttUs;
+    const last = s.worst[s.worst.length - 1];
+    if (s.worst.length >= this.keep && last && worse(v, last) <= 0) return;
+    s.worst.push({
+      host,
+      netns: r.netns,
+      state: r.state,
+      local: endpoint(r.saddr, r.sport),
+      remote: endpoint(r.daddr, r.dport),
+      owner: r.ownerPid !== null ? `${r.ownerComm ?? '?'}/${r.ownerPid}` : null,
+      ...v,
+      resetBy: r.resetBy,
+      atMs: nowMs,
+    });
+    s.worst.sort((a, b) => worse(b, a));
+    if (s.worst.length > this.keep) s.worst.length = this.keep;
+  }
+
+  get(): ClosesView {
+    return { ...this.view, worst: this.view.worst.map((w) => ({ ...w })) };
   }
 }
 

@@ -4,7 +4,7 @@
  * for plain text).
  */
 import { TcpState } from '../kernel/abi.js';
-import { formatDuration } from '../decode/index.js';
+import { formatBytes, formatDuration } from '../decode/index.js';
 import { explainState, type StateName } from '../track/explain.js';
 import { ssStateName } from '../track/states.js';
 import type { StateCounts } from '../track/types.js';
@@ -204,6 +204,31 @@ function failureSection(data: TopData, view: ViewState, max: number, nowMs: numb
   return out;
 }
 
+/** CLOSES: every connection's close since start (resets both ways, retransmits), and the worst few. */
+function closesSection(data: TopData, view: ViewState, max: number): Line[] {
+  const c = data.closes;
+  if (!c) return [];
+  const out: Line[] = [
+    {
+      text: `CLOSES (since start): ${c.closes} · reset ${c.resetReceived} received, ${c.resetSent} sent before close · ${c.retransmitted} segments retransmitted by ${c.withRetrans}`,
+      style: 'title',
+    },
+  ];
+  const list = c.worst
+    .filter((w) => (view.host === null || w.host === view.host) && (view.netns === null || w.netns === view.netns))
+    .filter((w) => view.port === null || w.local.endsWith(`:${view.port}`) || w.remote.endsWith(`:${view.port}`))
+    .filter((w) => view.process === null || (w.owner ?? '').toLowerCase().includes(view.process.toLowerCase()))
+    .filter((w) => w.totalRetrans > 0 || w.srttUs > 0);
+  for (const w of list.slice(0, Math.max(0, max))) {
+    out.push({
+      text:
+        `${data.fleet ? pad(w.host, 16) + ' ' : ''}${lpad(`rtx ${w.totalRetrans}`, 9)} ${lpad(w.srttUs ? `rtt ${formatDuration(BigInt(w.srttUs) * 1000n)}` : 'rtt -', 12)}  ` +
+        `${pad(w.local, 28)} ${pad(w.remote, 28)} ${pad(w.owner ?? '-', 22)} ${pad(`${w.state}->CLOSE`, 18)} ↑${formatBytes(w.bytesAcked)} ↓${formatBytes(w.bytesReceived)}${w.resetBy ? ` RST ${w.resetBy}` : ''}`,
+    });
+  }
+  return out;
+}
+
 function alertSection(data: TopData, view: ViewState, max: number): Line[] {
   const list = data.alerts.filter((a) => (view.host === null || a.host === view.host) && (view.netns === null || a.netns === view.netns));
   const firing = list.filter((a) => a.firing).length;
@@ -297,9 +322,13 @@ export function render(data: TopData, view: ViewState, o: RenderOptions): Line[]
     const free = Number.isFinite(rows) ? Math.max(3, rows - fixed) : 60;
     const alertsN = Math.min(Math.max(1, data.alerts.length), Math.max(1, Math.floor(free / 4)));
     const failN = Math.min(Math.max(1, data.failures.length), Math.max(1, Math.floor(free / 5)));
-    const stuckN = Math.max(1, free - alertsN - failN);
+    // the closes: a title, a blank and up to 3 of the worst
+    const closesN = data.closes ? Math.min(3, Math.max(0, Math.floor(free / 6))) : 0;
+    const stuckN = Math.max(1, free - alertsN - failN - (data.closes ? closesN + 2 : 0));
     body.push(...stuckSection(data, view, stuckN), { text: '' });
     body.push(...failureSection(data, view, failN, o.nowMs), { text: '' });
+    const closes = closesSection(data, view, closesN);
+    if (closes.length) body.push(...closes, { text: '' });
     body.push(...alertSection(data, view, alertsN), { text: '' });
     body.push(dropsLine(data, view));
   }

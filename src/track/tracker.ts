@@ -10,8 +10,8 @@
  * disagrees with it is taken as the truth (and counted), and `seed` with a fresh snapshot
  * reconciles a namespace completely.
  */
-import { decodeEvent, errnoName, RECORD_INDEX, RecordEvent, type RecordView, type SockFile, type TcpEvent } from '../decode/index.js';
-import { EventFlags, EventType, TwReason } from '../kernel/abi.js';
+import { decodeEvent, errnoName, RECORD_INDEX, RecordEvent, resetBy, type RecordView, type SockFile, type TcpEvent } from '../decode/index.js';
+import { EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
 import type { SysctlReaders } from '../kernel/sysctl.js';
 import { Detectors, resolveThresholds, type Alert, type DetectorThresholds } from './detectors/index.js';
 import { HistogramSet } from './histograms.js';
@@ -62,6 +62,14 @@ export interface DwellRow {
   timewaitEnd: number;
   /** positive errno, 0 none */
   errno: number;
+  /** the row of the state left at the socket's X→CLOSE: the fields below are its vital signs (DwellRecord.vitals); else they are 0 */
+  closing: boolean;
+  srttUs: number;
+  totalRetrans: number;
+  bytesAcked: number;
+  bytesReceived: number;
+  /** DwellRecord.resetBy: 0 none, RstDirection.SENT, RstDirection.RECEIVED */
+  reset: number;
 }
 
 /**
@@ -119,7 +127,7 @@ export class Tracker {
   private readonly onDwell: ((r: DwellRecord) => void) | undefined;
   private readonly rows: DwellRowSink | undefined;
   /** the fast path's dwell row (one, reused) and its view of a record as a TcpEvent, for the detectors */
-  private readonly row: DwellRow = { state: 0, timewait: false, enteredNs: NaN, leftNs: 0, dwellNs: 0, precision: 'exact', nextState: -1, timewaitEnd: 0, errno: 0 };
+  private readonly row: DwellRow = { state: 0, timewait: false, enteredNs: NaN, leftNs: 0, dwellNs: 0, precision: 'exact', nextState: -1, timewaitEnd: 0, errno: 0, closing: false, srttUs: 0, totalRetrans: 0, bytesAcked: 0, bytesReceived: 0, reset: 0 };
   private readonly flyweight = new RecordEvent();
   /** seededAt of the namespace of the last record (a Map lookup per record otherwise) */
   private seededNetns = -1;
@@ -838,6 +846,8 @@ export class Tracker {
       nextState,
       timewaitEnd,
       error,
+      vitals: (e as Partial<TcpEvent>).vitals ?? null,
+      resetBy: (e as Partial<TcpEvent>).resetBy ?? null,
       netns: e.netns,
       cgroupId: e.cgroupId,
       family: e.family,
@@ -1137,6 +1147,14 @@ export class Tracker {
     row.nextState = nextState;
     row.timewaitEnd = timewaitEnd;
     row.errno = errno;
+    const closing = v !== null && v.closing(off);
+    row.closing = closing;
+    row.srttUs = closing ? v.srtt(off) : 0;
+    row.totalRetrans = closing ? v.retrans(off) : 0;
+    row.bytesAcked = closing ? v.bytesAcked(off) : 0;
+    row.bytesReceived = closing ? v.bytesReceived(off) : 0;
+    const rst = closing ? resetBy(v.flags(off)) : null;
+    row.reset = rst === 'sent' ? RstDirection.SENT : rst === 'received' ? RstDirection.RECEIVED : 0;
     if (this.rows) {
       if (v) this.rows.fromRecord(v, off, row);
       else this.rows.fromSlot(this.live, slot, row);
@@ -1157,6 +1175,8 @@ export class Tracker {
       nextState: row.nextState >= 0 ? stateName(row.nextState) : null,
       timewaitEnd: row.timewaitEnd === TwReason.EXPIRED ? 'expired' : row.timewaitEnd === TwReason.KILLED ? 'killed' : null,
       error: row.errno > 0 ? errnoName(row.errno) : null,
+      vitals: row.closing ? { srttUs: row.srttUs, totalRetrans: row.totalRetrans, bytesAcked: row.bytesAcked, bytesReceived: row.bytesReceived } : null,
+      resetBy: row.reset === RstDirection.SENT ? 'sent' : row.reset === RstDirection.RECEIVED ? 'received' : null,
       netns: id.netns,
       cgroupId: id.cgroupId,
       family: id.family,

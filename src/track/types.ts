@@ -2,10 +2,10 @@
  * Plain-data types the tracker hands out. No classes, no functions, no Maps: each can be turned
  * into JSON or a protobuf message field by field (64-bit values as bigint, as in decode.ts).
  */
-import type { SocketIdentity, SockFile } from '../decode/index.js';
+import type { ResetBy, SocketIdentity, SockFile, Vitals } from '../decode/index.js';
 import type { NetstatCounters } from '../kernel/netstat.js';
 
-export type { SocketIdentity };
+export type { ResetBy, SocketIdentity, Vitals };
 
 /**
  * How far a dwell time can be trusted.
@@ -44,6 +44,13 @@ export interface DwellRecord extends SocketIdentity {
   timewaitEnd: 'expired' | 'killed' | null;
   /** errno name the kernel reported before this transition, e.g. ECONNREFUSED */
   error: string | null;
+  /**
+   * the connection's vital signs at its close (RTT, retransmits, bytes), on the record of the state
+   * it left at its X→CLOSE (nextState CLOSE, or the timewait's state); null on every other record
+   */
+  vitals: Vitals | null;
+  /** on that same record: it was reset, an RST received or sent before the close (TcpEvent.resetBy); else null */
+  resetBy: ResetBy | null;
 }
 
 /**

@@ -50,9 +50,20 @@ export function eventRecord(s: EventSpec): Buffer {
       (s.actorIsOwner ? EventFlags.PROCESS_CTX : 0) |
       (s.child ? EventFlags.CHILD : 0) |
       (s.gap ? EventFlags.GAP : 0) |
-      (s.flip ? EventFlags.FLIP : 0),
+      (s.flip ? EventFlags.FLIP : 0) |
+      (s.resetBy === 'received' ? EventFlags.RST_RECEIVED : s.resetBy === 'sent' ? EventFlags.RST_SENT : 0),
     F.flags.offset,
   );
+  // The vital signs: the kernel writes them at a transition to CLOSE only (a spec spread from a
+  // close's event into another kind keeps its zeros; values it cannot carry are a mistake).
+  const closing = (s.type ?? 'transition') === 'transition' && s.newState === 'CLOSE' && s.oldState !== 'LISTEN';
+  if (s.vitals && !closing && (s.vitals.srttUs || s.vitals.totalRetrans || s.vitals.bytesAcked || s.vitals.bytesReceived)) throw new Error('vitals: only a transition to CLOSE carries them');
+  if (s.vitals && closing) {
+    b.writeUInt32LE(s.vitals.srttUs, F.srtt_us.offset);
+    b.writeUInt32LE(s.vitals.totalRetrans, F.total_retrans.offset);
+    b.writeBigUInt64LE(BigInt(s.vitals.bytesAcked), F.bytes_acked.offset);
+    b.writeBigUInt64LE(BigInt(s.vitals.bytesReceived), F.bytes_received.offset);
+  }
   return b;
 }
 

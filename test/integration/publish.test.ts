@@ -265,6 +265,36 @@ describe.skipIf(!kernelAvailable)('publishing to a real nats-server', () => {
     }
   });
 
+  it("the agent's close metrics: bytes, closes and RTT of a transfer of known size, as the kernel counts them", async () => {
+    const agent = await startAgent({ metricsListen: '127.0.0.1:0' });
+    const UP = 1_000_000;
+    const DOWN = 50_000;
+    const py = spawn('ip', ['netns', 'exec', netns.name, 'python3', fileURLToPath(new URL('../kernel/vitals.py', import.meta.url)), '8597', String(UP), String(DOWN), '0'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = new Promise((resolve) => py.on('close', resolve));
+    try {
+      await new Promise((resolve) => py.stdout.once('data', resolve));
+      const closed = new Promise((resolve) => py.stdout.once('data', resolve));
+      py.stdin.write('close\n');
+      await closed;
+      py.stdin.end();
+      await exited;
+      const metric = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+      let text = '';
+      await until(async () => ((text = await (await fetch(agent.metricsUrl!)).text()), /^tcpdwell_closes_total\{reset="none"\} 2$/m.test(text)), 5000);
+      // Both ends closed gracefully (client first): each FIN acked and received counts one, the client's SYN one.
+      expect(metric(text, /^tcpdwell_close_bytes_total\{direction="acked"\} (\d+)$/m)).toBe(UP + 2 + (DOWN + 1));
+      expect(metric(text, /^tcpdwell_close_bytes_total\{direction="received"\} (\d+)$/m)).toBe(DOWN + 1 + (UP + 1));
+      expect(metric(text, /^tcpdwell_close_rtt_seconds_count\{state="FIN_WAIT2"\} (\d+)$/m)).toBe(1);
+      expect(metric(text, /^tcpdwell_close_rtt_seconds_count\{state="LAST_ACK"\} (\d+)$/m)).toBe(1);
+      expect(metric(text, /^tcpdwell_close_retransmitted_segments_bucket\{le="0",state="FIN_WAIT2"\} (\d+)$/m)).toBe(1);
+      expect(text).toMatch(/^tcpdwell_closes_total\{reset="received"\} 0$/m);
+      expect(text).not.toMatch(/pid=|port=/); // bounded label sets only
+    } finally {
+      py.kill();
+      await agent.stop();
+    }
+  });
+
   it('heal puts the live table right where the kernel never said: sockets it missed are added, sockets gone unseen are removed', async () => {
     const agent = await startAgent({ healIntervalMs: 0 });
     const table = () => toSsCounts(agent.states().byNetns.find((n) => n.netns === netns.ns.inode)?.counts ?? {});

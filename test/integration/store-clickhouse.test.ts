@@ -4,6 +4,8 @@ import { rowsOf } from '../../src/collect/rows.js';
 import { openStore } from '../../src/collect/open-store.js';
 import type { Store } from '../../src/collect/store.js';
 import { clickHouseAvailable, startClickHouse, type TestClickHouse } from './clickhouse.js';
+import { addedColumns } from '../../src/collect/schema.js';
+import { event } from '../helpers/events.js';
 import { refused, summaryMsg, transitionsMsg } from './collect-helpers.js';
 
 const collected = (m: { subject: string; data: Uint8Array }): CollectedMessage => {
@@ -38,6 +40,27 @@ describe.skipIf(!clickHouseAvailable)('the ClickHouse store (a real clickhouse-s
     await expect(a.sql('DROP TABLE events')).rejects.toThrow(/read-only/);
     await a.close();
     await b.close();
+  });
+
+  it('a store made before the close vitals gains their columns at open (old rows NULL), and stores and reads them', async () => {
+    const first = await openStore(ch.spec('before_vitals'));
+    await first.store([rowsOf(collected(transitionsMsg('web-1', 1, refused(1n, 5_000_000_000n))), Date.now())]);
+    await first.close();
+    // as a collector made it before: without the added columns (ClickHouse's own HTTP interface)
+    for (const { table, column } of addedColumns()) {
+      const r = await fetch(ch.url, { method: 'POST', body: `ALTER TABLE before_vitals.${table} DROP COLUMN ${column.name}` });
+      expect(r.ok, await r.text()).toBe(true);
+    }
+    const s = await openStore(ch.spec('before_vitals'));
+    const [connect, close] = refused(2n, 6_000_000_000n);
+    const reset = event({ ...close!, vitals: { srttUs: 43, totalRetrans: 2, bytesAcked: 10_485_762, bytesReceived: 123_458 }, resetBy: 'received' });
+    expect((await s.store([rowsOf(collected(transitionsMsg('web-1', 2, [connect!, reset])), Date.now())])).size).toBe(1);
+    const got = await s.sql("SELECT seq, new_state, srtt_us, total_retrans, bytes_acked, bytes_received, reset_by FROM events WHERE new_state = 'CLOSE' ORDER BY seq");
+    expect(got.rows).toEqual([
+      [1n, 'CLOSE', null, null, null, null, null],
+      [2n, 'CLOSE', 43, 2, 10_485_762n, 123_458n, 'received'],
+    ]);
+    await s.close();
   });
 
   it('refuses a batch while the server is down, and stores it when the server is back', async () => {

@@ -5,6 +5,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { classify, type CollectedMessage } from '../../src/collect/messages.js';
 import { rowsOf } from '../../src/collect/rows.js';
 import { openStore } from '../../src/collect/open-store.js';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { addedColumns } from '../../src/collect/schema.js';
+import { duckDbSchema } from '../../src/collect/store-duckdb.js';
+import { event } from '../helpers/events.js';
 import { refused, summaryMsg, transitionsMsg } from './collect-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tcpdwell-duckdb-'));
@@ -33,6 +37,29 @@ describe('the DuckDB store', () => {
     const s2 = await openStore(path);
     expect((await s2.store(batch)).size).toBe(0);
     await s2.close();
+  });
+
+  it('a store made before the close vitals gains their columns at open (old rows NULL), and stores and reads them', async () => {
+    const path = join(dir, 'before-vitals.duckdb');
+    // A store as the collector made it before: the tables without the added columns.
+    const old = await DuckDBInstance.create(path);
+    const conn = await old.connect();
+    for (const ddl of duckDbSchema().filter((d) => d.startsWith('CREATE'))) await conn.run(ddl);
+    for (const { table, column } of addedColumns()) await conn.run(`ALTER TABLE ${table} DROP COLUMN ${column.name}`);
+    await conn.run(`INSERT INTO holes VALUES ('h', 'b', 1, 1, 2, 0, 0, 'i')`);
+    conn.closeSync();
+    old.closeSync();
+
+    const s = await openStore(path);
+    const [connect, close] = refused(1n, 5_000_000_000n);
+    const reset = event({ ...close!, vitals: { srttUs: 43, totalRetrans: 2, bytesAcked: 10_485_762, bytesReceived: 123_458 }, resetBy: 'received' });
+    expect((await s.store([rowsOf(collected(transitionsMsg('web-1', 1, [connect!, reset])), 1000)])).size).toBe(1);
+    const got = await s.sql('SELECT type, new_state, srtt_us, total_retrans, bytes_acked, bytes_received, reset_by FROM events ORDER BY ts_ns');
+    expect(got.rows).toEqual([
+      ['transition', 'SYN_SENT', null, null, null, null, null],
+      ['transition', 'CLOSE', 43, 2, 10_485_762n, 123_458n, 'received'],
+    ]);
+    await s.close();
   });
 
   it('a batch that fails stores nothing of it, and the store goes on', async () => {

@@ -147,13 +147,22 @@ describe('DwellColumns: the same DwellBatch bytes as protobufjs', () => {
       nextState: fc.option(fc.constantFrom('CLOSE', 'TIME_WAIT', 'LAST_ACK'), { nil: null }),
       timewaitEnd: fc.constantFrom('expired' as const, 'killed' as const, null),
       error: fc.option(fc.constantFrom('ECONNREFUSED', 'ETIMEDOUT', 'ECONNRESET'), { nil: null }),
+      // a close's row: its vital signs (bytes up to 2^53) and who reset it
+      vitals: fc.option(
+        fc.record({ srttUs: fc.nat({ max: 2 ** 32 - 1 }), totalRetrans: fc.nat({ max: 2 ** 32 - 1 }), bytesAcked: fc.maxSafeNat(), bytesReceived: fc.maxSafeNat() }),
+        { nil: null },
+      ),
+      resetBy: fc.constantFrom('sent' as const, 'received' as const, null),
     });
     fc.assert(
       fc.property(fc.array(record, { minLength: 1, maxLength: 20 }), (rs) => {
-        const records: DwellRecord[] = rs.map(({ v4, v6, ...r }) => ({ ...r, saddr: r.family === 'inet' ? v4 : v6, daddr: r.family === 'inet' ? v4 : v6 }));
+        const records: DwellRecord[] = rs.map(({ v4, v6, ...r }) => ({ ...r, resetBy: r.vitals ? r.resetBy : null, saddr: r.family === 'inet' ? v4 : v6, daddr: r.family === 'inet' ? v4 : v6 }));
         const cols = new DwellColumns();
         for (const r of records) cols.push(r);
-        expect(Buffer.from(cols.encode(header)).toString('hex')).toBe(Buffer.from(encodeDwell(records, header)).toString('hex'));
+        const fast = cols.encode(header);
+        expect(Buffer.from(fast).toString('hex')).toBe(Buffer.from(encodeDwell(records, header)).toString('hex'));
+        // and the closes' vital signs come back where they were
+        expect(decodeDwell(fast).records.map((r) => [r.vitals, r.resetBy])).toEqual(records.map((r) => [r.vitals, r.resetBy]));
       }),
       RUNS,
     );

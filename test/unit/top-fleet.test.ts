@@ -32,8 +32,10 @@ describe('top --nats: the fleet from its messages', () => {
     m.ingest('tcpdwell.v1.web-2.summary', summary('web-2', 1, { ESTABLISHED: 2, TIME_WAIT: 7 }), 5000);
     const alert: Alert = { detector: 'close_wait_leak', key: 'close_wait_leak/4026531840/77', netns: 4026531840, summary: 'nginx (pid 77) holds 1 socket in CLOSE_WAIT', explanation: 'x', value: 1, threshold: 1, sinceNs: 999_000_000_000n, atNs: 1_000_000_000_000n, ownerPid: 77, ownerComm: 'nginx', labels: {} };
     m.ingest('tcpdwell.v1.web-1.alerts', encodeAlert(header('web-1', 2), alert, 'firing'), 5000);
-    const failed: DwellRecord = { cookie: 1n, netns: 1, cgroupId: 0n, family: 'inet', saddr: '10.0.0.1', sport: 1, daddr: '10.0.0.2', dport: 5432, ownerPid: 3, ownerComm: 'app', state: 'SYN_SENT', timewait: false, dwellNs: 1n, enteredNs: 0n, leftNs: 1n, precision: 'exact', nextState: 'CLOSE', timewaitEnd: null, error: 'ETIMEDOUT' };
-    m.ingest('tcpdwell.v1.web-2.dwell', encodeDwell([failed], header('web-2', 2)), 5000);
+    const failed: DwellRecord = { cookie: 1n, netns: 1, cgroupId: 0n, family: 'inet', saddr: '10.0.0.1', sport: 1, daddr: '10.0.0.2', dport: 5432, ownerPid: 3, ownerComm: 'app', state: 'SYN_SENT', timewait: false, dwellNs: 1n, enteredNs: 0n, leftNs: 1n, precision: 'exact', nextState: 'CLOSE', timewaitEnd: null, error: 'ETIMEDOUT', vitals: { srttUs: 0, totalRetrans: 6, bytesAcked: 0, bytesReceived: 0 }, resetBy: null };
+    // a connection reset by its peer after 3 retransmits, on a 12 ms path
+    const reset: DwellRecord = { ...failed, cookie: 2n, sport: 2, state: 'ESTABLISHED', error: 'ECONNRESET', vitals: { srttUs: 12_000, totalRetrans: 3, bytesAcked: 10_485_762, bytesReceived: 1_300 }, resetBy: 'received' };
+    m.ingest('tcpdwell.v1.web-2.dwell', encodeDwell([failed, reset], header('web-2', 2)), 5000);
     m.ingest('tcpdwell.v1.web-2.summary', new Uint8Array([0xff, 0xff, 0xff]), 5000);
 
     const data = m.tick(6000);
@@ -48,6 +50,11 @@ describe('top --nats: the fleet from its messages', () => {
     expect(lines.find((l) => l.includes('web-1') && l.includes('CLOSE_WAIT') && l.includes('nginx/77'))).toMatch(/≥2\.08min\s+\[::1\]:443\s+\[::1\]:50000/);
     expect(lines.find((l) => l.startsWith('FIRING'))).toMatch(/→ tcpdwell explain CLOSE_WAIT$/);
     expect(lines.find((l) => l.startsWith('DROPS'))).toMatch(/ring full 4 · .* spool dropped 2/);
+    // the closes from the dwell batch, through the wire: totals, then the worst first
+    expect(lines).toContain('CLOSES (since start): 2 · reset 1 received, 0 sent before close · 9 segments retransmitted by 2');
+    const worst = lines.filter((l) => l.startsWith('web-2') && l.includes('->CLOSE'));
+    expect(worst[0]).toMatch(/^web-2\s+rtx 6\s+rtt -\s+10\.0\.0\.1:1\s+10\.0\.0\.2:5432\s+app\/3\s+SYN_SENT->CLOSE\s+↑0B ↓0B$/);
+    expect(worst[1]).toMatch(/^web-2\s+rtx 3\s+rtt 12\.0ms\s+10\.0\.0\.1:2\s+10\.0\.0\.2:5432\s+app\/3\s+ESTABLISHED->CLOSE\s+↑10\.0MB ↓1\.27KB RST received$/);
     // one host picked with tab
     const one = render(data, initialView({ host: 'web-2' }), { cols: 200, rows: 60, nowMs: 6000, intervalS: 1, unicode: false, interactive: true }).map((l) => l.text);
     expect(one.find((l) => l.startsWith('TIME_WAIT'))).toMatch(/^TIME_WAIT\s+TIME-WAIT\s+7\s/);

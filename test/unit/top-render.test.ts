@@ -115,7 +115,7 @@ describe('top: the frame', () => {
     const rec = (error: string, dport: number): DwellRecord => ({
       cookie: 1n, netns: NS, cgroupId: 0n, family: 'inet', saddr: '10.0.0.1', sport: 5000, daddr: '10.0.0.9', dport,
       ownerPid: 9, ownerComm: 'curl', state: 'SYN_SENT', timewait: false, dwellNs: 1000n, enteredNs: 0n, leftNs: 1000n,
-      precision: 'exact', nextState: 'CLOSE', timewaitEnd: null, error,
+      precision: 'exact', nextState: 'CLOSE', timewaitEnd: null, error, vitals: null, resetBy: null,
     });
     for (let i = 0; i < 3; i++) failures.add('web-1', rec('ECONNREFUSED', 81), 999_000);
     failures.add('web-1', rec('ETIMEDOUT', 82), 999_500);

@@ -271,6 +271,17 @@ describe('Tracker.ingestRecord: the object path, without the objects', () => {
       flip: fc.boolean(),
       gap: fc.boolean(),
       actor: fc.boolean(),
+      // a close's vital signs (bytes past 2^53 too: the object path) and the RSTs before it
+      vitals: fc.option(
+        fc.record({
+          srttUs: fc.constantFrom(0, 1, 43, 2 ** 32 - 1),
+          totalRetrans: fc.constantFrom(0, 3, 2 ** 31),
+          bytesAcked: fc.constantFrom(0, 1, 10_485_762, 2 ** 40, 2 ** 60),
+          bytesReceived: fc.constantFrom(0, 123_458, 2 ** 53 - 1),
+        }),
+        { nil: null },
+      ),
+      resetBy: fc.constantFrom(null, null, 'sent' as const, 'received' as const),
     });
     fc.assert(
       fc.property(fc.array(step, { minLength: 1, maxLength: 60 }), (steps) => {
@@ -303,7 +314,10 @@ describe('Tracker.ingestRecord: the object path, without the objects', () => {
             flip: s.flip,
             gap: s.gap,
             actorIsOwner: s.actor,
+            resetBy: s.resetBy,
           };
+          // only a connection's close carries vital signs
+          if (spec.type === 'transition' && spec.newState === 'CLOSE' && spec.oldState !== 'LISTEN') spec.vitals = s.vitals;
           const rec = eventRecord(spec);
           const e = decodeEvent(rec, 0);
           if (!e) continue;
