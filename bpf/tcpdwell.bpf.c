@@ -223,25 +223,12 @@ static __always_inline void emit(const struct tcpdwell_event *ev)
 		c->events++;
 }
 
+static __always_inline bool wanted_socket(const struct tcpdwell_config *cfg, __u16 family, __u32 netns, __u16 sport, __u16 dport);
+
 /* True when the agent's filters let this event through. */
 static __always_inline bool wanted(const struct tcpdwell_event *ev)
 {
-	const struct tcpdwell_config *cfg = get_config();
-	if (!cfg)
-		return true;
-	if (cfg->family && cfg->family != ev->family)
-		goto out;
-	if (cfg->filter_netns && !bpf_map_lookup_elem(&netns_filter, &ev->netns))
-		goto out;
-	if (cfg->filter_ports && !bpf_map_lookup_elem(&port_filter, &ev->sport) &&
-	    !bpf_map_lookup_elem(&port_filter, &ev->dport))
-		goto out;
-	return true;
-out:;
-	struct tcpdwell_counters *c = get_counters();
-	if (c)
-		c->filtered++;
-	return false;
+	return wanted_socket(get_config(), ev->family, ev->netns, ev->sport, ev->dport);
 }
 
 /* Family, remote port, addresses and netns of any socket-like object (full, request or

@@ -8,7 +8,8 @@ import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, TwR
 import type { DecodeStats, EventKind, ResetBy, TcpEvent } from './event.js';
 import { AF_INET, AF_INET6, errnoName, formatAddress, stateName } from './names.js';
 
-const KIND: Record<number, EventKind | undefined> = {
+/** Record type → event kind: the one table (view.ts reads records through it too). */
+export const KIND: Record<number, EventKind | undefined> = {
   [EventType.TRANSITION]: 'transition',
   [EventType.TIMEWAIT_START]: 'timewait_start',
   [EventType.TIMEWAIT_END]: 'timewait_end',

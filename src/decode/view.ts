@@ -15,7 +15,7 @@
 import { EVENT_FIELDS as F, EVENT_SIZE, EventFlags, EventType, RstDirection, TwReason } from '../kernel/abi.js';
 import type { DecodeStats, EventKind, ResetBy, TcpEvent, Vitals } from './event.js';
 import { AF_INET, AF_INET6, errnoName, stateName } from './names.js';
-import { address, comm, resetBy, RING_HEADER_BYTES, TCP_CLOSE, TCP_LISTEN } from './records.js';
+import { address, comm, KIND, resetBy, RING_HEADER_BYTES, TCP_CLOSE, TCP_LISTEN } from './records.js';
 
 type FieldName = keyof typeof F;
 
@@ -222,14 +222,6 @@ export function forEachRingRecord(batch: Buffer, view: RecordView, stats: Decode
   }
 }
 
-const KIND: Record<number, EventKind | undefined> = {
-  [EventType.TRANSITION]: 'transition',
-  [EventType.TIMEWAIT_START]: 'timewait_start',
-  [EventType.TIMEWAIT_END]: 'timewait_end',
-  [EventType.SNAPSHOT]: 'snapshot',
-  [EventType.RESET]: 'reset',
-  [EventType.ACCEPT]: 'accept',
-};
 
 const big = (lo: number, hi: number): bigint => (hi < HI53 ? BigInt(hi * TWO32 + lo) : (BigInt(hi) << 32n) | BigInt(lo));
 
