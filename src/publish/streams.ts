@@ -33,6 +33,34 @@ export class StreamMissingError extends EnvironmentError {
   }
 }
 
+/**
+ * A cluster still forming (its nodes just started, routes not yet up, no meta leader) answers a
+ * replicated stream's creation with this for a few seconds: seen when collectors start together
+ * with a 3-node cluster (exactly-once test, once in a CI run).
+ */
+const CLUSTER_FORMING = /no suitable peers for placement|insufficient resources|temporarily unavailable/i;
+const CLUSTER_FORMING_WAIT_MS = 30_000;
+
+/** streams.add, retried while the cluster forms; after CLUSTER_FORMING_WAIT_MS, one clear error. */
+async function addWhileFormed(jsm: JetStreamManager, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
+  const deadline = Date.now() + CLUSTER_FORMING_WAIT_MS;
+  for (;;) {
+    try {
+      await jsm.streams.add(config);
+      return;
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (!CLUSTER_FORMING.test(msg)) throw e;
+      if (Date.now() > deadline) {
+        throw new EnvironmentError(
+          `JetStream could not place stream ${config.name} with ${config.num_replicas} replicas for ${CLUSTER_FORMING_WAIT_MS / 1000} s (${msg}): start at least that many JetStream servers in the cluster, or lower --replicas`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
 /** Makes sure the stream exists and captures tcpdwell.v1.>; true when this call created it. */
 export async function ensureAgentStream(jsm: JetStreamManager, o: AgentStreamOptions): Promise<boolean> {
   let subjects: string[] | undefined;
@@ -42,7 +70,7 @@ export async function ensureAgentStream(jsm: JetStreamManager, o: AgentStreamOpt
     if (!/not found/i.test((err as Error).message)) throw err;
     if (o.create === false) throw new StreamMissingError(o.name);
     try {
-      await jsm.streams.add({
+      await addWhileFormed(jsm, {
         name: o.name,
         subjects: [STREAM_SUBJECTS],
         num_replicas: o.replicas ?? 1,
